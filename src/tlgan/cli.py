@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from .errors import TlganError
+from .methods import METHODS, UNSUPERVISED
 
 AXES_HELP = "axis set file (.safetensors); default: the shipped knob set of the default generator"
 
@@ -68,13 +69,16 @@ def cli() -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N")
 @click.option("--batch-size", type=int, default=256, show_default=True)
-@click.option("--method", default="tlgan", show_default=True, help="fitting method (see tlgan fit --help)")
+@click.option("--method", type=click.Choice(METHODS), default="tlgan", show_default=True,
+              help="fitting method (see tlgan fit --help; sefa and pca run tlgan discover, without sampling)")
 @click.option("--ridge", type=float, default=None, help="ridge penalty for --method ridge")
+@click.option("--percent", type=float, default=None, help="svm: top/bottom percentage of each feature [default: 2]")
+@click.option("--C", "c", type=float, default=None, help="svm/logistic: inverse regularisation strength [default: 1]")
 @click.option("--samples", "samples_dir", type=click.Path(file_okay=False), default=None,
               help="folder for the labelled samples (resumable) [default: OUT.samples]")
 @click.option("--out", type=click.Path(dir_okay=False), default="axes.safetensors", show_default=True)
 def build(generator: str, extractor: str | None, n: int, seed: int, device: str, batch_size: int, method: str,
-          ridge: float | None, samples_dir: str | None, out: str) -> None:
+          ridge: float | None, percent: float | None, c: float | None, samples_dir: str | None, out: str) -> None:
     """Sample N latents, render and label them, and fit one axis per feature.
 
     Interrupt with Ctrl-C at any time: rerunning the same command resumes.
@@ -87,18 +91,24 @@ def build(generator: str, extractor: str | None, n: int, seed: int, device: str,
     set_cpu_threads()
     if n <= 0:
         raise TlganError(f"--n must be positive, got {n}")
+    if method in UNSUPERVISED:
+        from .cli_eval import run_discover
+
+        run_discover(method, 10, generator, extractor, n, seed, None, 64, device, out)
+        return
     gen = load_generator(generator, device)
     ext = load_extractor(extractor or DEFAULT_EXTRACTORS, device)
     samples = Path(samples_dir) if samples_dir else Path(out).with_suffix(".samples")
     click.echo(f"{gen.identity} + {ext.name}: {n:,} samples into {samples}", err=True)
     run_samples(gen, ext, n, seed, samples, batch_size=batch_size)
-    _fit_and_save(str(samples), method, ridge, out)
+    _fit_and_save(str(samples), method, ridge, out, percent, c)
 
 
-def _fit_and_save(samples: str, method: str, ridge: float | None, out: str) -> None:
+def _fit_and_save(samples: str, method: str, ridge: float | None, out: str, percent: float | None = None,
+                  c: float | None = None) -> None:
     from .fit import fit_axes
 
-    axis_set = fit_axes(samples, method=method, ridge=ridge)
+    axis_set = fit_axes(samples, method=method, ridge=ridge, percent=percent, c=c)
     axis_set.save(out)
     click.echo(f"wrote {len(axis_set)} axes to {out}", err=True)
     click.echo(_format_info(axis_set))
@@ -106,12 +116,18 @@ def _fit_and_save(samples: str, method: str, ridge: float | None, out: str) -> N
 
 @cli.command()
 @click.argument("samples", type=click.Path(file_okay=False))
-@click.option("--method", default="tlgan", show_default=True, help="tlgan (least squares in link space) or ridge")
+@click.option("--method", type=click.Choice(METHODS), default="tlgan", show_default=True,
+              help="tlgan (least squares in link space), ridge, svm (InterFaceGAN) or logistic; see docs/methods.md")
 @click.option("--ridge", type=float, default=None, help="ridge penalty for --method ridge")
+@click.option("--percent", type=float, default=None, help="svm: top/bottom percentage of each feature [default: 2]")
+@click.option("--C", "c", type=float, default=None, help="svm/logistic: inverse regularisation strength [default: 1]")
 @click.option("--out", type=click.Path(dir_okay=False), default="axes.safetensors", show_default=True)
-def fit(samples: str, method: str, ridge: float | None, out: str) -> None:
-    """Fit axes from an existing sample folder (made by tlgan build)."""
-    _fit_and_save(samples, method, ridge, out)
+def fit(samples: str, method: str, ridge: float | None, percent: float | None, c: float | None, out: str) -> None:
+    """Fit axes from an existing sample folder (made by tlgan build).
+
+    Unsupervised axes (sefa, pca) need the generator instead: see tlgan discover.
+    """
+    _fit_and_save(samples, method, ridge, out, percent, c)
 
 
 def _format_info(axis_set: Any) -> str:
@@ -225,6 +241,12 @@ def strip(axis: str, axes: str | None, generator: str | None, seed: int, locks: 
         images.append(editor.render())
     save_image(grid(images, size=size), out)
     click.echo(f"wrote {out}", err=True)
+
+
+from .cli_eval import COMMANDS as _EVAL_COMMANDS  # noqa: E402  (evaluate, discover, rename, teach)
+
+for _command in _EVAL_COMMANDS:
+    cli.add_command(_command)
 
 
 def main() -> None:

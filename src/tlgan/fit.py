@@ -1,6 +1,7 @@
-"""Fitting feature axes from labelled samples: TL-GAN's least squares and ridge, streamed.
+"""Fitting feature axes from labelled samples: TL-GAN's least squares and ridge, streamed; SVM and logistic.
 
-``fit_axes`` turns a sample folder (see pipeline.py) into an AxisSet. Samples
+``fit_axes`` turns a sample folder (see pipeline.py) into an AxisSet; the
+classifier methods live in ``tlgan.methods`` and are dispatched to from here. Samples
 whose index i satisfies i % k == k − 1 (k = round(1 / val_fraction)) are held
 out for R², so the split never depends on batch or shard size.
 """
@@ -84,10 +85,20 @@ def fit_axes(
     val_fraction: float = 0.1,
     n: int | None = None,
     features: Sequence[str] | None = None,
+    percent: float | None = None,
+    c: float | None = None,
 ) -> AxisSet:
-    """Fit one axis per feature from a sample folder; ``features`` picks a subset (default all)."""
-    if method not in LINEAR_METHODS:
-        raise TlganError(f"unknown method '{method}'; available: {', '.join(LINEAR_METHODS)}")
+    """Fit one axis per feature from a sample folder; ``features`` picks a subset (default all).
+
+    method: tlgan, ridge (``ridge`` penalty), svm (top/bottom ``percent``%,
+    penalty ``c``) or logistic (penalty ``c``); see tlgan.methods.
+    """
+    from .methods import CLASSIFIERS, UNSUPERVISED, check_method
+
+    check_method(method)
+    if method in UNSUPERVISED:
+        raise TlganError(f"method '{method}' finds directions from the generator, not from samples: "
+                         f"use `tlgan discover --method {method}` (or `tlgan build --method {method}`)")
     manifest = read_manifest(samples)
     all_features = manifest.feature_list
     names = [f.name for f in all_features]
@@ -96,11 +107,13 @@ def fit_axes(
         if name not in names:
             raise TlganError(f"unknown feature '{name}'; valid names: {', '.join(names)}")
     cols = [names.index(c) for c in chosen]
+    picked = [all_features[c] for c in cols]
+    if method in CLASSIFIERS:
+        return _fit_classifier(samples, method, picked, cols, n, val_fraction, percent, c)
     lam = LINEAR_METHODS[method]
     lam = (DEFAULT_RIDGE if ridge is None else ridge) if lam is None else lam
     t0 = time.perf_counter()
     batches = ((s, z, y[:, cols]) for s, z, y in iter_shards(samples, n))
-    picked = [all_features[c] for c in cols]
     out = fit_linear(batches, picked, manifest.latent_dim, ridge=lam, val_fraction=val_fraction)
     used = n or manifest.n
     return AxisSet(
@@ -113,3 +126,16 @@ def fit_axes(
         weights=out["weights"].float(), intercepts=out["intercepts"].float(),
         feature_mean=out["feature_mean"].float(), feature_std=out["feature_std"].float(),
     )
+
+
+def _fit_classifier(samples: str | Path, method: str, picked: Sequence[Feature], cols: Sequence[int], n: int | None,
+                    val_fraction: float, percent: float | None, c: float | None) -> AxisSet:
+    from .methods import logistic, svm
+
+    if c is not None and not c > 0:
+        raise TlganError(f"C must be positive, got {c}")
+    if method == "svm":
+        return svm.fit_svm(samples, picked, cols, n, percent=svm.DEFAULT_PERCENT if percent is None else percent,
+                           c=svm.DEFAULT_C if c is None else c, val_fraction=val_fraction)
+    return logistic.fit_logistic(samples, picked, cols, n, c=logistic.DEFAULT_C if c is None else c,
+                                 val_fraction=val_fraction)
