@@ -44,8 +44,7 @@ def heatmap_png(values: torch.Tensor, rows: Sequence[str], columns: Sequence[str
     vmax = limit or (float(np.percentile(finite, 99)) if finite.size else 1.0) or 1.0
     r, c = data.shape
     fig, ax = plt.subplots(figsize=(max(4.0, 0.42 * c + 2.5), max(3.0, 0.36 * r + 1.6)), dpi=110)
-    cmap = matplotlib.colormaps["RdBu_r"].copy()
-    cmap.set_bad("#cccccc")
+    cmap = matplotlib.colormaps["RdBu_r"].with_extremes(bad="#cccccc")
     im = ax.imshow(np.ma.masked_invalid(data), cmap=cmap, vmin=-vmax, vmax=vmax, aspect="auto")
     ax.set_xticks(range(c), labels=list(columns), rotation=60, ha="right", fontsize=8)
     ax.set_yticks(range(r), labels=list(rows), fontsize=8)
