@@ -74,17 +74,19 @@ def cli() -> None:
 @click.option("--ridge", type=float, default=None, help="ridge penalty for --method ridge")
 @click.option("--percent", type=float, default=None, help="svm: top/bottom percentage of each feature [default: 2]")
 @click.option("--C", "c", type=float, default=None, help="svm/logistic: inverse regularisation strength [default: 1]")
+@click.option("--shard-size", type=click.IntRange(1, 1 << 20), default=4096, show_default=True,
+              help="samples per resumable shard")
 @click.option("--samples", "samples_dir", type=click.Path(file_okay=False), default=None,
               help="folder for the labelled samples (resumable) [default: OUT.samples]")
 @click.option("--out", type=click.Path(dir_okay=False), default="axes.safetensors", show_default=True)
 def build(generator: str, extractor: str | None, n: int, seed: int, device: str, batch_size: int, method: str,
-          ridge: float | None, percent: float | None, c: float | None, samples_dir: str | None, out: str) -> None:
+          ridge: float | None, percent: float | None, c: float | None, shard_size: int, samples_dir: str | None,
+          out: str) -> None:
     """Sample N latents, render and label them, and fit one axis per feature.
 
     Interrupt with Ctrl-C at any time: rerunning the same command resumes.
     """
     from .extractors import DEFAULT_EXTRACTORS, load_extractor
-    from .fit import fit_axes
     from .generators import load_generator
     from .pipeline import run_samples, set_cpu_threads
 
@@ -100,7 +102,7 @@ def build(generator: str, extractor: str | None, n: int, seed: int, device: str,
     ext = load_extractor(extractor or DEFAULT_EXTRACTORS, device)
     samples = Path(samples_dir) if samples_dir else Path(out).with_suffix(".samples")
     click.echo(f"{gen.identity} + {ext.name}: {n:,} samples into {samples}", err=True)
-    run_samples(gen, ext, n, seed, samples, batch_size=batch_size)
+    run_samples(gen, ext, n, seed, samples, batch_size=batch_size, shard_size=shard_size)
     _fit_and_save(str(samples), method, ridge, out, percent, c)
 
 
