@@ -99,30 +99,50 @@ def read_faces(generator: Generator, extractor: Extractor, z: torch.Tensor, batc
     return torch.cat(out) if out else torch.empty(0, len(extractor.features))
 
 
-def read_sweep(
+def read_sweeps(
     generator: Generator,
     extractor: Extractor,
     z0: torch.Tensor,
-    direction: torch.Tensor,
+    moves: Sequence[tuple[torch.Tensor, float]],
     offsets: torch.Tensor,
-    gain: float = 1.0,
     base: torch.Tensor | None = None,
     batch_size: int = 256,
-) -> torch.Tensor:
-    """Readings (P, n, F) of faces z0 (n, D) moved by offsets[p] / gain along ``direction`` (D,).
+    progress: bool = False,
+) -> list[torch.Tensor]:
+    """Readings (P, n, F) per move: faces z0 (n, D) moved by offsets[p] / gain along each (direction (D,), gain).
 
     ``base`` (n, F), the readings of the unmoved faces, is reused for offset 0.
-    All moved faces of all offsets go through the models in shared batches.
+    The moved faces of every move and offset go through the models together,
+    in full batches of ``batch_size``.
     """
+    n, d = z0.shape
     moving = [p for p, t in enumerate(offsets.tolist()) if not (t == 0 and base is not None)]
-    steps = offsets[moving].to(torch.float64)[:, None, None] / gain
-    z = (z0.to(torch.float64)[None] + steps * direction.to(torch.float64)[None, None]).reshape(-1, z0.shape[1])
-    moved = read_faces(generator, extractor, z.float(), batch_size).reshape(len(moving), z0.shape[0], -1)
-    out = torch.empty(len(offsets), z0.shape[0], moved.shape[-1])
-    out[moving] = moved
-    if len(moving) < len(offsets):
-        out[[p for p in range(len(offsets)) if p not in moving]] = base.float()
-    return out
+    still = [p for p in range(len(offsets)) if p not in moving]
+    steps = offsets[moving].to(torch.float64)[:, None, None]
+    z = torch.cat([(z0.to(torch.float64)[None] + steps / gain * direction.to(torch.float64)[None, None]).reshape(-1, d)
+                   for direction, gain in moves]) if moves else torch.empty(0, d, dtype=torch.float64)
+    device = _device(generator)
+    out = []
+    with tqdm(total=z.shape[0], unit="img", desc="evaluate", disable=not progress, dynamic_ncols=True) as bar:
+        for i in range(0, z.shape[0], batch_size):
+            out.append(label(generator, extractor, z[i: i + batch_size].to(device, torch.float32)).cpu())
+            bar.update(min(batch_size, z.shape[0] - i))
+    moved = torch.cat(out).reshape(len(moves), len(moving), n, -1) if out else torch.empty(0)
+    results = []
+    for m in range(len(moves)):
+        r = torch.empty(len(offsets), n, moved.shape[-1])
+        r[moving] = moved[m]
+        if still:
+            r[still] = base.float()
+        results.append(r)
+    return results
+
+
+def read_sweep(generator: Generator, extractor: Extractor, z0: torch.Tensor, direction: torch.Tensor,
+               offsets: torch.Tensor, gain: float = 1.0, base: torch.Tensor | None = None,
+               batch_size: int = 256) -> torch.Tensor:
+    """``read_sweeps`` for one direction: readings (P, n, F)."""
+    return read_sweeps(generator, extractor, z0, [(direction, gain)], offsets, base, batch_size)[0]
 
 
 @torch.inference_mode()
@@ -317,14 +337,31 @@ def evaluate(
     can_lock = locked and sum(supervised) >= 2
     matrix = torch.full((K, len(features)), math.nan, dtype=torch.float64)
     matrix_locked = torch.full_like(matrix, math.nan) if can_lock else None
+    # every move first (free, then locked where possible), so that all renders share full batches
+    moves: list[tuple[torch.Tensor, float]] = []
+    slots: list[tuple[int, int | None]] = []  # per axis: (index of its free move, index of its locked move)
+    for k in range(K):
+        free_at = len(moves)
+        moves.append((axes64[k], 1.0))
+        locked_at = None
+        if can_lock and supervised[k]:
+            others = axes64[[i for i in range(K) if i != k and supervised[i]]]
+            try:
+                d = conditional_direction(axes64[k], others) if mode == "condition" else lock_direction(axes64[k], others)
+            except TlganError:  # the axis lies in the span of the others: nothing left to move
+                d = None
+            if d is not None:
+                locked_at = len(moves)
+                moves.append((d, float(d @ axes64[k])))
+        slots.append((free_at, locked_at))
+    readings = read_sweeps(generator, extractor, z0, moves, offsets, y0, batch_size, progress)
+
     results: list[dict[str, Any]] = []
     strips: dict[str, list[list[torch.Tensor]]] = {}
-    bar = tqdm(total=K * (2 if can_lock else 1), unit="axis", desc="evaluate", disable=not progress, dynamic_ncols=True)
     for k, name in enumerate(axis_set.names):
         tgt = features.index(targets[k]) if targets[k] is not None else None
-        free = _sweep_stats(read_sweep(generator, extractor, z0, axes64[k], offsets, 1.0, y0, batch_size),
-                            offsets, spread, tgt, face)
-        bar.update()
+        free_at, locked_at = slots[k]
+        free = _sweep_stats(readings[free_at], offsets, spread, tgt, face)
         matrix[k] = free["effects"]
         metric, fresh = fresh_quality(axis_set, k, targets[k], kinds[tgt] if tgt is not None else "real",
                                       z0, y0[:, tgt] if tgt is not None else y0[:, :0])
@@ -339,31 +376,21 @@ def evaluate(
             "locked": None,
         }
         rows = [strip_images(generator, z0[:strip_faces], axes64[k], offsets)] if strip_faces else []
-        if can_lock and supervised[k]:
-            others = axes64[[i for i in range(K) if i != k and supervised[i]]]
-            try:
-                d = conditional_direction(axes64[k], others) if mode == "condition" else lock_direction(axes64[k], others)
-            except TlganError:
-                d = None
-            if d is not None:
-                gain = float(d @ axes64[k])
-                held = _sweep_stats(read_sweep(generator, extractor, z0, d, offsets, gain, y0, batch_size),
-                                    offsets, spread, tgt, face)
-                matrix_locked[k] = held["effects"]
-                entry["locked"] = {
-                    "gain": gain, "diagonal": held["diagonal"], "moves_most": _named(features, held["moves_most"]),
-                    "worst_leak": _named(features, held["worst_leak"]), "monotonicity": held["monotonicity"],
-                    "target_curve": held["curve"], "face_fraction": held["face_fraction"],
-                    "faces_kept": held["faces_kept"],
-                }
-                if strip_faces:
-                    rows.append(strip_images(generator, z0[:strip_faces], d, offsets, gain))
-        if can_lock:
-            bar.update()
+        if locked_at is not None:
+            d, gain = moves[locked_at]
+            held = _sweep_stats(readings[locked_at], offsets, spread, tgt, face)
+            matrix_locked[k] = held["effects"]
+            entry["locked"] = {
+                "gain": gain, "diagonal": held["diagonal"], "moves_most": _named(features, held["moves_most"]),
+                "worst_leak": _named(features, held["worst_leak"]), "monotonicity": held["monotonicity"],
+                "target_curve": held["curve"], "face_fraction": held["face_fraction"],
+                "faces_kept": held["faces_kept"],
+            }
+            if strip_faces:
+                rows.append(strip_images(generator, z0[:strip_faces], d, offsets, gain))
         if rows:
             strips[name] = rows
         results.append(entry)
-    bar.close()
 
     header = {
         "format": FORMAT, "version": VERSION,

@@ -33,14 +33,14 @@ def label_axes(generator: Generator, extractor: Extractor, directions: torch.Ten
     Returns (effects, labels, signs): signs (K,) are ±1 so that ``signs[:, None] * directions``
     raise their label feature; effects and labels are given for the flipped axes.
     """
-    from ..evaluate import effect_row, read_faces, read_sweep
+    from ..evaluate import effect_row, read_faces, read_sweeps
 
     z0 = sample_latents(seed, 0, n, directions.shape[1])
     y0 = read_faces(generator, extractor, z0, batch_size)
     spread = y0.to(torch.float64).std(0)
     offsets = torch.tensor(LABEL_SWEEP, dtype=torch.float64)
-    rows = torch.stack([effect_row(read_sweep(generator, extractor, z0, d, offsets, 1.0, y0, batch_size), offsets, spread)
-                        for d in directions])
+    sweeps = read_sweeps(generator, extractor, z0, [(d, 1.0) for d in directions], offsets, y0, batch_size)
+    rows = torch.stack([effect_row(r, offsets, spread) for r in sweeps])
     mag = torch.nan_to_num(rows.abs(), nan=-1.0)
     top = mag.argmax(1)
     signs = torch.sign(rows.gather(1, top[:, None])[:, 0])
