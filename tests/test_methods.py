@@ -224,3 +224,21 @@ def test_normalised_classifier_axes_are_unit(planted_samples):
         axes = fit_axes(folder, method=method, features=["lin", "prob"])
         assert torch.allclose(axes.axes.double().norm(dim=1), torch.ones(2, dtype=torch.float64), atol=1e-6)
         assert torch.allclose(normalize_rows(axes.weights.T.double()), axes.axes.double(), atol=1e-6)
+
+
+def test_discover_and_build_cli_with_sefa(tmp_path):
+    from tlgan.cli import cli
+
+    out = tmp_path / "sefa.safetensors"
+    result = CliRunner().invoke(cli, ["discover", "--method", "sefa", "-k", "3", "--extractor", "none",
+                                      "--device", "cpu", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    axes = load_axes(out)
+    assert axes.names == ["sefa_0", "sefa_1", "sefa_2"] and axes.generator.startswith("digiface:")
+    eig = [axes.quality[n]["eigenvalue"] for n in axes.names]
+    assert eig == sorted(eig, reverse=True)
+    out2 = tmp_path / "b.safetensors"
+    result = CliRunner().invoke(cli, ["build", "--method", "sefa", "--extractor", "none", "--device", "cpu",
+                                      "--out", str(out2)])
+    assert result.exit_code == 0, result.output
+    assert torch.allclose(load_axes(out2).axes[:3], axes.axes) and not (tmp_path / "b.samples").exists()
