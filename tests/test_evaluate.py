@@ -11,7 +11,7 @@ from linear_models import LinearFeatures
 from planted import PlantedExtractor, PlantedGenerator
 from tlgan.axes import gram_schmidt, lock_direction
 from tlgan.errors import TlganError
-from tlgan.evaluate import DEFAULT_SEED, effect_row, evaluate, monotonicity
+from tlgan.evaluate import DEFAULT_SEED, average_ranks, effect_row, evaluate, monotonicity
 from tlgan.latents import sample_latents
 from tlgan.report import write_report
 from tlgan.store import AxisSet
@@ -141,6 +141,7 @@ def test_slope_and_monotonicity_helpers():
     assert monotonicity(readings[:, :, 1], offsets) == pytest.approx(-1.0)
     assert monotonicity(torch.tensor([[0.0], [1.0], [0.5], [2.0]]), offsets) == pytest.approx(0.8)
     assert monotonicity(torch.ones(4, 3), offsets) == 0.0
+    assert average_ranks(torch.tensor([[1.0], [2.0], [2.0], [0.5]]))[:, 0].tolist() == [2.0, 3.5, 3.5, 1.0]
 
 
 def test_evaluate_cli(tmp_path, monkeypatch):

@@ -61,15 +61,20 @@ def effect_row(readings: torch.Tensor, offsets: torch.Tensor, spread: torch.Tens
     return torch.where(spread > 1e-12, slope / spread.clamp_min(1e-12), torch.full_like(slope, math.nan))
 
 
+def average_ranks(values: torch.Tensor) -> torch.Tensor:
+    """Ranks (P, n) from 1 of each column of (P, n), ties given their average rank (as Spearman's ρ needs)."""
+    below = (values[None, :, :] < values[:, None, :]).sum(1)
+    equal = (values[None, :, :] == values[:, None, :]).sum(1)
+    return below.to(torch.float64) + (equal.to(torch.float64) + 1) / 2
+
+
 def monotonicity(curves: torch.Tensor, offsets: torch.Tensor) -> float:
     """Mean over faces of the Spearman correlation between offset and reading, for curves (P, n); 1 = always rising.
 
     A face whose reading does not change at all counts as 0.
     """
-    from scipy.stats import rankdata
-
-    ranks = torch.from_numpy(rankdata(curves.to(torch.float64).numpy(), axis=0))
-    t = torch.from_numpy(rankdata(offsets.to(torch.float64).numpy()))
+    ranks = average_ranks(curves.to(torch.float64))
+    t = average_ranks(offsets.to(torch.float64)[:, None])[:, 0]
     rc, tc = ranks - ranks.mean(0), (t - t.mean())[:, None]
     denom = (rc.pow(2).sum(0) * tc.pow(2).sum()).sqrt()
     rho = torch.where(denom > 1e-12, (rc * tc).sum(0) / denom.clamp_min(1e-12), torch.zeros_like(denom))
