@@ -14,7 +14,7 @@ from .errors import TlganError
 
 
 @click.command()
-@click.argument("axes", type=click.Path(dir_okay=False))
+@click.argument("axes", required=False, type=click.Path(dir_okay=False))
 @click.option("--n", "n", type=int, default=500, show_default=True, help="fresh faces to move along every axis")
 @click.option("--seed", type=int, default=None,
               help="evaluation seed (must differ from the fit's) [default: 424242]")
@@ -30,11 +30,11 @@ from .errors import TlganError
 @click.option("--extractor", default=None, help="extractors to re-score with [default: the ones the axes name]")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--batch-size", type=click.IntRange(1, 1 << 16), default=256, show_default=True)
-def evaluate(axes: str, n: int, seed: int | None, span: float, steps: int, no_locked: bool, json_out: str | None,
+def evaluate(axes: str | None, n: int, seed: int | None, span: float, steps: int, no_locked: bool, json_out: str | None,
              report_dir: str | None, generator: str | None, extractor: str | None, device: str,
              batch_size: int) -> None:
-    """Measure every axis of AXES on fresh faces: fit quality, re-scoring matrix (free and locked), monotonicity,
-    faces kept, cosine similarity.
+    """Measure every axis of AXES (default: the shipped set) on fresh faces: fit quality, re-scoring matrix (free
+    and locked), monotonicity, faces kept, cosine similarity.
 
     \b
     Example:
