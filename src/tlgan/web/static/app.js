@@ -233,7 +233,7 @@ async function fetchReadings() {
 
 function fmtReading(r) {
   if (r.value === null) return "–";
-  return r.kind === "probability" ? r.value.toFixed(2) : Number(r.value.toPrecision(3)).toString();
+  return Math.abs(r.value) < 10 ? r.value.toFixed(2) : r.value.toPrecision(3);
 }
 
 function showReadings(readings) {
@@ -540,7 +540,10 @@ function buildKnobs() {
     }
     container.append(more);
   }
-  if (!model.extractor) for (const r of rows.values()) r.reading.hidden = true;
+  if (!model.extractor) {
+    for (const r of rows.values()) r.reading.hidden = true;
+    document.querySelector(".legend-readings").hidden = true;
+  }
 }
 
 // ---------------------------------------------------------------- keyboard
