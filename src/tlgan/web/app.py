@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import socket
 import time
 import webbrowser
 from contextlib import asynccontextmanager
@@ -282,17 +283,40 @@ def create_app(generator: Generator, axes: AxisSet, extractor: Extractor | None,
     return app
 
 
+def bind(host: str = "127.0.0.1", port: int = 8000) -> socket.socket:
+    """A TCP socket bound to (host, port); port 0 picks a free one. TlganError when that is impossible."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as exc:
+        raise TlganError(f"cannot use host '{host}': {exc.strerror}") from None
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise TlganError(f"cannot serve on {host}:{port}: {exc.strerror}; choose another --port") from None
+    return sock
+
+
 def serve(app: FastAPI, host: str = "127.0.0.1", port: int = 8000, open_browser: bool = False) -> None:
-    """Run the app with uvicorn until Ctrl-C; optionally open it in the default browser."""
+    """Run the app with uvicorn until Ctrl-C, on 127.0.0.1 unless told otherwise; optionally open a browser."""
     import threading
 
     import uvicorn
 
-    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/"
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False))
+    sock = bind(host, port)
+    bound = sock.getsockname()[1]
+    shown_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    url = f"http://{'[' + shown_host + ']' if ':' in shown_host else shown_host}:{bound}/"
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
     if open_browser:
         threading.Timer(1.0, webbrowser.open, args=(url,)).start()
     print(f"tlgan: serving on {url} (Ctrl-C to stop)", flush=True)
-    server.run()
-    if not server.started:
-        raise TlganError(f"could not serve on {host}:{port} (address in use or not available?)")
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it handled; stopping is the normal way out
+        pass
+    finally:
+        sock.close()
+    print("tlgan: stopped", flush=True)
