@@ -235,10 +235,7 @@ def main() -> None:
     except TlganError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
-    except click.exceptions.Abort:
-        click.echo("interrupted", err=True)
-        sys.exit(130)
-    except KeyboardInterrupt:
+    except (click.exceptions.Abort, KeyboardInterrupt):  # click turns Ctrl-C into Abort
         click.echo("interrupted: finished work is kept; rerun the same command to resume", err=True)
         sys.exit(130)
     except click.ClickException as exc:
