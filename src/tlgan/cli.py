@@ -70,17 +70,18 @@ def cli() -> None:
 @click.option("--batch-size", type=int, default=256, show_default=True)
 @click.option("--method", default="tlgan", show_default=True, help="fitting method (see tlgan fit --help)")
 @click.option("--ridge", type=float, default=None, help="ridge penalty for --method ridge")
+@click.option("--shard-size", type=click.IntRange(1, 1 << 20), default=4096, show_default=True,
+              help="samples per resumable shard")
 @click.option("--samples", "samples_dir", type=click.Path(file_okay=False), default=None,
               help="folder for the labelled samples (resumable) [default: OUT.samples]")
 @click.option("--out", type=click.Path(dir_okay=False), default="axes.safetensors", show_default=True)
 def build(generator: str, extractor: str | None, n: int, seed: int, device: str, batch_size: int, method: str,
-          ridge: float | None, samples_dir: str | None, out: str) -> None:
+          ridge: float | None, shard_size: int, samples_dir: str | None, out: str) -> None:
     """Sample N latents, render and label them, and fit one axis per feature.
 
     Interrupt with Ctrl-C at any time: rerunning the same command resumes.
     """
     from .extractors import DEFAULT_EXTRACTORS, load_extractor
-    from .fit import fit_axes
     from .generators import load_generator
     from .pipeline import run_samples, set_cpu_threads
 
@@ -91,7 +92,7 @@ def build(generator: str, extractor: str | None, n: int, seed: int, device: str,
     ext = load_extractor(extractor or DEFAULT_EXTRACTORS, device)
     samples = Path(samples_dir) if samples_dir else Path(out).with_suffix(".samples")
     click.echo(f"{gen.identity} + {ext.name}: {n:,} samples into {samples}", err=True)
-    run_samples(gen, ext, n, seed, samples, batch_size=batch_size)
+    run_samples(gen, ext, n, seed, samples, batch_size=batch_size, shard_size=shard_size)
     _fit_and_save(str(samples), method, ridge, out)
 
 
@@ -234,10 +235,7 @@ def main() -> None:
     except TlganError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
-    except click.exceptions.Abort:
-        click.echo("interrupted", err=True)
-        sys.exit(130)
-    except KeyboardInterrupt:
+    except (click.exceptions.Abort, KeyboardInterrupt):  # click turns Ctrl-C into Abort
         click.echo("interrupted: finished work is kept; rerun the same command to resume", err=True)
         sys.exit(130)
     except click.ClickException as exc:
