@@ -318,6 +318,25 @@ def test_strip_and_gallery(page, server):
     assert state_from_url(page.url) == {"seed": seed, "edits": [], "locks": []}
 
 
+def test_page_runs_under_its_own_content_security_policy(browser, server):
+    context = browser.new_context()  # no bypass: the page's CSP applies
+    try:
+        page = context.new_page()
+        messages: list[str] = []
+        page.on("console", lambda m: messages.append(f"{m.type}: {m.text}") if m.type in ("error", "warning") else None)
+        page.on("pageerror", lambda exc: messages.append(str(exc)))
+        page.goto(server.url + "/#seed=2")
+        page.wait_for_selector("body[data-ready=true][data-idle=true]", state="attached", timeout=15000)
+        page.click(".knob[data-knob=happy] .plus")
+        page.click(".knob[data-knob=warmth] .strip-btn")
+        page.wait_for_selector("#strip-img[src^=blob]", state="attached")
+        page.wait_for_selector("body[data-idle=true]", state="attached")
+        assert page.locator(".knob[data-knob=happy] .value").inner_text() != ""
+        assert messages == []
+    finally:
+        context.close()
+
+
 def test_phone_width(browser, server):
     context = _context(browser, 390, 844)
     try:
