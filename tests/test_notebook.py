@@ -8,12 +8,12 @@ import pytest
 from tlgan.editor import Editor
 from tlgan.imaging import to_pil
 from tlgan.notebook import KnobPanel, knob_panel
-from webtools import KNOBS, decode, setup
+from webtools import KNOBS, decode, web_model
 
 
 @pytest.fixture
 def panel():
-    generator, axes = setup()
+    generator, axes = web_model()
     return KnobPanel(generator, axes, seed=7, size=128)
 
 
@@ -22,7 +22,7 @@ def shown(panel) -> np.ndarray:
 
 
 def test_panel_shows_the_editors_face_and_every_knob(panel):
-    generator, axes = setup()
+    generator, axes = web_model()
     assert list(panel.knobs) == [k[0] for k in KNOBS]
     assert np.array_equal(shown(panel), np.asarray(to_pil(Editor(generator, axes, 7).render(), 128)))
     for name, value in Editor(generator, axes, 7).values().items():
@@ -72,7 +72,7 @@ def test_random_face_and_reset_buttons(panel):
     panel.random_button.click()
     assert panel.editor.seed != 7 and panel.editor.edits == [] and panel.editor.locks == {"yaw"}
     assert panel.image.value != image
-    generator, axes = setup()
+    generator, axes = web_model()
     assert np.array_equal(shown(panel), np.asarray(to_pil(Editor(generator, axes, panel.editor.seed).render(), 128)))
     panel.knobs["happy"]["minus"].click()
     panel.reset_button.click()
@@ -91,7 +91,7 @@ def test_out_of_range_is_refused_and_shown(panel):
 def test_knob_panel_returns_a_displayable_widget():
     import ipywidgets
 
-    generator, axes = setup()
+    generator, axes = web_model()
     widget = knob_panel(generator=generator, axes=axes, seed=1, size=64)
     assert isinstance(widget, ipywidgets.HBox)
     image = widget.children[0].children[0]

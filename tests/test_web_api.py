@@ -18,14 +18,14 @@ from tlgan.web import create_app
 from tlgan.web.frames import png_bytes, tile_row
 from tlgan.web.renderer import BatchRenderer
 from tlgan.web.schemas import MAX_BODY_BYTES, MAX_EDITS
-from webtools import KNOBS, LiveServer, StatsExtractor, decode, setup
+from webtools import KNOBS, LiveServer, StatsExtractor, decode, web_model
 
 NAMES = [k[0] for k in KNOBS]
 
 
 @pytest.fixture(scope="module")
 def model():
-    return setup()
+    return web_model()
 
 
 @pytest.fixture(scope="module")

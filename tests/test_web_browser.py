@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from tlgan.web import create_app
-from webtools import LiveServer, StatsExtractor, decode, setup
+from webtools import LiveServer, StatsExtractor, decode, web_model
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -31,7 +31,7 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def server():
-    generator, axes = setup()
+    generator, axes = web_model()
     app = create_app(generator, axes, StatsExtractor(), default_view=SHOWN)
     with LiveServer(app) as live:
         yield live

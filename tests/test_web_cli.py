@@ -15,13 +15,13 @@ import pytest
 
 from tlgan.errors import TlganError
 from tlgan.web.cli import serve_command
-from webtools import KNOBS, setup
+from webtools import KNOBS, web_model
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
 
 def test_serve_command_serves_the_axis_set_on_loopback(tmp_path):
-    _, axes = setup()
+    _, axes = web_model()
     path = tmp_path / "axes.safetensors"
     axes.save(path)
     code = "import sys; from tlgan.web.cli import serve_command; serve_command.main(sys.argv[1:])"

@@ -94,7 +94,7 @@ class LiveServer:
 _SETUP: dict[str, object] = {}
 
 
-def setup():
+def web_model():
     """(generator, axes) shared by every web/notebook test in the session (the fit takes ~2 s)."""
     if not _SETUP:
         from tlgan.generators import load_generator
