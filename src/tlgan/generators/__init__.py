@@ -20,6 +20,7 @@ from .base import Generator, check_latent
 _LOADERS: dict[str, str] = {
     "digiface": "tlgan.generators.dcgan:load_digiface",
     "dcgan": "tlgan.generators.dcgan:load_digiface",
+    "pggan": "tlgan.generators.pggan:load_pggan",
 }
 
 
