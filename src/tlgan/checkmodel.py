@@ -168,6 +168,24 @@ def _check_extractor(report: ModelReport, spec: str, device: torch.device, batch
         report.findings.append(Finding("variation", "warn", f"constant over {batch} varied test images: {', '.join(constant)}"))
 
 
+def guess_kind(spec: str) -> Kind:
+    """'generator' or 'extractor' for ``spec``: by registry name, else by what a user model declares."""
+    from .extractors import available as extractor_names
+    from .generators import available as generator_names
+
+    name, _, arg = spec.partition(":")
+    in_gen, in_ext = name in generator_names(), name in extractor_names()
+    if in_gen != in_ext:
+        return "generator" if in_gen else "extractor"
+    if name in OPENERS:
+        meta = OPENERS[name](arg or None, torch.device("cpu")).meta
+        declares_gen = "latent_dim" in meta
+        declares_ext = "features" in meta or "feature_names" in meta
+        if declares_gen != declares_ext:
+            return "generator" if declares_gen else "extractor"
+    raise TlganError(f"cannot tell whether '{spec}' is a generator or an extractor; say --kind generator or --kind extractor")
+
+
 def check_model(spec: str, kind: Kind = "generator", device: str | torch.device | None = "cpu", batch: int = 4,
                 seed: int = 0, size: int = 128) -> ModelReport:
     """Load ``spec`` as a generator or extractor, run it on a tiny batch and report every problem found.
