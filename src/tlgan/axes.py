@@ -8,6 +8,8 @@ matters) so that it can be tested against planted truths.
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -32,11 +34,11 @@ def link(y: torch.Tensor, kinds: Sequence[str]) -> torch.Tensor:
     out = y.to(torch.float64).clone()
     for j, kind in enumerate(kinds):
         if kind == "probability":
-            p = out[..., j].clamp(torch.sigmoid(torch.tensor(-LOGIT_CLIP)).item(), torch.sigmoid(torch.tensor(LOGIT_CLIP)).item())
-            out[..., j] = torch.logit(p)
+            edge = 1 / (1 + math.exp(LOGIT_CLIP))
+            out[..., j] = torch.logit(out[..., j].clamp(edge, 1 - edge))
         elif kind == "tanh":
-            t = out[..., j].clamp(-torch.tanh(torch.tensor(TANH_CLIP)).item(), torch.tanh(torch.tensor(TANH_CLIP)).item())
-            out[..., j] = torch.atanh(t)
+            edge = math.tanh(TANH_CLIP)
+            out[..., j] = torch.atanh(out[..., j].clamp(-edge, edge))
         elif kind != "real":
             raise TlganError(f"unknown feature kind '{kind}'")
     return out

@@ -109,6 +109,12 @@ class AxisSet:
         return replace(self, names=names, quality={mapping.get(k, k): v for k, v in self.quality.items()},
                        descriptions={mapping.get(k, k): v for k, v in self.descriptions.items()})
 
+    def extractor_spec(self) -> str:
+        """Extractor names to re-read images with, from the stored identity ('emotion:ab12,imagestats:v1' -> 'emotion,imagestats')."""
+        if not self.extractor:
+            raise TlganError("this axis set does not name its extractors; pass --extractor")
+        return ",".join(part.split(":")[0] for part in self.extractor.split(","))
+
     def header(self) -> dict[str, Any]:
         return {
             "format": FORMAT, "version": VERSION, "generator": self.generator, "latent_space": self.latent_space,

@@ -84,3 +84,13 @@ def to_gray(images: torch.Tensor) -> torch.Tensor:
     """(N, 3, H, W) RGB -> (N, 1, H, W) luma with ITU-R 601 weights (what fer's model was trained on)."""
     r, g, b = images[:, 0:1], images[:, 1:2], images[:, 2:3]
     return 0.299 * r + 0.587 * g + 0.114 * b
+
+
+def check_images(images: torch.Tensor) -> None:
+    """Raise TlganError unless ``images`` is a floating-point (N, 3, H, W) tensor (values are not checked)."""
+    if not isinstance(images, torch.Tensor):
+        raise TlganError(f"images must be a torch.Tensor, got {type(images).__name__}")
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise TlganError(f"images must have shape (N, 3, H, W), got {tuple(images.shape)}")
+    if not images.is_floating_point():
+        raise TlganError(f"images must be floating point in [-1, 1], got {images.dtype}")

