@@ -1,37 +1,22 @@
 """CLI commands for legacy assets, users' models and training (thin layers over the library).
 
 Attach to the ``tlgan`` group: ``convert`` (group with ``pggan-tf1``),
-``import_axes``, ``check_model``, ``train_extractor``, ``ingest_celeba``.
+``import_axes``, ``check_model``, ``train_extractor``, ``ingest_celeba``. Commands raise
+TlganError for bad input; the group's ``main`` prints it on one line.
 """
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
-from typing import Any, Callable
 
 import click
 
 from .errors import TlganError
 
 
-def _friendly(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn TlganError into a one-line click error (exit status 1, no traceback)."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except TlganError as exc:
-            raise click.ClickException(str(exc)) from None
-
-    return wrapper
-
-
 @click.command("pggan-tf1")
 @click.argument("src", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("dst", type=click.Path(dir_okay=False, path_type=Path))
-@_friendly
 def convert_pggan(src: Path, dst: Path) -> None:
     """Convert a PG-GAN TF1 pickle (e.g. karras2018iclr-celebahq-1024x1024.pkl) to .safetensors.
 
@@ -68,7 +53,6 @@ convert.add_command(convert_pggan)
 @click.option("--notebook-names", is_flag=True,
               help="Use the original notebook's names and sign flips (No_Beard -> Beard, Pale_Skin -> Skin_Tone, Young -> Age).")
 @click.option("--device", default="cpu", show_default=True, help="Device for loading --generator.")
-@_friendly
 def import_axes(src: Path, dst: Path, generator_spec: str | None, notebook_names: bool, device: str) -> None:
     """Import a TL-GAN feature-direction pickle (feature_direction_*.pkl) as a tlgan axis set.
 
@@ -104,7 +88,6 @@ def import_axes(src: Path, dst: Path, generator_spec: str | None, notebook_names
 @click.option("--batch", default=4, show_default=True, help="Size of the test batch.")
 @click.option("--size", default=128, show_default=True, help="Side of test images for extractors that declare none.")
 @click.option("--device", default="cpu", show_default=True)
-@_friendly
 def check_model(spec: str, kind: str | None, batch: int, size: int, device: str) -> None:
     """Run a generator or extractor on a tiny batch and explain what is wrong with it.
 
@@ -151,7 +134,6 @@ def check_model(spec: str, kind: str | None, batch: int, size: int, device: str)
 @click.option("--restart", is_flag=True, help="Discard an existing checkpoint and start over.")
 @click.option("--max-steps", type=int, default=None, help="Stop after this many steps (checkpoint kept; run again to resume).")
 @click.option("--checkpoint-every", default=1000, show_default=True, help="Steps between checkpoints (also at each epoch's end).")
-@_friendly
 def train_extractor(celeba_dir: Path, out: Path, arch: str, width: int, depth: int, alpha: float, hidden: int,
                     input_size: int, epochs: int, batch_size: int, lr: float, weight_decay: float, seed: int,
                     no_flip: bool, backbone: str | None, freeze_backbone: bool, device: str, workers: int,
@@ -186,7 +168,6 @@ def train_extractor(celeba_dir: Path, out: Path, arch: str, width: int, depth: i
 @click.argument("src", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where to write the crops (default SRC/tlgan_crop).")
-@_friendly
 def ingest_celeba(src: Path, out: Path | None) -> None:
     """Check a downloaded CelebA folder and write the 128x128 crops TL-GAN trained on.
 
