@@ -64,6 +64,9 @@ def test_import_axes_bound_to_a_generator(tmp_path):
 
 
 def test_check_model_exit_codes_and_guessed_kind():
+    from tlgan.checkmodel import guess_kind
+
+    assert guess_kind("pggan:any.pkl") == "generator" and guess_kind("celeba-cnn:any.h5") == "extractor"
     good = invoke(check_model, ["entrypoint:_user_models:good_extractor"])
     assert good.exit_code == 0 and good.output.startswith("extractor ") and "result: OK" in good.output
     bad = invoke(check_model, ["entrypoint:_user_models:bad_generator_noise"])

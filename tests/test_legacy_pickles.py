@@ -188,6 +188,25 @@ def test_original_asset_folder(tmp_path):
     assert axes.params["default_knobs"] == assets.default_knobs
     assert axes.groups[axes.index("Smiling")] == "expression"
 
+    # The axes drive tlgan's Editor: setting Age (the flipped Young axis) with Male locked.
+    from tlgan.editor import Editor
+
+    editor = Editor(generator, axes, seed=3)
+    editor.lock("Male")
+    male = editor.value("Male")
+    editor.set("Age", 2.0)
+    assert abs(editor.value("Age") - 2.0) < 1e-6 and abs(editor.value("Male") - male) < 1e-6
+    assert editor.render().shape == (3, 8, 8)
+
+    # After `tlgan convert pggan-tf1`, the faster converted file is used; same weights, same identity.
+    from tlgan.generators.pggan import convert_tf1_to_safetensors
+
+    pkl = tmp_path / "asset_model" / "karras2018iclr-celebahq-1024x1024.pkl"
+    convert_tf1_to_safetensors(pkl, pkl.with_suffix(".safetensors"))
+    converted = find_original_assets(tmp_path)
+    assert converted.generator_spec == f"pggan:{pkl.with_suffix('.safetensors')}"
+    axes.check_generator(load_generator(converted.generator_spec, device="cpu"))
+
 
 def test_original_asset_folder_problems(tmp_path):
     with pytest.raises(TlganError, match="not found"):

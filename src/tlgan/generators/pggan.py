@@ -101,7 +101,8 @@ def config_from_variables(variables: Mapping[str, np.ndarray], static_kwargs: Ma
 
 
 def _pixel_norm(x: torch.Tensor, eps: float) -> torch.Tensor:
-    return x * torch.rsqrt(x.square().mean(dim=1, keepdim=True) + eps)
+    # The mean square is taken in float32: in float16 it can overflow for large pre-activations.
+    return x * torch.rsqrt(x.float().square().mean(dim=1, keepdim=True) + eps).to(x.dtype)
 
 
 def _he_scale(gain: float, fan_in: int, use_wscale: bool) -> float:
