@@ -28,8 +28,8 @@ def celeba(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def medium_celeba(tmp_path_factory):
-    root = tmp_path_factory.mktemp("celeba300")
-    make_celeba(root, count=300, splits=(200, 250))
+    root = tmp_path_factory.mktemp("celeba120")
+    make_celeba(root, count=120, splits=(80, 100))
     return root
 
 
@@ -71,19 +71,20 @@ def test_trains_to_90_percent_in_under_a_minute(celeba, tmp_path):
     assert extractor.training_record["accuracy"]["Stripes"]["test"] == result.table.rows[2].test
 
 
+@pytest.mark.slow
 def test_resumed_training_ends_with_the_same_weights(medium_celeba, tmp_path):
     celeba = medium_celeba
     config = TrainConfig(epochs=2, **{**FAST, "batch_size": 16})
-    steps_per_epoch = int(np.ceil(200 / 16))
+    steps_per_epoch = int(np.ceil(80 / 16))
     whole = train_extractor(celeba, tmp_path / "whole.safetensors", config, device="cpu", progress=False, log=_quiet)
     assert whole.finished and whole.step == 2 * steps_per_epoch
 
     out = tmp_path / "pieces.safetensors"
-    first = train_extractor(celeba, out, config, device="cpu", progress=False, max_steps=7, log=_quiet)
-    assert not first.finished and first.step == 7 and not out.exists()
+    first = train_extractor(celeba, out, config, device="cpu", progress=False, max_steps=3, log=_quiet)
+    assert not first.finished and first.step == 3 and not out.exists()
     assert (tmp_path / "pieces.safetensors.ckpt" / "state.json").is_file()
-    second = train_extractor(celeba, out, config, device="cpu", progress=False, max_steps=12, log=_quiet)
-    assert not second.finished and second.step == 19 > steps_per_epoch  # crossed into the second epoch
+    second = train_extractor(celeba, out, config, device="cpu", progress=False, max_steps=4, log=_quiet)
+    assert not second.finished and second.step == 7 > steps_per_epoch  # crossed into the second epoch
     with pytest.raises(TlganError, match="other settings .*lr"):
         train_extractor(celeba, out, TrainConfig(epochs=2, **{**FAST, "lr": 1e-3}), device="cpu", progress=False, log=_quiet)
     last = train_extractor(celeba, out, config, device="cpu", progress=False, log=_quiet)
@@ -173,6 +174,7 @@ def test_malformed_celeba_folders(small_celeba, tmp_path, damage, message):
         ingest_celeba(small_celeba, tmp_path / "ingested", progress=False)
 
 
+@pytest.mark.slow
 def test_mobilenet_from_a_keras_backbone_file(small_celeba, tmp_path):
     from _keras_files import celeba_cnn_layers, write_keras_h5
 
