@@ -11,28 +11,19 @@ activations are ReLU6.
 
 from __future__ import annotations
 
-import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..legacy.keras_h5 import KerasWeights
+from .keras_h5 import pad_same
 
 # (pointwise filters before alpha, stride) of the 13 depthwise-separable blocks.
 BLOCKS: tuple[tuple[int, int], ...] = (
     (64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2),
     (512, 1), (512, 1), (512, 1), (512, 1), (512, 1), (1024, 2), (1024, 1),
 )
-
-
-def tf_same_pad(x: torch.Tensor, kernel: int, stride: int) -> torch.Tensor:
-    """Zero-pad (N, C, H, W) as TF 'same' does for this kernel and stride (extra pixel at bottom/right)."""
-    pads = []
-    for size in (x.shape[3], x.shape[2]):  # F.pad takes the last axis first
-        total = max((math.ceil(size / stride) - 1) * stride + kernel - size, 0)
-        pads += [total // 2, total - total // 2]
-    return F.pad(x, pads)
 
 
 class _ConvBN(nn.Module):
@@ -45,7 +36,7 @@ class _ConvBN(nn.Module):
         self.bn = nn.BatchNorm2d(cout, eps=eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu6(self.bn(self.conv(tf_same_pad(x, self.kernel, self.stride))))
+        return F.relu6(self.bn(self.conv(pad_same(x, (self.kernel,) * 2, (self.stride,) * 2))))
 
 
 class MobileNetV1(nn.Module):
