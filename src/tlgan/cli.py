@@ -228,6 +228,12 @@ def strip(axis: str, axes: str | None, generator: str | None, seed: int, locks: 
     click.echo(f"wrote {out}", err=True)
 
 
+from .cli_assets import check_model, convert, import_axes, ingest_celeba, train_extractor  # noqa: E402
+
+for _command in (convert, import_axes, check_model, train_extractor, ingest_celeba):
+    cli.add_command(_command)
+
+
 def main() -> None:
     """Console entry point: run the CLI with one-line errors."""
     try:
