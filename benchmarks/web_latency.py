@@ -146,7 +146,9 @@ def main() -> None:
 
     import torch
 
-    print(f"machine: {os.cpu_count()} CPUs, torch {torch.__version__}, device {args.device}, frames {args.size} px PNG")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"machine: {os.cpu_count()} CPUs (load average {load} before the run), torch {torch.__version__}, "
+          f"device {args.device}, frames {args.size} px PNG")
     frame = one_frame_times(args.device, args.size)
     print(f"one frame, server side (replay + render + scale + PNG), {len(frame)} frames: "
           f"p50 {percentile(frame, 50):.2f} ms, p95 {percentile(frame, 95):.2f} ms")
@@ -184,6 +186,7 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(timeout=20)
+    print(f"load average after the run: {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
 

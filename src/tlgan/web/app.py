@@ -299,6 +299,18 @@ def bind(host: str = "127.0.0.1", port: int = 8000) -> socket.socket:
     return sock
 
 
+def ipaddress_is_loopback(host: str) -> bool:
+    """True for 'localhost' and loopback addresses (127.0.0.0/8, ::1)."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def serve(app: FastAPI, host: str = "127.0.0.1", port: int = 8000, open_browser: bool = False) -> None:
     """Run the app with uvicorn until Ctrl-C, on 127.0.0.1 unless told otherwise; optionally open a browser."""
     import threading
@@ -313,6 +325,8 @@ def serve(app: FastAPI, host: str = "127.0.0.1", port: int = 8000, open_browser:
     if open_browser:
         threading.Timer(1.0, webbrowser.open, args=(url,)).start()
     print(f"tlgan: serving on {url} (Ctrl-C to stop)", flush=True)
+    if not ipaddress_is_loopback(host):
+        print(f"tlgan: listening on {host}: other machines can reach this app, and it has no authentication", flush=True)
     try:
         server.run(sockets=[sock])
     except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it handled; stopping is the normal way out
