@@ -96,3 +96,12 @@ def test_knob_panel_returns_a_displayable_widget():
     assert isinstance(widget, ipywidgets.HBox)
     image = widget.children[0].children[0]
     assert isinstance(image, ipywidgets.Image) and decode(image.value).shape == (64, 64, 3)
+
+
+def test_default_panel_uses_the_shipped_knob_set():
+    from tlgan.defaults import load_default_axes
+
+    panel = KnobPanel(size=64)
+    assert sorted(panel.knobs) == sorted(load_default_axes().names)
+    panel.knobs["happy"]["plus"].click()
+    assert panel.editor.edits[-1].knob == "happy" and panel.message.value == ""

@@ -364,3 +364,27 @@ def test_png_encoder_round_trips():
         assert np.array_equal(decode(png_bytes(pixels)), pixels)
     with pytest.raises(TlganError):
         png_bytes(np.zeros((4, 4), np.uint8))
+
+
+# ---- the real default model -----------------------------------------------------------
+def test_default_model_readings_follow_the_happy_knob():
+    """The shipped knob set with the real default extractors: moving 'happy' changes what the emotion model reads."""
+    from tlgan.defaults import DEFAULT_EXTRACTORS, DEFAULT_GENERATOR, load_default_axes
+    from tlgan.extractors import load_extractor
+    from tlgan.generators import load_generator
+
+    axes = load_default_axes()
+    app = create_app(load_generator(DEFAULT_GENERATOR, "cpu"), axes, load_extractor(DEFAULT_EXTRACTORS, "cpu"))
+    with TestClient(app) as c:
+        info = c.get("/api/model").json()
+        assert [k["name"] for k in info["knobs"]] == axes.names
+        assert [f["name"] for f in info["extractor"]["features"]] == axes.names
+
+        def happy(seed, value):
+            body = {"seed": seed, "edits": [{"op": "set", "knob": "happy", "value": value, "locks": ["brightness"]}]}
+            res = c.post("/api/readings", json=body).json()
+            assert res["values"]["happy"] == pytest.approx(value, abs=1e-9)
+            return next(r["value"] for r in res["readings"] if r["name"] == "happy")
+
+        lows, highs = zip(*[(happy(seed, -3.0), happy(seed, 3.0)) for seed in range(8)])
+        assert sum(highs) / 8 > sum(lows) / 8 + 0.6
