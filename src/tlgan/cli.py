@@ -230,7 +230,9 @@ def strip(axis: str, axes: str | None, generator: str | None, seed: int, locks: 
 
 from .cli_assets import check_model, convert, import_axes, ingest_celeba, train_extractor  # noqa: E402
 
-for _command in (convert, import_axes, check_model, train_extractor, ingest_celeba):
+from .web.cli import serve_command  # noqa: E402
+
+for _command in (serve_command, convert, import_axes, check_model, train_extractor, ingest_celeba):
     cli.add_command(_command)
 
 
