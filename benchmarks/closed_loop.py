@@ -54,7 +54,6 @@ def main() -> None:
     parser.add_argument("--span", type=float, default=3.0)
     parser.add_argument("--axes", default=None)
     args = parser.parse_args()
-    torch.set_num_threads(torch.get_num_threads())
     axes = load_axes(args.axes) if args.axes else load_default_axes()
     gen = load_generator(DEFAULT_GENERATOR, "cpu")
     ext = load_extractor(axes.extractor_spec(), "cpu")

@@ -245,9 +245,12 @@ def strip(axis: str, axes: str | None, generator: str | None, seed: int, locks: 
     click.echo(f"wrote {out}", err=True)
 
 
+from .cli_assets import check_model, convert, import_axes, ingest_celeba, train_extractor  # noqa: E402
 from .cli_eval import COMMANDS as _EVAL_COMMANDS  # noqa: E402  (evaluate, discover, rename, teach)
 
-for _command in _EVAL_COMMANDS:
+from .web.cli import serve_command  # noqa: E402
+
+for _command in (serve_command, convert, import_axes, check_model, train_extractor, ingest_celeba, *_EVAL_COMMANDS):
     cli.add_command(_command)
 
 
@@ -258,10 +261,7 @@ def main() -> None:
     except TlganError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
-    except click.exceptions.Abort:
-        click.echo("interrupted", err=True)
-        sys.exit(130)
-    except KeyboardInterrupt:
+    except (click.exceptions.Abort, KeyboardInterrupt):  # click turns Ctrl-C into Abort
         click.echo("interrupted: finished work is kept; rerun the same command to resume", err=True)
         sys.exit(130)
     except click.ClickException as exc:

@@ -22,6 +22,12 @@ _LOADERS: dict[str, str | Callable[..., Extractor]] = {
     "emotion": "tlgan.extractors.emotion:load_emotion",
     "landmarks": "tlgan.extractors.landmarks:load_landmarks",
     "imagestats": "tlgan.extractors.imagestats:load_imagestats",
+    "celeba-cnn": "tlgan.extractors.celeba_cnn:load_celeba_cnn",
+    "celeba-cnn-antialias": "tlgan.extractors.celeba_cnn:load_celeba_cnn_antialias",
+    "tlgan-cnn": "tlgan.extractors.trained:load_trained_cnn",
+    "entrypoint": "tlgan.usermodels:load_entrypoint_extractor",
+    "torchscript": "tlgan.usermodels:load_torchscript_extractor",
+    "onnx": "tlgan.usermodels:load_onnx_extractor",
 }
 
 

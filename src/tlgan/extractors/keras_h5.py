@@ -40,7 +40,7 @@ def tf_same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
     return total // 2, total - total // 2
 
 
-def _pad_same(x: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int], value: float = 0.0) -> torch.Tensor:
+def pad_same(x: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int], value: float = 0.0) -> torch.Tensor:
     top, bottom = tf_same_padding(x.shape[-2], kernel[0], stride[0])
     left, right = tf_same_padding(x.shape[-1], kernel[1], stride[1])
     if top == bottom == left == right == 0:
@@ -76,7 +76,7 @@ class TFConv2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.same:
-            x = _pad_same(x, self.kernel, self.stride)
+            x = pad_same(x, self.kernel, self.stride)
         x = F.conv2d(x, self.weight, self.bias, self.stride, 0, 1, self.groups)
         return _ACTIVATIONS[self.activation](x)
 
@@ -103,7 +103,7 @@ class TFMaxPool2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.same:
-            x = _pad_same(x, self.pool, self.stride, value=float("-inf"))
+            x = pad_same(x, self.pool, self.stride, value=float("-inf"))
         return F.max_pool2d(x, self.pool, self.stride)
 
 

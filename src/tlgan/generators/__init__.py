@@ -20,6 +20,10 @@ from .base import Generator, check_latent
 _LOADERS: dict[str, str] = {
     "digiface": "tlgan.generators.dcgan:load_digiface",
     "dcgan": "tlgan.generators.dcgan:load_digiface",
+    "pggan": "tlgan.generators.pggan:load_pggan",
+    "entrypoint": "tlgan.usermodels:load_entrypoint_generator",
+    "torchscript": "tlgan.usermodels:load_torchscript_generator",
+    "onnx": "tlgan.usermodels:load_onnx_generator",
 }
 
 

@@ -1,0 +1,5 @@
+"""The web app: ``create_app(generator, axes, extractor)`` builds it, ``serve(app)`` runs it (``tlgan serve``)."""
+
+from .app import create_app, serve
+
+__all__ = ["create_app", "serve"]

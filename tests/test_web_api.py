@@ -1,0 +1,390 @@
+"""The web API: every endpoint against the library's own results, every kind of bad request, limits, concurrency."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import httpx
+import numpy as np
+import pytest
+import torch
+from fastapi.testclient import TestClient
+
+from tlgan.editor import Edit, Editor
+from tlgan.errors import TlganError
+from tlgan.imaging import to_pil
+from tlgan.web import create_app
+from tlgan.web.frames import png_bytes, tile_row
+from tlgan.web.renderer import BatchRenderer
+from tlgan.web.schemas import MAX_BODY_BYTES, MAX_EDITS
+from webtools import KNOBS, LiveServer, StatsExtractor, decode, web_model
+
+NAMES = [k[0] for k in KNOBS]
+
+
+@pytest.fixture(scope="module")
+def model():
+    return web_model()
+
+
+@pytest.fixture(scope="module")
+def client(model):
+    generator, axes = model
+    app = create_app(generator, axes, StatsExtractor(), default_view=["happy", "yaw", "brightness"],
+                     display={"title": "test faces", "labels": {"yaw": "head turn"}})
+    with TestClient(app) as c:
+        yield c
+
+
+def expected(model, seed, edits, size=512):
+    generator, axes = model
+    editor = Editor.replay(generator, axes, seed, [Edit.from_dict(e) for e in edits])
+    return editor, np.asarray(to_pil(editor.render(), size))
+
+
+EDITS = [{"op": "set", "knob": "happy", "value": 2.0, "locks": ["yaw"]},
+         {"op": "step", "knob": "brightness", "value": -0.4, "locks": ["happy", "yaw"]}]
+
+
+# ---- model info ------------------------------------------------------------------
+def test_model_info(client):
+    info = client.get("/api/model").json()
+    assert [k["name"] for k in info["knobs"]] == NAMES
+    assert info["groups"] == ["expression", "pose", "lighting and colour", "other"]
+    by_name = {k["name"]: k for k in info["knobs"]}
+    assert by_name["noise"]["weak"] and by_name["surprise"]["weak"] and not by_name["happy"]["weak"]
+    assert by_name["yaw"]["r2"] == pytest.approx(0.65) and by_name["yaw"]["label"] == "head turn"
+    assert [k["name"] for k in info["knobs"] if k["shown"]] == ["happy", "yaw", "brightness"]
+    assert by_name["happy"]["description"] == "probability of a happy expression"
+    assert info["extractor"]["name"] == "teststats"
+    assert [f["name"] for f in info["extractor"]["features"]] == ["brightness", "warmth", "contrast"]
+    assert info["title"] == "test faces" and info["step"] == 0.4 and info["slider_range"] == 4.0
+    assert info["generator"]["latent_dim"] == 100 and info["generator"]["resolution"] == 64
+
+
+# ---- render ----------------------------------------------------------------------
+def test_render_is_the_editors_image(client, model):
+    res = client.post("/api/render", json={"seed": 11, "edits": EDITS, "locks": ["yaw"]})
+    assert res.status_code == 200 and res.headers["content-type"] == "image/png"
+    editor, pixels = expected(model, 11, EDITS)
+    assert np.array_equal(decode(res.content), pixels)
+    values = json.loads(res.headers["x-knob-values"])
+    assert values == pytest.approx([editor.values()[n] for n in NAMES], abs=1e-9)
+    assert values[NAMES.index("happy")] == pytest.approx(2.0, abs=1e-9)
+    assert res.headers["server-timing"].startswith("frame;dur=")
+
+
+def test_render_locks_hold_and_edits_matter(client, model):
+    plain = client.post("/api/render", json={"seed": 5}).headers["x-knob-values"]
+    locked = client.post("/api/render", json={"seed": 5, "edits": [
+        {"op": "set", "knob": "happy", "value": -3.0, "locks": ["yaw", "brightness"]}]})
+    before, after = json.loads(plain), json.loads(locked.headers["x-knob-values"])
+    for name in ("yaw", "brightness"):
+        assert after[NAMES.index(name)] == pytest.approx(before[NAMES.index(name)], abs=1e-9)
+    assert after[NAMES.index("happy")] == pytest.approx(-3.0, abs=1e-9)
+    # an unlocked correlated knob (warmth is 0.27-correlated with brightness) is free to drift
+    unlocked = client.post("/api/render", json={"seed": 5, "edits": [{"op": "set", "knob": "brightness", "value": 3.0}]})
+    assert abs(json.loads(unlocked.headers["x-knob-values"])[NAMES.index("warmth")] - before[NAMES.index("warmth")]) > 0.1
+
+
+def test_render_formats_and_sizes(client, model):
+    _, pixels64 = expected(model, 3, [], size=64)
+    small = client.post("/api/render", json={"seed": 3, "size": 64})
+    assert np.array_equal(decode(small.content), pixels64)
+    webp = client.post("/api/render", json={"seed": 3, "size": 200, "format": "webp"})
+    assert webp.headers["content-type"] == "image/webp"
+    _, pixels200 = expected(model, 3, [], size=200)
+    assert np.array_equal(decode(webp.content), pixels200)  # lossless
+    assert not np.array_equal(decode(client.post("/api/render", json={"seed": 4, "size": 64}).content), pixels64)
+
+
+def test_render_same_state_same_bytes(client):
+    body = {"seed": 77, "edits": EDITS, "locks": []}
+    assert client.post("/api/render", json=body).content == client.post("/api/render", json=body).content
+
+
+# ---- readings, strip ---------------------------------------------------------------
+def test_readings(client, model):
+    res = client.post("/api/readings", json={"seed": 11, "edits": EDITS, "locks": ["yaw"]}).json()
+    editor, _ = expected(model, 11, EDITS)
+    truth = StatsExtractor()(editor.render()[None])[0]
+    assert [r["name"] for r in res["readings"]] == ["brightness", "warmth", "contrast"]
+    assert [r["value"] for r in res["readings"]] == pytest.approx(truth.tolist(), abs=1e-5)
+    assert res["values"] == pytest.approx(editor.values(), abs=1e-9)
+    assert res["extractor"] == "teststats"
+
+
+def test_readings_follow_the_brightness_knob(client):
+    def brightness(value):
+        body = {"seed": 21, "edits": [{"op": "set", "knob": "brightness", "value": value, "locks": []}]}
+        return client.post("/api/readings", json=body).json()["readings"][0]["value"]
+
+    assert brightness(-2.5) + 0.15 < brightness(0.0) < brightness(2.5) - 0.1
+
+
+def test_readings_without_extractor(model):
+    generator, axes = model
+    with TestClient(create_app(generator, axes, None)) as c:
+        assert c.get("/api/model").json()["extractor"] is None
+        res = c.post("/api/readings", json={"seed": 1}).json()
+        assert res["readings"] == [] and res["extractor"] is None and set(res["values"]) == set(NAMES)
+
+
+def test_strip(client, model):
+    generator, axes = model
+    res = client.post("/api/strip", json={"seed": 9, "edits": EDITS[:1], "locks": ["yaw"], "knob": "brightness",
+                                          "span": 2.0, "steps": 5, "size": 32})
+    assert res.status_code == 200, res.text
+    stops = json.loads(res.headers["x-strip-values"])
+    assert stops == pytest.approx([-2, -1, 0, 1, 2])
+    tiles = []
+    for value in stops:
+        editor = Editor.replay(generator, axes, 9, [Edit.from_dict(EDITS[0])], locks=["yaw"])
+        editor.set("brightness", value)
+        assert editor.value("yaw") == pytest.approx(Editor(generator, axes, 9).value("yaw"), abs=1e-9)
+        tiles.append(np.asarray(to_pil(editor.render(), 32)))
+    assert np.array_equal(decode(res.content), tile_row(tiles))
+
+
+# ---- bad requests ----------------------------------------------------------------
+def _edit(**kw):
+    return {"op": "set", "knob": "happy", "value": 1.0, "locks": [], **kw}
+
+
+BAD = [
+    ("render", {"seed": -1}, "seed"),
+    ("render", {"seed": 2**63}, "seed"),
+    ("render", {"seed": 1.5}, "seed"),
+    ("render", {"seed": "7"}, "seed"),
+    ("render", {}, "seed"),
+    ("render", {"seed": 1, "size": 8}, "size"),
+    ("render", {"seed": 1, "size": 4096}, "size"),
+    ("render", {"seed": 1, "format": "gif"}, "format"),
+    ("render", {"seed": 1, "colour": "red"}, "colour"),
+    ("render", {"seed": 1, "edits": [_edit(knob="hapy")]}, "unknown feature 'hapy'"),
+    ("render", {"seed": 1, "edits": [_edit(locks=["nope"])]}, "unknown feature 'nope'"),
+    ("render", {"seed": 1, "locks": ["nope"]}, "unknown feature 'nope'"),
+    ("render", {"seed": 1, "edits": [_edit(op="jump")]}, "op"),
+    ("render", {"seed": 1, "edits": [_edit(value=11.0)]}, "value"),
+    ("render", {"seed": 1, "edits": [_edit(value=-10.5)]}, "value"),
+    ("render", {"seed": 1, "edits": [_edit(value="1")]}, "value"),
+    ("render", {"seed": 1, "edits": [_edit(op="step", value=6.0), _edit(op="step", value=6.0)]}, "within ±10σ"),
+    ("render", {"seed": 1, "edits": [_edit(locks=["happy"])]}, "locked"),
+    ("render", {"seed": 1, "edits": [{"op": "set", "knob": "happy"}]}, "value"),
+    ("render", {"seed": 1, "edits": [_edit()] * (MAX_EDITS + 1)}, "edits"),
+    ("readings", {"seed": 1, "edits": [_edit(knob="")]}, "knob"),
+    ("readings", {"seed": 1, "edits": [_edit(knob="hapy")]}, "unknown feature"),
+    ("strip", {"seed": 1, "knob": "nope"}, "unknown feature 'nope'"),
+    ("strip", {"seed": 1, "knob": "happy", "steps": 1}, "steps"),
+    ("strip", {"seed": 1, "knob": "happy", "span": 0}, "span"),
+    ("strip", {"seed": 1, "knob": "happy", "span": 12}, "span"),
+    ("strip", {"seed": 1, "knob": "happy", "locks": ["happy"]}, "locked"),
+    ("strip", {"seed": 1}, "knob"),
+]
+
+
+@pytest.mark.parametrize("endpoint,body,words", BAD, ids=[f"{e}-{w}-{i}" for i, (e, _, w) in enumerate(BAD)])
+def test_bad_requests_get_422_with_a_message(client, endpoint, body, words):
+    res = client.post(f"/api/{endpoint}", json=body)
+    assert res.status_code == 422, res.text
+    detail = res.json()["detail"]
+    assert isinstance(detail, str) and "\n" not in detail and words in detail
+
+
+@pytest.mark.parametrize("raw", [b"{not json", b'{"seed": 1, "edits": [{"op": "set", "knob": "happy", "value": NaN}]}',
+                                 b'{"seed": 1, "edits": [{"op": "set", "knob": "happy", "value": Infinity}]}', b"[1, 2]", b""])
+def test_malformed_bodies_get_422(client, raw):
+    res = client.post("/api/render", content=raw, headers={"content-type": "application/json"})
+    assert res.status_code == 422 and isinstance(res.json()["detail"], str)
+
+
+def test_body_size_limit(client):
+    big = json.dumps({"seed": 1, "locks": ["x" * 100] * (MAX_BODY_BYTES // 100)}).encode()
+    res = client.post("/api/render", content=big, headers={"content-type": "application/json"})
+    assert res.status_code == 413 and "too large" in res.json()["detail"]
+
+    def chunks():  # no Content-Length: refused while streaming
+        for _ in range(MAX_BODY_BYTES // 1000 + 2):
+            yield b" " * 1000
+
+    res = client.post("/api/render", content=chunks(), headers={"content-type": "application/json"})
+    assert res.status_code == 413
+
+
+def test_wrong_methods_and_paths(client):
+    assert client.get("/api/render").status_code == 405
+    assert client.post("/api/model").status_code == 405
+    for path in ("/static/../app.py", "/static/app.py", "/static/%2e%2e/app.py", "/static/index.html/..", "/etc/passwd"):
+        assert client.get(path).status_code == 404, path
+
+
+def test_no_route_takes_a_path_from_the_client(client):
+    paths = [getattr(r, "path", "") for r in client.app.routes]
+    assert "/api/render" in paths and not any("{" in p for p in paths)
+
+
+def test_page_and_openapi(client):
+    page = client.get("/")
+    assert page.status_code == 200 and "/static/app.js" in page.text
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    assert client.get("/static/app.js").headers["content-type"].startswith("text/javascript")
+    assert client.get("/static/style.css").status_code == 200
+    spec = client.get("/openapi.json").json()
+    assert {"/api/model", "/api/render", "/api/readings", "/api/strip"} <= set(spec["paths"])
+    assert "image/png" in spec["paths"]["/api/render"]["post"]["responses"]["200"]["content"]
+
+
+# ---- create_app checks ---------------------------------------------------------------
+def test_create_app_refuses_bad_arguments(model):
+    generator, axes = model
+    with pytest.raises(TlganError, match="unknown feature 'nope'"):
+        create_app(generator, axes, None, default_view=["nope"])
+    with pytest.raises(TlganError, match="display option 'colour'"):
+        create_app(generator, axes, None, display={"colour": "red"})
+    from dataclasses import replace
+
+    with pytest.raises(TlganError, match="made for generator"):
+        create_app(generator, replace(axes, generator="other:123"), None)
+
+
+# ---- concurrency and batching ----------------------------------------------------------
+def test_concurrent_clients_never_mix_states(model):
+    generator, axes = model
+    states = [{"seed": 100 + i, "edits": [_edit(value=(i % 7) - 3.0, locks=["yaw"])], "locks": []} for i in range(24)]
+    truth = [expected(model, s["seed"], s["edits"], size=64)[1] for s in states]
+    app = create_app(generator, axes, StatsExtractor())
+    results: list = [None] * len(states)
+    with LiveServer(app) as server:
+        barrier = threading.Barrier(len(states))
+
+        def worker(i):
+            with httpx.Client(base_url=server.url, timeout=30) as http:
+                barrier.wait()
+                for _ in range(3):
+                    res = http.post("/api/render", json={**states[i], "size": 64})
+                    assert res.status_code == 200
+                    results[i] = decode(res.content)
+                    assert np.array_equal(results[i], truth[i]), f"client {i} got another state's image"
+
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(states))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert all(r is not None and np.array_equal(r, t) for r, t in zip(results, truth))
+
+
+def test_renderer_batches_concurrent_requests(model):
+    generator, _ = model
+    renderer = BatchRenderer(generator, StatsExtractor(), wait_s=0.3)
+    try:
+        z = torch.randn(16, generator.latent_dim)
+        futures = [renderer.submit(z[i:i + 1], read=i % 2 == 0) for i in range(16)]
+        frames = [f.result(30) for f in futures]
+        assert renderer.batches == 1 and renderer.largest_batch == 16 and renderer.model_calls == 16
+        with torch.inference_mode():
+            images = generator(z)
+            readings = StatsExtractor()(images)
+        for i, frame in enumerate(frames):
+            assert np.array_equal(frame.pixels[0], np.asarray(to_pil(images[i])))
+            if i % 2 == 0:
+                assert frame.readings[0] == pytest.approx(readings[i].numpy(), abs=1e-6)
+            else:
+                assert frame.readings is None
+    finally:
+        renderer.close()
+
+
+class FailingGenerator(torch.nn.Module):
+    """Wraps a generator; raises for latents whose first entry is above 50 (planted failure)."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner, self.latent_dim = inner, inner.latent_dim
+
+    def forward(self, z):
+        if bool((z[:, 0] > 50).any()):
+            raise RuntimeError("planted failure")
+        return self.inner(z)
+
+
+def test_renderer_failure_reaches_only_the_request_that_caused_it(model):
+    generator, _ = model
+    renderer = BatchRenderer(FailingGenerator(generator), wait_s=0.3)
+    try:
+        good = torch.zeros(1, generator.latent_dim)
+        bad = good.clone()
+        bad[0, 0] = 99.0
+        futures = [renderer.submit(good), renderer.submit(bad), renderer.submit(good)]
+        with pytest.raises(RuntimeError, match="planted failure"):
+            futures[1].result(30)
+        assert futures[0].result(30).pixels.shape == futures[2].result(30).pixels.shape == (1, 64, 64, 3)
+        assert renderer.render(good).pixels.shape == (1, 64, 64, 3)  # the worker is still alive
+        with pytest.raises(TlganError, match="NaN"):
+            renderer.submit(torch.full((1, generator.latent_dim), float("nan")))
+        with pytest.raises(TlganError, match="no feature extractor"):
+            renderer.submit(good, read=True)
+    finally:
+        renderer.close()
+
+
+def test_renderer_chunks_give_the_same_image_whatever_shares_the_batch(model):
+    generator, _ = model
+    z = torch.randn(24, generator.latent_dim, generator=torch.Generator().manual_seed(3))
+    with torch.inference_mode():
+        alone = [to_pixels_one(generator, z[i]) for i in range(len(z))]
+    for chunk in (1, 4):
+        renderer = BatchRenderer(generator, chunk=chunk, wait_s=0.0)
+        try:
+            for size in (3, 5, 7):  # batch sizes whose kernels round differently from a batch of one
+                frames = renderer.render(z[:size]).pixels
+                padded = [to_pixels_one(generator, z[i], chunk) for i in range(size)]
+                assert all(np.array_equal(f, p) for f, p in zip(frames, padded))
+                if chunk == 1:
+                    assert all(np.array_equal(f, a) for f, a in zip(frames, alone))
+            assert renderer.model_calls == sum(-(-s // chunk) for s in (3, 5, 7))
+        finally:
+            renderer.close()
+
+
+def to_pixels_one(generator, z, chunk=1):
+    """Pixels of latent z rendered at the front of a zero-padded batch of ``chunk``."""
+    from tlgan.web.renderer import to_pixels
+
+    batch = torch.cat([z[None], torch.zeros(chunk - 1, z.shape[0])])
+    with torch.inference_mode():
+        return to_pixels(generator(batch))[0]
+
+
+def test_png_encoder_round_trips():
+    rng = np.random.default_rng(0)
+    for shape in [(1, 1, 3), (7, 5, 3), (64, 64, 3), (3, 200, 3)]:
+        pixels = rng.integers(0, 256, shape, dtype=np.uint8)
+        assert np.array_equal(decode(png_bytes(pixels)), pixels)
+    with pytest.raises(TlganError):
+        png_bytes(np.zeros((4, 4), np.uint8))
+
+
+# ---- the real default model -----------------------------------------------------------
+def test_default_model_readings_follow_the_happy_knob():
+    """The shipped knob set with the real default extractors: moving 'happy' changes what the emotion model reads."""
+    from tlgan.defaults import DEFAULT_EXTRACTORS, DEFAULT_GENERATOR, load_default_axes
+    from tlgan.extractors import load_extractor
+    from tlgan.generators import load_generator
+
+    axes = load_default_axes()
+    app = create_app(load_generator(DEFAULT_GENERATOR, "cpu"), axes, load_extractor(DEFAULT_EXTRACTORS, "cpu"))
+    with TestClient(app) as c:
+        info = c.get("/api/model").json()
+        assert [k["name"] for k in info["knobs"]] == axes.names
+        assert [f["name"] for f in info["extractor"]["features"]] == axes.names
+
+        def happy(seed, value):
+            body = {"seed": seed, "edits": [{"op": "set", "knob": "happy", "value": value, "locks": ["brightness"]}]}
+            res = c.post("/api/readings", json=body).json()
+            assert res["values"]["happy"] == pytest.approx(value, abs=1e-9)
+            return next(r["value"] for r in res["readings"] if r["name"] == "happy")
+
+        lows, highs = zip(*[(happy(seed, -3.0), happy(seed, 3.0)) for seed in range(8)])
+        assert sum(highs) / 8 > sum(lows) / 8 + 0.6
