@@ -33,7 +33,7 @@ def assert_clean_error(proc, *fragments):
 
 def test_info_default():
     out = run("info").stdout
-    assert "digiface" in out and "happy" in out and "held-out R²" in out
+    assert "digiface" in out and "happy" in out and "held-out fit" in out and "R² 0.5" in out
 
 
 def test_edit_writes_image_and_json(tmp_path):

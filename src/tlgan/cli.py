@@ -139,12 +139,12 @@ def _format_info(axis_set: Any) -> str:
         f"method      {axis_set.method} {json.dumps(axis_set.params)}",
         f"samples     {axis_set.samples:,} (seed {axis_set.seed})",
         "",
-        f"{'axis':<22}{'kind':<13}{'group':<21}{'held-out R²':>12}",
+        f"{'axis':<22}{'kind':<13}{'group':<21}{'held-out fit':>13}",
     ]
     for name, kind, group in zip(axis_set.names, axis_set.kinds, axis_set.groups):
         q = axis_set.quality.get(name, {})
-        score = next((f"{v:.3f}" for k, v in q.items() if k in ("r2", "accuracy")), "-")
-        lines.append(f"{name:<22}{kind:<13}{group:<21}{score:>12}")
+        score = next((f"{ {'r2': 'R²', 'accuracy': 'acc'}[k]} {v:.3f}" for k, v in q.items() if k in ("r2", "accuracy")), "-")
+        lines.append(f"{name:<22}{kind:<13}{group:<21}{score:>13}")
     return "\n".join(lines)
 
 

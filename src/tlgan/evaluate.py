@@ -26,6 +26,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
+from scipy.stats import rankdata
 from tqdm.auto import tqdm
 
 from .axes import conditional_direction, link, lock_direction
@@ -63,9 +64,7 @@ def effect_row(readings: torch.Tensor, offsets: torch.Tensor, spread: torch.Tens
 
 def average_ranks(values: torch.Tensor) -> torch.Tensor:
     """Ranks (P, n) from 1 of each column of (P, n), ties given their average rank (as Spearman's ρ needs)."""
-    below = (values[None, :, :] < values[:, None, :]).sum(1)
-    equal = (values[None, :, :] == values[:, None, :]).sum(1)
-    return below.to(torch.float64) + (equal.to(torch.float64) + 1) / 2
+    return torch.from_numpy(rankdata(values.cpu().numpy(), axis=0)).to(torch.float64)
 
 
 def monotonicity(curves: torch.Tensor, offsets: torch.Tensor) -> float:
