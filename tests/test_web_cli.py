@@ -20,31 +20,38 @@ from webtools import KNOBS, web_model
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
 
+def _start_server(args: list[str]) -> tuple[subprocess.Popen, str, dict]:
+    """Run ``tlgan serve ARGS --port 0`` as a user would; wait for it; (process, base URL, /api/model)."""
+    proc = subprocess.Popen([sys.executable, "-m", "tlgan", "serve", *args, "--port", "0", "--device", "cpu"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "PYTHONPATH": SRC})
+    line = proc.stdout.readline()
+    assert line.startswith("tlgan: serving on http://127.0.0.1:"), line
+    url = line.split()[3].rstrip("/")
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            return proc, url, httpx.get(url + "/api/model", timeout=5).json()
+        except httpx.TransportError:
+            assert time.monotonic() < deadline and proc.poll() is None, "server did not come up"
+            time.sleep(0.1)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=20)
+
+
 def test_serve_command_serves_the_axis_set_on_loopback(tmp_path):
     _, axes = web_model()
     path = tmp_path / "axes.safetensors"
     axes.save(path)
-    code = "import sys; from tlgan.web.cli import serve_command; serve_command.main(sys.argv[1:])"
-    proc = subprocess.Popen([sys.executable, "-c", code, "--axes", str(path), "--extractor", "none", "--port", "0",
-                             "--device", "cpu"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "PYTHONPATH": SRC})
+    proc, url, info = _start_server(["--axes", str(path), "--extractor", "none"])
     try:
-        line = proc.stdout.readline()
-        assert line.startswith("tlgan: serving on http://127.0.0.1:"), line
-        url = line.split()[3].rstrip("/")
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                info = httpx.get(url + "/api/model", timeout=5).json()
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline and proc.poll() is None, "server did not come up"
-                time.sleep(0.1)
         assert [k["name"] for k in info["knobs"]] == [k[0] for k in KNOBS] and info["extractor"] is None
         assert httpx.post(url + "/api/render", json={"seed": 1, "size": 64}).headers["content-type"] == "image/png"
     finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=20)
+        _stop(proc)
     assert proc.returncode == 0
 
 
@@ -67,21 +74,8 @@ def test_serve_with_original_assets_shows_the_original_knobs(tmp_path):
     from test_legacy_pickles import _original_layout
 
     _original_layout(tmp_path, with_cnn=False)
-    proc = subprocess.Popen([sys.executable, "-m", "tlgan", "serve", "--assets", str(tmp_path), "--port", "0",
-                             "--device", "cpu"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "PYTHONPATH": SRC})
+    proc, url, info = _start_server(["--assets", str(tmp_path)])
     try:
-        line = proc.stdout.readline()
-        assert line.startswith("tlgan: serving on http://127.0.0.1:"), line + proc.stdout.read()
-        url = line.split()[3].rstrip("/")
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                info = httpx.get(url + "/api/model", timeout=5).json()
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline and proc.poll() is None, "server did not come up"
-                time.sleep(0.1)
         names = [k["name"] for k in info["knobs"]]
         assert {"Beard", "Skin_Tone", "Age", "Male", "Smiling"} <= set(names) and "No_Beard" not in names
         assert sum(k["shown"] for k in info["knobs"]) == 21 and info["title"] == "TL-GAN (original assets)"
@@ -89,5 +83,4 @@ def test_serve_with_original_assets_shows_the_original_knobs(tmp_path):
             {"op": "set", "knob": "Age", "value": 1.0, "locks": ["Male"]}]})
         assert reply.status_code == 200 and reply.headers["content-type"] == "image/png"
     finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=20)
+        _stop(proc)

@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from .atomic import atomic_path
 from .errors import TlganError
+from .safefile import read_tlgan_file
 
 FORMAT = "tlgan.axes"
 VERSION = 1
@@ -133,25 +133,7 @@ class AxisSet:
 
 def load_axes(path: str | Path) -> AxisSet:
     """Read an axis set written by ``AxisSet.save``; every problem becomes a one-line TlganError."""
-    path = Path(path)
-    if not path.is_file():
-        raise TlganError(f"axis file not found: {path}")
-    try:
-        tensors = load_file(str(path))
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise TlganError(f"{path} is not a readable axis file (corrupt or truncated?): {exc}") from None
-    try:
-        header = json.loads(metadata["tlgan"])
-    except (KeyError, json.JSONDecodeError):
-        raise TlganError(f"{path} has no tlgan header: not an axis set") from None
-    if header.get("format") != FORMAT:
-        raise TlganError(f"{path} is not a tlgan axis set (format {header.get('format')!r})")
-    if header.get("version", 0) > VERSION:
-        raise TlganError(f"{path} uses axis-set format version {header['version']}; this tlgan reads up to {VERSION}")
+    tensors, header = read_tlgan_file(path, FORMAT, VERSION, "axis file")
     if "axes" not in tensors:
         raise TlganError(f"{path} has no 'axes' tensor")
     try:

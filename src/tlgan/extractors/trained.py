@@ -20,6 +20,7 @@ from torch import nn
 from ..assets import file_hash
 from ..atomic import atomic_path
 from ..errors import TlganError
+from ..safefile import read_tlgan_file
 from .base import Extractor, Feature, resize
 
 FORMAT = "tlgan.extractor"
@@ -57,25 +58,7 @@ def save_extractor_file(path: str | Path, net: nn.Module, network: dict[str, Any
 
 def read_extractor_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """(state dict of the network, header) of a tlgan extractor file."""
-    from safetensors import SafetensorError, safe_open
-
-    path = Path(path)
-    if not path.is_file():
-        raise TlganError(f"extractor file not found: {path}")
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
-            tensors = {k: handle.get_tensor(k) for k in handle.keys()}
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise TlganError(f"{path} is not a readable safetensors file (corrupt or truncated?): {exc}") from None
-    try:
-        header = json.loads(metadata["tlgan"])
-    except (KeyError, json.JSONDecodeError):
-        raise TlganError(f"{path} has no tlgan header: not a tlgan extractor file") from None
-    if header.get("format") != FORMAT:
-        raise TlganError(f"{path} is not a tlgan extractor file (format {header.get('format')!r})")
-    if int(header.get("version", 0)) > VERSION:
-        raise TlganError(f"{path} uses extractor format version {header['version']}; this tlgan reads up to {VERSION}")
+    tensors, header = read_tlgan_file(path, FORMAT, VERSION, "extractor file")
     state = {k.removeprefix("net."): v for k, v in tensors.items() if k.startswith("net.")}
     return state, header
 

@@ -33,6 +33,7 @@ from torch import nn
 
 from ..atomic import atomic_path
 from ..errors import TlganError
+from ..safefile import read_tlgan_file
 from ..legacy.tf1_network import pick_generator, plain_json, read_tf1_networks
 from .base import Generator
 
@@ -293,25 +294,9 @@ def read_tf1_pickle(path: str | Path) -> PGGANWeights:
 
 def read_converted(path: str | Path) -> PGGANWeights:
     """Variables from a .safetensors written by ``convert_tf1_to_safetensors``."""
-    from safetensors import SafetensorError, safe_open
-
-    path = Path(path)
-    if not path.is_file():
-        raise TlganError(f"PG-GAN weights not found: {path}")
-    try:
-        with safe_open(str(path), framework="numpy") as handle:
-            metadata = handle.metadata() or {}
-            variables = {k: handle.get_tensor(k) for k in handle.keys()}
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise TlganError(f"{path} is not a readable safetensors file (corrupt or truncated?): {exc}") from None
-    try:
-        header = json.loads(metadata["tlgan"])
-    except (KeyError, json.JSONDecodeError):
-        raise TlganError(f"{path} has no tlgan header; convert the pickle with: tlgan convert pggan-tf1 IN.pkl OUT.safetensors") from None
-    if header.get("format") != FORMAT:
-        raise TlganError(f"{path} is not a converted PG-GAN (format {header.get('format')!r})")
-    if int(header.get("version", 0)) > VERSION:
-        raise TlganError(f"{path} uses PG-GAN file version {header['version']}; this tlgan reads up to {VERSION}")
+    variables, header = read_tlgan_file(
+        path, FORMAT, VERSION, "converted PG-GAN", framework="numpy",
+        no_header_hint="; convert the pickle with: tlgan convert pggan-tf1 IN.pkl OUT.safetensors")
     return PGGANWeights(variables=variables, static_kwargs=dict(header.get("static_kwargs", {})), source=str(path))
 
 
