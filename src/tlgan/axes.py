@@ -48,14 +48,18 @@ def link(y: torch.Tensor, kinds: Sequence[str]) -> torch.Tensor:
 class NormalEquations:
     """Sufficient statistics of a linear regression y ~ z W + b, accumulated batch by batch.
 
-    Holds n, Σz (D), Σy (K), ZᵀZ (D, D), Zᵀy (D, K) and Σy² (K) in float64, so
-    that fitting and held-out R² need one pass over the samples and memory
-    independent of N.
+    Holds n, Σz (D), Σy (K), ZᵀZ (D, D), Zᵀy (D, K) and Σy² (K) in float64 on
+    ``device``, so that fitting and held-out R² need one pass over the samples
+    and memory independent of N. On an accelerator the sums stay there: an
+    update is a few matrix products queued on the device, with no host round
+    trip (non-finite input is then reported by ``solve``/``r2`` rather than by
+    ``update``).
     """
 
     dim: int
     targets: int
     n: int = 0
+    device: torch.device | str = "cpu"
     sz: torch.Tensor = field(init=False)
     sy: torch.Tensor = field(init=False)
     zz: torch.Tensor = field(init=False)
@@ -63,27 +67,50 @@ class NormalEquations:
     yy: torch.Tensor = field(init=False)
 
     def __post_init__(self) -> None:
-        f64 = torch.float64
-        self.sz = torch.zeros(self.dim, dtype=f64)
-        self.sy = torch.zeros(self.targets, dtype=f64)
-        self.zz = torch.zeros(self.dim, self.dim, dtype=f64)
-        self.zy = torch.zeros(self.dim, self.targets, dtype=f64)
-        self.yy = torch.zeros(self.targets, dtype=f64)
+        f64, self.device = torch.float64, torch.device(self.device)
+        self.sz = torch.zeros(self.dim, dtype=f64, device=self.device)
+        self.sy = torch.zeros(self.targets, dtype=f64, device=self.device)
+        self.zz = torch.zeros(self.dim, self.dim, dtype=f64, device=self.device)
+        self.zy = torch.zeros(self.dim, self.targets, dtype=f64, device=self.device)
+        self.yy = torch.zeros(self.targets, dtype=f64, device=self.device)
+        self._nonfinite = torch.zeros((), dtype=torch.int64, device=self.device)
 
-    def update(self, z: torch.Tensor, y: torch.Tensor) -> None:
-        """Add samples z (N, D) with targets y (N, K) (already in link space)."""
-        z = z.to("cpu", torch.float64)
-        y = y.to("cpu", torch.float64)
-        if z.shape[0] != y.shape[0] or z.shape[1] != self.dim or y.shape[1] != self.targets:
+    def update(self, z: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None = None,
+               count: int | None = None) -> None:
+        """Add samples z (N, D) with targets y (N, K) (already in link space).
+
+        ``mask`` (N,) bool picks the rows to add without a data-dependent
+        selection (which would stall an accelerator); ``count`` is how many
+        rows it picks, when the caller knows it (else it is counted).
+        """
+        if z.ndim != 2 or y.ndim != 2 or z.shape[0] != y.shape[0] or z.shape[1] != self.dim or y.shape[1] != self.targets:
             raise TlganError(f"expected z (N, {self.dim}) and y (N, {self.targets}), got {tuple(z.shape)} and {tuple(y.shape)}")
-        if not (torch.isfinite(z).all() and torch.isfinite(y).all()):
+        z = z.to(self.device, torch.float64)
+        y = y.to(self.device, torch.float64)
+        bad = (~torch.isfinite(z)).sum() + (~torch.isfinite(y)).sum()
+        if self.device.type == "cpu":
+            if bool(bad):
+                raise TlganError("samples contain NaN or infinite values")
+        else:
+            self._nonfinite += bad
+        if mask is not None:
+            if mask.shape != (z.shape[0],):
+                raise TlganError(f"mask must have shape ({z.shape[0]},), got {tuple(mask.shape)}")
+            weight = mask.to(self.device, torch.float64)[:, None]
+            self.n += int(mask.sum()) if count is None else count
+            zw, yw = z * weight, y * weight
+        else:
+            self.n += z.shape[0]
+            zw, yw = z, y
+        self.sz += zw.sum(0)
+        self.sy += yw.sum(0)
+        self.zz += zw.T @ z
+        self.zy += zw.T @ y
+        self.yy += (yw * y).sum(0)
+
+    def _check_finite(self) -> None:
+        if self.device.type != "cpu" and int(self._nonfinite):
             raise TlganError("samples contain NaN or infinite values")
-        self.n += z.shape[0]
-        self.sz += z.sum(0)
-        self.sy += y.sum(0)
-        self.zz += z.T @ z
-        self.zy += z.T @ y
-        self.yy += (y * y).sum(0)
 
     def solve(self, ridge: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
         """Least squares with intercept (ridge penalty on W only): returns W (D, K), b (K,)."""
@@ -91,17 +118,19 @@ class NormalEquations:
             raise TlganError(f"need more samples than latent dimensions to fit ({self.n} <= {self.dim})")
         if ridge < 0:
             raise TlganError(f"ridge must be >= 0, got {ridge}")
+        self._check_finite()
         mz, my = self.sz / self.n, self.sy / self.n
         czz = self.zz - self.n * torch.outer(mz, mz)
         czy = self.zy - self.n * torch.outer(mz, my)
-        w = torch.linalg.solve(czz + ridge * torch.eye(self.dim, dtype=torch.float64), czy)
+        w = torch.linalg.solve(czz + ridge * torch.eye(self.dim, dtype=torch.float64, device=self.device), czy)
         return w, my - mz @ w
 
     def r2(self, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """Coefficient of determination (K,) of predictions z W + b on the samples held here."""
         if self.n < 2:
             raise TlganError("need at least 2 held-out samples for R²")
-        w, b = w.to(torch.float64), b.to(torch.float64)
+        self._check_finite()
+        w, b = w.to(self.device, torch.float64), b.to(self.device, torch.float64)
         pred_sq = (w * (self.zz @ w)).sum(0) + 2 * b * (self.sz @ w) + self.n * b * b
         cross = (w * self.zy).sum(0) + b * self.sy
         ss_res = self.yy - 2 * cross + pred_sq

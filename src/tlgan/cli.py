@@ -68,7 +68,13 @@ def cli() -> None:
 @click.option("--n", "n", type=int, default=20000, show_default=True, help="number of samples")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N")
-@click.option("--batch-size", type=int, default=256, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1, 1 << 20), default=None,
+              help="images per forward pass [default: 32 on CPU, 8192 on CUDA]")
+@click.option("--dtype", type=click.Choice(["float32", "float16", "bfloat16"]), default="float32", show_default=True,
+              help="precision of rendering and labelling (autocast); extractors that need float32 keep it")
+@click.option("--compile", "compile_", is_flag=True, help="run the models through torch.compile (slow start, faster on GPU)")
+@click.option("--threads", type=click.IntRange(1, 1024), default=None,
+              help="CPU threads [default: the CPUs this process may use; env TLGAN_THREADS]")
 @click.option("--method", type=click.Choice(METHODS), default="tlgan", show_default=True,
               help="fitting method (see tlgan fit --help; sefa and pca run tlgan discover, without sampling)")
 @click.option("--ridge", type=float, default=None, help="ridge penalty for --method ridge")
@@ -78,19 +84,27 @@ def cli() -> None:
               help="samples per resumable shard")
 @click.option("--samples", "samples_dir", type=click.Path(file_okay=False), default=None,
               help="folder for the labelled samples (resumable) [default: OUT.samples]")
+@click.option("--store-samples/--no-store-samples", default=True, show_default=True,
+              help="keep labelled samples on disk (resumable, refittable) or fit while sampling (flat memory, "
+                   "nothing written but the axes; an interrupted run starts over)")
 @click.option("--out", type=click.Path(dir_okay=False), default="axes.safetensors", show_default=True)
-def build(generator: str, extractor: str | None, n: int, seed: int, device: str, batch_size: int, method: str,
-          ridge: float | None, percent: float | None, c: float | None, shard_size: int, samples_dir: str | None,
-          out: str) -> None:
+def build(generator: str, extractor: str | None, n: int, seed: int, device: str, batch_size: int | None, dtype: str,
+          compile_: bool, threads: int | None, method: str, ridge: float | None, percent: float | None,
+          c: float | None, shard_size: int, samples_dir: str | None, store_samples: bool, out: str) -> None:
     """Sample N latents, render and label them, and fit one axis per feature.
 
-    Interrupt with Ctrl-C at any time: rerunning the same command resumes.
+    \b
+    Examples:
+      tlgan build --n 20000 --out my-axes.safetensors
+      tlgan build --n 1000000 --device cuda --dtype float16 --no-store-samples --out big.safetensors
+    Interrupt with Ctrl-C at any time: rerunning the same command resumes (with --store-samples).
     """
     from .extractors import DEFAULT_EXTRACTORS, load_extractor
+    from .fit import fit_streaming, resolve_method
     from .generators import load_generator
     from .pipeline import run_samples, set_cpu_threads
 
-    set_cpu_threads()
+    set_cpu_threads(threads)
     if n <= 0:
         raise TlganError(f"--n must be positive, got {n}")
     if method in UNSUPERVISED:
@@ -98,11 +112,22 @@ def build(generator: str, extractor: str | None, n: int, seed: int, device: str,
 
         run_discover(method, 10, generator, extractor, n, seed, None, 64, device, out)
         return
+    if samples_dir and not store_samples:
+        raise TlganError("--samples names a folder to store samples in; drop it or --no-store-samples")
+    if not store_samples:
+        resolve_method(method, ridge)  # fail before hours of sampling, not after
     gen = load_generator(generator, device)
     ext = load_extractor(extractor or DEFAULT_EXTRACTORS, device)
+    if not store_samples:
+        click.echo(f"{gen.identity} + {ext.name}: {n:,} samples, fitted while sampling", err=True)
+        axis_set = fit_streaming(gen, ext, n, seed, method=method, ridge=ridge, batch_size=batch_size, dtype=dtype,
+                                 compile=compile_)
+        _save(axis_set, out)
+        return
     samples = Path(samples_dir) if samples_dir else Path(out).with_suffix(".samples")
     click.echo(f"{gen.identity} + {ext.name}: {n:,} samples into {samples}", err=True)
-    run_samples(gen, ext, n, seed, samples, batch_size=batch_size, shard_size=shard_size)
+    run_samples(gen, ext, n, seed, samples, batch_size=batch_size, shard_size=shard_size, dtype=dtype,
+                compile=compile_)
     _fit_and_save(str(samples), method, ridge, out, percent, c)
 
 
@@ -110,7 +135,10 @@ def _fit_and_save(samples: str, method: str, ridge: float | None, out: str, perc
                   c: float | None = None) -> None:
     from .fit import fit_axes
 
-    axis_set = fit_axes(samples, method=method, ridge=ridge, percent=percent, c=c)
+    _save(fit_axes(samples, method=method, ridge=ridge, percent=percent, c=c), out)
+
+
+def _save(axis_set: Any, out: str) -> None:
     axis_set.save(out)
     click.echo(f"wrote {len(axis_set)} axes to {out}", err=True)
     click.echo(_format_info(axis_set))

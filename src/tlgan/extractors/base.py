@@ -40,12 +40,15 @@ class Extractor(nn.Module):
 
     Subclasses set ``name``, ``identity`` (name plus weights hash) and
     ``features``, and implement ``forward``. An extractor resizes its input
-    itself when it needs a fixed size.
+    itself when it needs a fixed size. ``autocast_dtypes`` lists the reduced
+    precisions its readings tolerate (the pipeline runs it in float32 under
+    any other).
     """
 
     name: str = "extractor"
     identity: str = ""
     features: tuple[Feature, ...] = ()
+    autocast_dtypes: tuple[torch.dtype, ...] = (torch.float16, torch.bfloat16)
 
     @property
     def feature_names(self) -> list[str]:

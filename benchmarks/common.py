@@ -1,0 +1,68 @@
+"""Helpers shared by the speed benchmarks: timing, device set-up, honest reporting of the machine's state."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+# Measure the checkout these scripts live in, not whichever tlgan happens to be installed.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from tlgan.devices import resolve_device
+from tlgan.fused import set_cpu_threads
+
+
+def setup(device: str, threads: int | None) -> torch.device:
+    """Resolve the device and set CPU threads; print what the run is on."""
+    dev = resolve_device(device)
+    used = set_cpu_threads(threads)
+    if dev.type == "cuda":
+        name = torch.cuda.get_device_name(dev)
+        torch.backends.cudnn.benchmark = True
+    else:
+        name = platform.processor() or platform.machine()
+    print(f"# device {dev} ({name}), torch {torch.__version__}, {used} CPU threads, {machine_load()}")
+    return dev
+
+
+def machine_load() -> str:
+    """The 1-minute load average against the core count: other work on a shared machine skews timings."""
+    try:
+        one, _, _ = os.getloadavg()
+        return f"load average {one:.2f} on {os.cpu_count()} CPUs"
+    except OSError:
+        return "load average unknown"
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn: Callable[[], object], device: torch.device) -> float:
+    """Wall seconds of one call of ``fn``, with the device drained before and after."""
+    sync(device)
+    start = time.perf_counter()
+    fn()
+    sync(device)
+    return time.perf_counter() - start
+
+
+def summary(rates: list[float]) -> str:
+    return f"best {max(rates):,.0f}  median {statistics.median(rates):,.0f}"
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (0..100) by linear interpolation between order statistics."""
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q / 100
+    lo = int(pos)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
