@@ -66,3 +66,32 @@ def percentile(values: list[float], q: float) -> float:
     lo = int(pos)
     hi = min(lo + 1, len(ordered) - 1)
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+def run_child(args: list[str]) -> tuple[float, float, str]:
+    """Run ``python -m tlgan ARGS`` on this checkout: (wall seconds, peak resident MiB, stderr).
+
+    The peak is the child's own (from wait4), so start-up, imports and model
+    loading count, as for a user running the command. Linux/macOS only.
+    """
+    import tempfile
+
+    env = {**os.environ, "PYTHONPATH": str(SRC) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    with tempfile.NamedTemporaryFile("w+", suffix=".log") as log:
+        actions = [(os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+                   (os.POSIX_SPAWN_DUP2, log.fileno(), 2)]
+        start = time.perf_counter()
+        pid = os.posix_spawn(sys.executable, [sys.executable, "-m", "tlgan", *args], env, file_actions=actions)
+        _, status, usage = os.wait4(pid, 0)
+        wall = time.perf_counter() - start
+        log.seek(0)
+        err = log.read()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"tlgan {' '.join(args)} failed:\n{err}")
+    # ru_maxrss is in KiB on Linux, bytes on macOS.
+    peak = usage.ru_maxrss / (1024 * 1024 if sys.platform == "darwin" else 1024)
+    return wall, peak, err

@@ -348,3 +348,16 @@ def test_cli_build_without_stored_samples(tmp_path):
     bad = subprocess.run(cmd[:-2] + ["--samples", str(tmp_path / "s"), "--out", str(out)], capture_output=True,
                          text=True, env=env, timeout=300)
     assert bad.returncode == 1 and "--no-store-samples" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_editor_render_is_the_generator_output(digiface):
+    from tlgan.defaults import load_default_axes
+    from tlgan.editor import Editor
+
+    editor = Editor(digiface, load_default_axes(), seed=4)
+    editor.set("happy", 1.5)
+    image = editor.render()
+    with torch.inference_mode():
+        expected = digiface(editor.latent()[None])[0]
+    assert image.shape == (3, 64, 64) and image.device.type == "cpu" and image.is_contiguous()
+    assert torch.equal(image, expected)

@@ -266,7 +266,10 @@ def fit_streaming(
             fitter.update(start, unit.z_device[lo:hi], unit.features_device[lo:hi].index_select(1, col_index))
 
     units = group_ranges(shard_ranges(n, SHARD_SIZE), labeller.options.batch_size)
-    label_ranges(labeller, seed, units, consume, progress=progress, total=n)
+    try:
+        label_ranges(labeller, seed, units, consume, progress=progress, total=n)
+    finally:
+        labeller.close()
     out = fitter.result(lam)
     params = {"ridge": lam, "val_fraction": val_fraction, "build_seconds": round(time.perf_counter() - t0, 4)}
     if labeller.options.dtype != "float32":

@@ -96,6 +96,9 @@ class Labeller:
             raise TlganError(f"generator is on {self.device} but the extractor on {module_device(extractor)}")
         if self.device.type == "cpu":
             tune_cpu_allocator()
+        elif self.device.type == "cuda":
+            # Batches have one shape (the last is padded when compiled): let cuDNN time its algorithms once.
+            torch.backends.cudnn.benchmark = True
         options = options or LabelOptions()
         if options.batch_size is None:
             options = replace(options, batch_size=AUTO_BATCH.get(self.device.type, DEFAULT_BATCH))
@@ -111,6 +114,7 @@ class Labeller:
         self._parts = [(p, self.dtype in getattr(p, "autocast_dtypes", ())) for p in parts]
         self._step = self._forward
         self._compiled_size = 0
+        self._pool: ThreadPoolExecutor | None = None
         if options.compile:
             if not hasattr(torch, "compile"):
                 raise TlganError("this torch has no torch.compile")
@@ -162,22 +166,39 @@ class Labeller:
         With several CPU workers, torch's thread count is 1 while this runs
         (a process-wide setting, restored on return).
         """
+        try:
+            return self._label(z)
+        except torch.OutOfMemoryError:
+            raise TlganError(f"out of {self.device.type} memory at batch size {self.options.batch_size}; "
+                             f"try --batch-size {max(1, self.options.batch_size // 2)}") from None
+
+    def _label(self, z: torch.Tensor) -> torch.Tensor:
         n, step = z.shape[0], self.options.batch_size
         out = torch.empty(n, self.num_features, dtype=torch.float32, device=z.device)
         starts = list(range(0, n, step))
-        if self.options.compile and not self._compiled_size and starts:
-            # Compile on this thread, once, before any worker calls the compiled step.
-            out[:step] = self(z[:step])
-            starts = starts[1:]
-        workers = min(self.options.workers, len(starts))
-        if workers <= 1:
+        if self.options.workers <= 1 or len(starts) <= 1:
             for b in starts:
                 out[b: b + step] = self(z[b: b + step])
             return out
-        with single_threaded(), ThreadPoolExecutor(workers, thread_name_prefix="tlgan-label") as pool:
-            for b, readings in zip(starts, pool.map(lambda b: self(z[b: b + step]), starts)):
+        if self._pool is None:
+            # Kept for the Labeller's life: fresh threads would each get a fresh malloc arena,
+            # and resident memory would creep up run after run (measured: +250 MiB over 32k samples).
+            self._pool = ThreadPoolExecutor(self.options.workers, thread_name_prefix="tlgan-label")
+        with single_threaded():
+            if self.options.compile and not self._compiled_size:
+                # Compile once, here, before any worker calls the compiled step (and with the
+                # thread count the workers use: compiled CPU kernels are specialised to it).
+                out[:step] = self(z[:step])
+                starts = starts[1:]
+            for b, readings in zip(starts, self._pool.map(lambda b: self(z[b: b + step]), starts)):
                 out[b: b + step] = readings
         return out
+
+    def close(self) -> None:
+        """Stop the CPU worker threads (also done when the Labeller is garbage-collected)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
 
 @contextmanager

@@ -174,8 +174,10 @@ def label_ranges(
     """Label the samples of ``units`` (lists of (start, count) shards) of run ``seed``; call ``consume`` on each, in order.
 
     Latents are drawn on the CPU (``sample_latents``: the same on every
-    device and batch size) by ``prefetch`` worker threads, ahead of use, into
-    pinned memory when the device is a GPU. While the device labels unit i,
+    device and batch size) by one worker thread, ``prefetch`` units ahead of
+    use, into pinned memory when the device is a GPU. (One thread draws about
+    100 M normals/s, enough for a GPU; with two, resident memory crept up with
+    every unit, each thread's malloc arena fragmenting.) While the device labels unit i,
     unit i − 1's readings come back (its only host round trip) and are
     consumed. If labelling raises (Ctrl-C included), the unit already
     labelled is still consumed before the error propagates, so no finished
@@ -185,7 +187,7 @@ def label_ranges(
     on_gpu = device.type == "cuda"
     names = [f.name for f in labeller.extractor.features]
     total = sum(c for u in units for _, c in u) + initial if total is None else total
-    workers = ThreadPoolExecutor(max_workers=max(1, prefetch), thread_name_prefix="tlgan-latents")
+    workers = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tlgan-latents")
     queued: deque = deque()
 
     def enqueue(i: int) -> None:
@@ -279,7 +281,10 @@ def run_samples(
                 save_file({"z": unit.z[lo:hi].contiguous(), "features": unit.features[lo:hi].contiguous()}, str(tmp))
 
     units = group_ranges(todo, labeller.options.batch_size)
-    label_ranges(labeller, seed, units, write, progress=progress, total=n, initial=n - sum(c for _, c in todo))
+    try:
+        label_ranges(labeller, seed, units, write, progress=progress, total=n, initial=n - sum(c for _, c in todo))
+    finally:
+        labeller.close()
     return manifest
 
 
