@@ -361,3 +361,28 @@ def test_editor_render_is_the_generator_output(digiface):
         expected = digiface(editor.latent()[None])[0]
     assert image.shape == (3, 64, 64) and image.device.type == "cpu" and image.is_contiguous()
     assert torch.equal(image, expected)
+
+
+class _SmallMemoryGenerator(PlantedGenerator):
+    """Raises torch.OutOfMemoryError for batches above ``limit``, as a GPU would."""
+
+    limit = 8
+
+    def synthesize(self, z):
+        if z.shape[0] > self.limit:
+            raise torch.OutOfMemoryError("planted: out of memory")
+        return super().synthesize(z)
+
+
+def test_out_of_memory_halves_the_batch_and_gives_the_same_readings():
+    gen, ext = _SmallMemoryGenerator(16), PlantedExtractor(16)
+    z = sample_latents(0, 0, 50, 16)
+    labeller = Labeller(gen, ext, LabelOptions(batch_size=64, workers=1))
+    with pytest.warns(UserWarning, match="batch size lowered to 8"):
+        readings = labeller.label(z)
+    assert labeller.options.batch_size == 8
+    assert torch.equal(readings, _readings(PlantedGenerator(16), ext, z, batch_size=8, workers=1))
+    _SmallMemoryGenerator.limit = 0
+    with pytest.raises(TlganError, match="out of cpu memory at batch size 1"):
+        Labeller(_SmallMemoryGenerator(16), ext, LabelOptions(batch_size=4, workers=1)).label(z)
+    _SmallMemoryGenerator.limit = 8

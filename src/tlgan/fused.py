@@ -20,6 +20,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
@@ -166,11 +167,19 @@ class Labeller:
         With several CPU workers, torch's thread count is 1 while this runs
         (a process-wide setting, restored on return).
         """
-        try:
-            return self._label(z)
-        except torch.OutOfMemoryError:
-            raise TlganError(f"out of {self.device.type} memory at batch size {self.options.batch_size}; "
-                             f"try --batch-size {max(1, self.options.batch_size // 2)}") from None
+        while True:
+            try:
+                return self._label(z)
+            except torch.OutOfMemoryError:
+                # Readings do not depend on the batch size, so a smaller batch is a safe retry;
+                # a compiled step is specialised to its batch shape and cannot shrink.
+                if self.options.batch_size <= 1 or self.options.compile:
+                    raise TlganError(f"out of {self.device.type} memory at batch size {self.options.batch_size}; "
+                                     f"try --batch-size {max(1, self.options.batch_size // 2)}") from None
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                self.options = replace(self.options, batch_size=self.options.batch_size // 2)
+                warnings.warn(f"out of {self.device.type} memory: batch size lowered to {self.options.batch_size}")
 
     def _label(self, z: torch.Tensor) -> torch.Tensor:
         n, step = z.shape[0], self.options.batch_size
