@@ -30,6 +30,29 @@ from tlgan.fused import LabelOptions, Labeller
 from tlgan.pipeline import run_samples
 
 
+def conv_transpose_flops(generator: torch.nn.Module, batch: int = 1) -> int:
+    """Multiply-adds x 2 of a generator's transposed convolutions for one image (the DCGAN's compute)."""
+    total, size = 0, 1
+    for module in generator.modules():
+        if isinstance(module, torch.nn.ConvTranspose2d):
+            total += 2 * module.in_channels * module.out_channels * module.kernel_size[0] * module.kernel_size[1] * size * size
+            size = (size - 1) * module.stride[0] - 2 * module.padding[0] + module.kernel_size[0]
+    return total * batch
+
+
+def matmul_flops_per_second(device: torch.device, threads: int) -> float:
+    """This machine's float32 matrix-multiply rate with ``threads`` threads (best of 5, 1024^3)."""
+    a = torch.randn(1024, 1024, device=device)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        a @ a
+        best = min(timed(lambda: a @ a, device) for _ in range(5))
+    finally:
+        torch.set_num_threads(before)
+    return 2 * 1024**3 / best
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
@@ -74,6 +97,17 @@ def main() -> None:
             rates["run_samples"].append(args.n / timed(lambda: run_pipeline(tmp, r), device))
         rates["fit_streaming"].append(args.n / timed(lambda: run_stream(r), device))
     print(f"{'bare generator + emotion':<26} {summary(rates['bound'])} samples/s")
+    if device.type == "cpu" and args.dtype == "float32":
+        # How close the models come to the hardware: the generator's arithmetic rate in the
+        # bound, against a large float32 matmul on the same cores (per worker thread).
+        workers = labeller.options.workers
+        cores = workers if workers > 1 else torch.get_num_threads()
+        gen_only = Labeller(generator, load_extractor("imagestats", device), LabelOptions(batch, args.dtype))
+        gen_rate = max(args.n / timed(lambda: gen_only.label(z), device) for _ in range(3))
+        achieved = gen_rate * conv_transpose_flops(generator)
+        peak = matmul_flops_per_second(device, 1) * workers if workers > 1 else matmul_flops_per_second(device, cores)
+        print(f"{'generator (+ imagestats)':<26} {gen_rate:,.0f} samples/s = {achieved / 1e9:,.0f} GFLOP/s, "
+              f"{achieved / peak:.0%} of a 1024^3 float32 matmul on the same {cores} core(s) ({peak / 1e9:,.0f} GFLOP/s)")
     for name in ("run_samples", "fit_streaming"):
         ratio_best = max(rates[name]) / max(rates["bound"])
         ratio_median = statistics.median(rates[name]) / statistics.median(rates["bound"])
