@@ -18,11 +18,11 @@ import tempfile
 from pathlib import Path
 
 import torch
-
 from common import run_child, setup, timed
+
 from tlgan import load_extractor, load_generator
-from tlgan.fused import LabelOptions, Labeller
-from tlgan.store import load_axes
+from tlgan.axes.store import load_axes
+from tlgan.sampling.fused import Labeller, LabelOptions
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ import argparse
 import torch
 
 from tlgan import Editor, load_axes, load_extractor, load_generator
-from tlgan.defaults import DEFAULT_GENERATOR, load_default_axes
+from tlgan.axes.defaults import DEFAULT_GENERATOR, load_default_axes
 
 FIRST_SEED = 1_000_000  # far from any seed used to fit
 
@@ -34,7 +34,7 @@ def readings_at(gen, ext, axes, seeds, axis, value, locks=()) -> torch.Tensor:
 
 @torch.inference_mode()
 def random_direction_change(gen, ext, seeds, col, dim, span, trials=3) -> list[float]:
-    from tlgan.latents import latent_for_seed
+    from tlgan.sampling.latents import latent_for_seed
 
     z = torch.stack([latent_for_seed(s, dim) for s in seeds])
     out = []

@@ -16,7 +16,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from tlgan.devices import resolve_device
-from tlgan.fused import set_cpu_threads
+from tlgan.sampling.fused import set_cpu_threads
 
 
 def setup(device: str, threads: int | None) -> torch.device:

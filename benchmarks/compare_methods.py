@@ -1,7 +1,7 @@
 """Compare tlgan's direction-finding methods on the default generator and write docs/comparison.md.
 
 Every supervised method (tlgan, ridge, svm, logistic) is fitted on the same labelled samples; the unsupervised
-ones (sefa, pca) are computed from the generator. All are then evaluated with ``tlgan.evaluate`` on the same
+ones (sefa, pca) are computed from the generator. All are then evaluated with ``tlgan.evaluation.evaluate`` on the same
 fresh faces (same evaluation seed, same sweep): diagonal strength, worst off-diagonal leak (free and with the
 other axes locked), monotonicity, faces kept, and fit time. Rerunning reuses the cached samples.
 
@@ -22,13 +22,13 @@ from pathlib import Path
 import torch
 
 from tlgan.atomic import write_text_atomic
-from tlgan.defaults import DEFAULT_GENERATOR
-from tlgan.evaluate import DEFAULT_SEED, evaluate
-from tlgan.extractors import DEFAULT_EXTRACTORS, load_extractor
-from tlgan.fit import fit_axes
-from tlgan.generators import load_generator
-from tlgan.methods.discover import discover_axes
-from tlgan.pipeline import run_samples, set_cpu_threads
+from tlgan.axes.defaults import DEFAULT_GENERATOR
+from tlgan.axes.fit import fit_axes
+from tlgan.axes.methods.discover import discover_axes
+from tlgan.evaluation.evaluate import DEFAULT_SEED, evaluate
+from tlgan.models.extractors import DEFAULT_EXTRACTORS, load_extractor
+from tlgan.models.generators import load_generator
+from tlgan.sampling.pipeline import run_samples, set_cpu_threads
 
 ROOT = Path(__file__).resolve().parent.parent
 SUPERVISED = ("tlgan", "ridge", "svm", "logistic")

@@ -21,13 +21,13 @@ import statistics
 import tempfile
 
 import torch
-
 from common import setup, summary, timed
+
 from tlgan import load_extractor, load_generator
-from tlgan.extractors import DEFAULT_EXTRACTORS
-from tlgan.fit import fit_streaming
-from tlgan.fused import LabelOptions, Labeller
-from tlgan.pipeline import run_samples
+from tlgan.axes.fit import fit_streaming
+from tlgan.models.extractors import DEFAULT_EXTRACTORS
+from tlgan.sampling.fused import Labeller, LabelOptions
+from tlgan.sampling.pipeline import run_samples
 
 
 def conv_transpose_flops(generator: torch.nn.Module, batch: int = 1) -> int:

@@ -18,12 +18,12 @@ import argparse
 import time
 
 import torch
-
 from common import setup, sync
+
 from tlgan import load_extractor, load_generator
-from tlgan.fit import fit_streaming
-from tlgan.fused import LabelOptions, Labeller
-from tlgan.latents import sample_latents
+from tlgan.axes.fit import fit_streaming
+from tlgan.sampling.fused import Labeller, LabelOptions
+from tlgan.sampling.latents import sample_latents
 
 
 def main() -> None:

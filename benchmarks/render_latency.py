@@ -17,11 +17,11 @@ import random
 import time
 
 import torch
-
 from common import percentile, setup, sync
+
 from tlgan import Editor, load_generator
-from tlgan.defaults import load_default_axes
-from tlgan.fused import cpu_budget
+from tlgan.axes.defaults import load_default_axes
+from tlgan.sampling.fused import cpu_budget
 
 
 def main() -> None:

@@ -36,17 +36,21 @@ def percentile(values: list[float], q: float) -> float:
 
 def load_model(device: str):
     """Default generator and knob set; the default extractors when they load."""
-    from tlgan.defaults import DEFAULT_EXTRACTORS, DEFAULT_GENERATOR, load_default_axes
-    from tlgan.extractors import load_extractor
-    from tlgan.generators import load_generator
+    from tlgan.axes.defaults import (
+        DEFAULT_EXTRACTORS,
+        DEFAULT_GENERATOR,
+        load_default_axes,
+    )
+    from tlgan.models.extractors import load_extractor
+    from tlgan.models.generators import load_generator
 
     generator = load_generator(DEFAULT_GENERATOR, device)
     return generator, load_default_axes(), load_extractor(DEFAULT_EXTRACTORS, device)
 
 
 def serve_forever(port: int, device: str) -> None:
-    from tlgan.pipeline import set_cpu_threads
-    from tlgan.web import create_app, serve
+    from tlgan.apps.web import create_app, serve
+    from tlgan.sampling.pipeline import set_cpu_threads
 
     set_cpu_threads()
     serve(create_app(*load_model(device)), host="127.0.0.1", port=port)
@@ -54,11 +58,11 @@ def serve_forever(port: int, device: str) -> None:
 
 def one_frame_times(device: str, size: int, frames: int = 300) -> list[float]:
     """Server-side work for one frame, in-process and sequential: replay + render + scale + encode (ms)."""
-    from tlgan.pipeline import set_cpu_threads
-    from tlgan.web.frames import encode_frame
-    from tlgan.web.renderer import BatchRenderer
-    from tlgan.web.state import Replayer
-    from tlgan.editor import Edit
+    from tlgan.apps.web.frames import encode_frame
+    from tlgan.apps.web.renderer import BatchRenderer
+    from tlgan.apps.web.state import Replayer
+    from tlgan.editing.editor import Edit
+    from tlgan.sampling.pipeline import set_cpu_threads
 
     set_cpu_threads()
     generator, axes, _ = load_model(device)

@@ -8,6 +8,6 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 @pytest.fixture(scope="session")
 def digiface():
-    from tlgan.generators import load_generator
+    from tlgan.models.generators import load_generator
 
     return load_generator("digiface", "cpu")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from tlgan.extractors import Extractor, Feature
-from tlgan.generators import Generator
+from tlgan.models.extractors import Extractor, Feature
+from tlgan.models.generators import Generator
 
 
 class LinearGenerator(Generator):

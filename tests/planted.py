@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from tlgan.extractors import Extractor, Feature
-from tlgan.generators import Generator
+from tlgan.models.extractors import Extractor, Feature
+from tlgan.models.generators import Generator
 
 
 class PlantedGenerator(Generator):

@@ -1,10 +1,19 @@
 """The axis math against planted truths."""
 
-import torch
 import pytest
+import torch
 
-from tlgan.axes import (NormalEquations, conditional_direction, gram_schmidt, knob_values, link, lock_all,
-                        lock_direction, move_to_value, normalize_rows)
+from tlgan.axes.math import (
+    NormalEquations,
+    conditional_direction,
+    gram_schmidt,
+    knob_values,
+    link,
+    lock_all,
+    lock_direction,
+    move_to_value,
+    normalize_rows,
+)
 from tlgan.errors import TlganError
 
 

@@ -9,9 +9,9 @@ import torch
 from _keras_files import celeba_cnn_layers, numpy_celeba_cnn, write_keras_h5
 
 from tlgan import TlganError, load_extractor
-from tlgan.extractors.base import resize
-from tlgan.extractors.celeba_cnn import CelebaCNN, subsample_indices
-from tlgan.legacy.celeba_attributes import CELEBA_ATTRIBUTES
+from tlgan.models.extractors.base import resize
+from tlgan.models.extractors.celeba_attributes import CELEBA_ATTRIBUTES
+from tlgan.models.extractors.celeba_cnn import CelebaCNN, subsample_indices
 
 
 @pytest.fixture(scope="module")

@@ -118,13 +118,13 @@ def test_bad_input_gets_one_line_error(tmp_path, args, fragments):
 
 
 def test_corrupt_and_mismatched_axis_files(tmp_path):
-    from tlgan.defaults import DEFAULT_AXES
+    from tlgan.axes.defaults import DEFAULT_AXES
 
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(DEFAULT_AXES.read_bytes()[:100])
     assert_clean_error(run("info", str(bad), check=False), "corrupt or truncated")
     assert_clean_error(run("edit", "--axes", str(bad), "--json", check=False), "corrupt or truncated")
-    from tlgan.store import load_axes
+    from tlgan.axes.store import load_axes
 
     other = load_axes(DEFAULT_AXES)
     other.generator = "digiface:0000000000000000"

@@ -12,9 +12,15 @@ from _tf1_files import g_paper_variables, write_tf1_pickle
 from click.testing import CliRunner
 
 from tlgan import TlganError, load_generator
-from tlgan.cli_assets import check_model, convert, import_axes, ingest_celeba, train_extractor
-from tlgan.legacy.celeba_attributes import CELEBA_ATTRIBUTES
-from tlgan.store import load_axes
+from tlgan.apps.cli.assets import (
+    check_model,
+    convert,
+    import_axes,
+    ingest_celeba,
+    train_extractor,
+)
+from tlgan.axes.store import load_axes
+from tlgan.models.extractors.celeba_attributes import CELEBA_ATTRIBUTES
 
 
 def invoke(command, args):
@@ -64,7 +70,7 @@ def test_import_axes_bound_to_a_generator(tmp_path):
 
 
 def test_check_model_exit_codes_and_guessed_kind():
-    from tlgan.checkmodel import guess_kind
+    from tlgan.models.check import guess_kind
 
     assert guess_kind("pggan:any.pkl") == "generator" and guess_kind("celeba-cnn:any.h5") == "extractor"
     good = invoke(check_model, ["entrypoint:_user_models:good_extractor"])

@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from tlgan.defaults import DEFAULT_AXES, REBUILD_COMMAND, load_default_axes
-from tlgan.extractors import load_extractor
-from tlgan.fit import fit_axes
-from tlgan.pipeline import run_samples
+from tlgan.axes.defaults import DEFAULT_AXES, REBUILD_COMMAND, load_default_axes
+from tlgan.axes.fit import fit_axes
+from tlgan.models.extractors import load_extractor
+from tlgan.sampling.pipeline import run_samples
 
 
 def test_shipped_set_matches_default_models(digiface):
@@ -35,7 +35,7 @@ def test_rebuild_from_smaller_sample_agrees(digiface, tmp_path):
 
 @torch.inference_mode()
 def test_happy_knob_makes_faces_happier(digiface):
-    from tlgan.editor import Editor
+    from tlgan.editing.editor import Editor
 
     axes = load_default_axes()
     ext = load_extractor("emotion", "cpu")

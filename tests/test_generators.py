@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from tlgan.errors import TlganError
-from tlgan.generators import load_generator
-from tlgan.generators.dcgan import load_digiface
+from tlgan.models.generators import load_generator
+from tlgan.models.generators.dcgan import load_digiface
 
 
 def test_digiface_loads_from_package_and_renders(digiface):

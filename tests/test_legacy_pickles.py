@@ -12,10 +12,10 @@ import torch
 from _tf1_files import g_paper_variables, write_tf1_pickle
 
 from tlgan import TlganError, load_generator
-from tlgan.legacy.celeba_attributes import CELEBA_ATTRIBUTES
-from tlgan.legacy.directions import import_axes, read_original_directions
-from tlgan.legacy.original import find_original_assets
-from tlgan.store import load_axes
+from tlgan.axes.original import find_original_assets
+from tlgan.axes.original_directions import import_axes, read_original_directions
+from tlgan.axes.store import load_axes
+from tlgan.models.extractors.celeba_attributes import CELEBA_ATTRIBUTES
 
 
 def _unit_columns(dim: int, count: int, seed: int = 0) -> np.ndarray:
@@ -189,7 +189,7 @@ def test_original_asset_folder(tmp_path):
     assert axes.groups[axes.index("Smiling")] == "expression"
 
     # The axes drive tlgan's Editor: setting Age (the flipped Young axis) with Male locked.
-    from tlgan.editor import Editor
+    from tlgan.editing.editor import Editor
 
     editor = Editor(generator, axes, seed=3)
     editor.lock("Male")
@@ -199,7 +199,7 @@ def test_original_asset_folder(tmp_path):
     assert editor.render().shape == (3, 8, 8)
 
     # After `tlgan convert pggan-tf1`, the faster converted file is used; same weights, same identity.
-    from tlgan.generators.pggan import convert_tf1_to_safetensors
+    from tlgan.models.generators.pggan import convert_tf1_to_safetensors
 
     pkl = tmp_path / "asset_model" / "karras2018iclr-celebahq-1024x1024.pkl"
     convert_tf1_to_safetensors(pkl, pkl.with_suffix(".safetensors"))

@@ -3,21 +3,21 @@
 import pytest
 import torch
 from click.testing import CliRunner
-
 from linear_models import LinearFeatures, LinearGenerator
 from planted import PlantedExtractor, PlantedGenerator
-from tlgan.axes import conditional_direction, lock_direction, normalize_rows
+
+from tlgan.axes.fit import fit_axes
+from tlgan.axes.math import conditional_direction, lock_direction, normalize_rows
+from tlgan.axes.methods.activations import default_layer, layer_activations
+from tlgan.axes.methods.discover import LABEL_SEED, discover_axes
+from tlgan.axes.methods.logistic import choose_threshold
+from tlgan.axes.methods.pca import generator_pca, pca_to_latent
+from tlgan.axes.methods.sefa import generator_sefa, sefa_directions
+from tlgan.axes.methods.svm import extremes
+from tlgan.axes.store import load_axes
 from tlgan.errors import TlganError
-from tlgan.fit import fit_axes
-from tlgan.methods.activations import default_layer, layer_activations
-from tlgan.latents import sample_latents
-from tlgan.methods.discover import LABEL_SEED, discover_axes
-from tlgan.methods.logistic import choose_threshold
-from tlgan.methods.pca import generator_pca, pca_to_latent
-from tlgan.methods.sefa import generator_sefa, sefa_directions
-from tlgan.methods.svm import extremes
-from tlgan.pipeline import run_samples
-from tlgan.store import load_axes
+from tlgan.sampling.latents import sample_latents
+from tlgan.sampling.pipeline import run_samples
 
 NAMES = ["lin", "prob", "score", "noisy"]
 
@@ -183,7 +183,7 @@ def test_discovered_axes_are_named_labelled_oriented_and_renamable(tmp_path):
     assert axes.extractor == ext.identity
     path = tmp_path / "sefa.safetensors"
     axes.save(path)
-    from tlgan.cli import cli
+    from tlgan.apps.cli.main import cli
 
     result = CliRunner().invoke(cli, ["rename", str(path), "sefa_0=first", "sefa_2=third"])
     assert result.exit_code == 0, result.output
@@ -207,8 +207,8 @@ def test_discover_pca_on_planted_generator_labels_axes():
 
 
 def test_renaming_a_supervised_axis_keeps_its_target(planted_samples):
-    from tlgan.axisops import rename_axes
-    from tlgan.evaluate import axis_targets
+    from tlgan.axes.ops import rename_axes
+    from tlgan.evaluation.evaluate import axis_targets
 
     folder, _ = planted_samples
     axes = rename_axes(fit_axes(folder, method="svm"), {"prob": "smile"})
@@ -227,7 +227,7 @@ def test_normalised_classifier_axes_are_unit(planted_samples):
 
 
 def test_discover_and_build_cli_with_sefa(tmp_path):
-    from tlgan.cli import cli
+    from tlgan.apps.cli.main import cli
 
     out = tmp_path / "sefa.safetensors"
     result = CliRunner().invoke(cli, ["discover", "--method", "sefa", "-k", "3", "--extractor", "none",

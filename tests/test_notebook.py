@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from tlgan.editor import Editor
-from tlgan.imaging import to_pil
-from tlgan.notebook import KnobPanel, knob_panel
 from webtools import KNOBS, decode, web_model
+
+from tlgan.apps.notebook import KnobPanel, knob_panel
+from tlgan.editing.editor import Editor
+from tlgan.imaging import to_pil
 
 
 @pytest.fixture
@@ -99,7 +99,7 @@ def test_knob_panel_returns_a_displayable_widget():
 
 
 def test_default_panel_uses_the_shipped_knob_set():
-    from tlgan.defaults import load_default_axes
+    from tlgan.axes.defaults import load_default_axes
 
     panel = KnobPanel(size=64)
     assert sorted(panel.knobs) == sorted(load_default_axes().names)

@@ -10,7 +10,11 @@ import torch
 from _tf1_files import g_paper_variables, numpy_g_paper, write_tf1_pickle
 
 from tlgan import TlganError, load_generator
-from tlgan.generators.pggan import PGGAN, convert_tf1_to_safetensors, read_tf1_pickle
+from tlgan.models.generators.pggan import (
+    PGGAN,
+    convert_tf1_to_safetensors,
+    read_tf1_pickle,
+)
 
 
 def _z(n: int, dim: int, seed: int = 0) -> np.ndarray:

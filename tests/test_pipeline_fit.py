@@ -4,14 +4,14 @@ import json
 
 import pytest
 import torch
+from planted import PlantedExtractor, PlantedGenerator
 from safetensors.torch import load_file
 
-from planted import PlantedExtractor, PlantedGenerator
+from tlgan.axes.fit import fit_axes
+from tlgan.axes.store import AxisSet, load_axes
 from tlgan.errors import TlganError
-from tlgan.fit import fit_axes
-from tlgan.latents import sample_latents
-from tlgan.pipeline import iter_shards, load_samples, run_samples
-from tlgan.store import AxisSet, load_axes
+from tlgan.sampling.latents import sample_latents
+from tlgan.sampling.pipeline import iter_shards, load_samples, run_samples
 
 
 def _cos(a, b):

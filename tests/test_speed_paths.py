@@ -13,16 +13,33 @@ from pathlib import Path
 
 import pytest
 import torch
+from planted import PlantedExtractor, PlantedGenerator
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from planted import PlantedExtractor, PlantedGenerator
-from tlgan.axes import NormalEquations
+from tlgan.axes.fit import (
+    LinearFitter,
+    fit_axes,
+    fit_streaming,
+    held_out_count,
+    validation_mask,
+)
+from tlgan.axes.math import NormalEquations
 from tlgan.errors import TlganError
-from tlgan.extractors import load_extractor
-from tlgan.fit import LinearFitter, fit_axes, fit_streaming, held_out_count, validation_mask
-from tlgan.fused import LabelOptions, Labeller, set_cpu_threads, tune_cpu_allocator
-from tlgan.latents import sample_latents
-from tlgan.pipeline import group_ranges, iter_shards, label_ranges, run_samples, shard_ranges
+from tlgan.models.extractors import load_extractor
+from tlgan.sampling.fused import (
+    Labeller,
+    LabelOptions,
+    set_cpu_threads,
+    tune_cpu_allocator,
+)
+from tlgan.sampling.latents import sample_latents
+from tlgan.sampling.pipeline import (
+    group_ranges,
+    iter_shards,
+    label_ranges,
+    run_samples,
+    shard_ranges,
+)
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -112,7 +129,7 @@ TOLERANCE = {"float16": (0.25, 0.02), "bfloat16": (1.0, 0.04)}
 
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
 def test_reduced_precision_readings_stay_within_tolerance(digiface, default_extractor, dtype):
-    from tlgan.defaults import load_default_axes
+    from tlgan.axes.defaults import load_default_axes
 
     z = sample_latents(11, 0, 48, digiface.latent_dim)  # float16 is emulated (slow) on most CPUs: few faces
     ref = _readings(digiface, default_extractor, z, batch_size=16)
@@ -132,8 +149,8 @@ def test_reduced_precision_readings_stay_within_tolerance(digiface, default_extr
 def test_each_extractor_gets_the_precision_it_tolerates(digiface, default_extractor):
     """Under bfloat16: the emotion model and ONet's convolutions run under autocast, ONet's dense head
     in float32, and an extractor that declares no reduced precision gets float32 images without autocast."""
-    from tlgan.extractors import CombinedExtractor
-    from tlgan.extractors.imagestats import ImageStats
+    from tlgan.models.extractors import CombinedExtractor
+    from tlgan.models.extractors.imagestats import ImageStats
 
     class Strict(ImageStats):
         name, identity, autocast_dtypes = "strict", "strict:v1", ()
@@ -368,8 +385,8 @@ def test_cli_build_without_stored_samples(tmp_path):
 
 
 def test_editor_render_is_the_generator_output(digiface):
-    from tlgan.defaults import load_default_axes
-    from tlgan.editor import Editor
+    from tlgan.axes.defaults import load_default_axes
+    from tlgan.editing.editor import Editor
 
     editor = Editor(digiface, load_default_axes(), seed=4)
     editor.set("happy", 1.5)

@@ -5,14 +5,14 @@ import sys
 import pytest
 import torch
 from click.testing import CliRunner
-
 from planted import PlantedExtractor, PlantedGenerator
+
+from tlgan.axes.fit import fit_axes
+from tlgan.axes.store import load_axes
+from tlgan.editing.teach import read_labels, teach
 from tlgan.errors import TlganError
-from tlgan.fit import fit_axes
-from tlgan.latents import latent_for_seed
-from tlgan.methods.teach import read_labels, teach
-from tlgan.pipeline import load_samples, run_samples
-from tlgan.store import load_axes
+from tlgan.sampling.latents import latent_for_seed
+from tlgan.sampling.pipeline import load_samples, run_samples
 
 D = 16
 RULE = torch.nn.functional.normalize(torch.randn(D, generator=torch.Generator().manual_seed(42)), dim=0)
@@ -56,7 +56,7 @@ def test_teach_recovers_the_rule_direction_and_adds_the_axis(base, tmp_path):
 
 def test_teach_cli_writes_the_set_and_refuses_to_overwrite_an_axis(base, tmp_path):
     folder, _ = base
-    from tlgan.cli import cli
+    from tlgan.apps.cli.main import cli
 
     csv = _rule_csv(tmp_path / "hat.csv", range(0, 50), header="notes,seed,hat")
     csv.write_text("\n".join(f"x,{line}" if i else line for i, line in enumerate(csv.read_text().splitlines())))
@@ -127,7 +127,7 @@ def test_bad_label_files_with_samples_and_other_files(base, tmp_path):
 
 def test_cli_prints_one_line_error_for_a_bad_csv(base, tmp_path, monkeypatch, capsys):
     folder, _ = base
-    from tlgan.cli import main
+    from tlgan.apps.cli.main import main
 
     (tmp_path / "bad.csv").write_text("seed,label\n1,maybe\n")
     monkeypatch.setattr(sys, "argv", ["tlgan", "teach", "g", "--labels", str(tmp_path / "bad.csv"),

@@ -5,15 +5,21 @@ from __future__ import annotations
 import json
 import warnings
 
+import _user_models as um
 import numpy as np
 import pytest
 import torch
-import _user_models as um
-from _user_models import ByteRangeNHWC, TinyExtractor, TinyGenerator, onnx_extractor, onnx_generator
+from _user_models import (
+    ByteRangeNHWC,
+    TinyExtractor,
+    TinyGenerator,
+    onnx_extractor,
+    onnx_generator,
+)
 
 from tlgan import TlganError, load_extractor, load_generator
-from tlgan.checkmodel import check_model, probe_images
-from tlgan.usermodels import UserExtractor, UserGenerator
+from tlgan.models.check import check_model, probe_images
+from tlgan.models.user import UserExtractor, UserGenerator
 
 EP = "entrypoint:_user_models"
 

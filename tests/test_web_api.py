@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 import torch
 from fastapi.testclient import TestClient
+from webtools import KNOBS, LiveServer, StatsExtractor, decode, web_model
 
-from tlgan.editor import Edit, Editor
+from tlgan.apps.web import create_app
+from tlgan.apps.web.frames import png_bytes, tile_row
+from tlgan.apps.web.renderer import BatchRenderer
+from tlgan.apps.web.schemas import MAX_BODY_BYTES, MAX_EDITS
+from tlgan.editing.editor import Edit, Editor
 from tlgan.errors import TlganError
 from tlgan.imaging import to_pil
-from tlgan.web import create_app
-from tlgan.web.frames import png_bytes, tile_row
-from tlgan.web.renderer import BatchRenderer
-from tlgan.web.schemas import MAX_BODY_BYTES, MAX_EDITS
-from webtools import KNOBS, LiveServer, StatsExtractor, decode, web_model
 
 NAMES = [k[0] for k in KNOBS]
 
@@ -350,7 +350,7 @@ def test_renderer_chunks_give_the_same_image_whatever_shares_the_batch(model):
 
 def to_pixels_one(generator, z, chunk=1):
     """Pixels of latent z rendered at the front of a zero-padded batch of ``chunk``."""
-    from tlgan.web.renderer import to_pixels
+    from tlgan.apps.web.renderer import to_pixels
 
     batch = torch.cat([z[None], torch.zeros(chunk - 1, z.shape[0])])
     with torch.inference_mode():
@@ -369,9 +369,13 @@ def test_png_encoder_round_trips():
 # ---- the real default model -----------------------------------------------------------
 def test_default_model_readings_follow_the_happy_knob():
     """The shipped knob set with the real default extractors: moving 'happy' changes what the emotion model reads."""
-    from tlgan.defaults import DEFAULT_EXTRACTORS, DEFAULT_GENERATOR, load_default_axes
-    from tlgan.extractors import load_extractor
-    from tlgan.generators import load_generator
+    from tlgan.axes.defaults import (
+        DEFAULT_EXTRACTORS,
+        DEFAULT_GENERATOR,
+        load_default_axes,
+    )
+    from tlgan.models.extractors import load_extractor
+    from tlgan.models.generators import load_generator
 
     axes = load_default_axes()
     app = create_app(load_generator(DEFAULT_GENERATOR, "cpu"), axes, load_extractor(DEFAULT_EXTRACTORS, "cpu"))

@@ -14,9 +14,9 @@ import httpx
 import numpy as np
 import pytest
 from PIL import Image
-
-from tlgan.web import create_app
 from webtools import LiveServer, StatsExtractor, decode, web_model
+
+from tlgan.apps.web import create_app
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

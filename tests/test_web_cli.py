@@ -12,10 +12,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-
-from tlgan.errors import TlganError
-from tlgan.web.cli import serve_command
 from webtools import KNOBS, web_model
+
+from tlgan.apps.cli.serve import serve_command
+from tlgan.errors import TlganError
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 

@@ -13,9 +13,9 @@ import torch
 import uvicorn
 from PIL import Image
 
-from tlgan.extractors import Extractor, Feature
-from tlgan.latents import sample_latents
-from tlgan.store import AxisSet
+from tlgan.axes.store import AxisSet
+from tlgan.models.extractors import Extractor, Feature
+from tlgan.sampling.latents import sample_latents
 
 # name, kind, group, planted held-out R²
 KNOBS = [
@@ -97,7 +97,7 @@ _SETUP: dict[str, object] = {}
 def web_model():
     """(generator, axes) shared by every web/notebook test in the session (the fit takes ~2 s)."""
     if not _SETUP:
-        from tlgan.generators import load_generator
+        from tlgan.models.generators import load_generator
 
         generator = load_generator("digiface", "cpu")
         _SETUP.update(generator=generator, axes=make_axes(generator))

@@ -1,12 +1,13 @@
 """tlgan: transparent latent-space GANs — feature axes and knobs for a trained generator."""
 
-from .editor import Edit, Editor
+from tlgan.axes.fit import fit_axes
+from tlgan.axes.store import AxisSet, load_axes
+from tlgan.editing.editor import Edit, Editor
+from tlgan.models.extractors import load_extractor
+from tlgan.models.generators import load_generator
+from tlgan.sampling.pipeline import run_samples
+
 from .errors import TlganError
-from .extractors import load_extractor
-from .fit import fit_axes
-from .generators import load_generator
-from .pipeline import run_samples
-from .store import AxisSet, load_axes
 
 __version__ = "0.1.0"
 

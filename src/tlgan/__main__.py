@@ -1,3 +1,3 @@
-from .cli import main
+from tlgan.apps.cli.main import main
 
 main()

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import TlganError
+from tlgan.errors import TlganError
 
 ATTR_FILE = "list_attr_celeba.txt"
 PARTITION_FILE = "list_eval_partition.txt"

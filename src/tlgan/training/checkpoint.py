@@ -18,8 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..atomic import atomic_path, write_text_atomic
-from ..errors import TlganError
+from tlgan.atomic import atomic_path, write_text_atomic
+from tlgan.errors import TlganError
 
 FORMAT = "tlgan.train-checkpoint"
 VERSION = 1

@@ -14,7 +14,8 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from ..errors import TlganError
+from tlgan.errors import TlganError
+
 from .celeba import CelebaIndex
 
 ALIGNED_SIZE = (178, 218)  # width, height of img_align_celeba

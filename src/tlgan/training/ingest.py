@@ -17,8 +17,9 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-from ..atomic import atomic_path, write_text_atomic
-from ..errors import TlganError
+from tlgan.atomic import atomic_path, write_text_atomic
+from tlgan.errors import TlganError
+
 from .celeba import ATTR_FILE, MANIFEST, PARTITION_FILE, read_celeba
 from .data import crop_box
 

@@ -22,14 +22,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..devices import resolve_device
-from ..errors import TlganError
-from ..extractors.base import Feature
-from ..extractors.trained import save_extractor_file
+from tlgan.devices import resolve_device
+from tlgan.errors import TlganError
+from tlgan.models.extractors.base import Feature
+from tlgan.models.extractors.nets import ARCHS, build_net, load_backbone
+from tlgan.models.extractors.trained import save_extractor_file
+
 from .celeba import read_celeba
 from .checkpoint import Position, load_checkpoint, save_checkpoint
 from .data import ImageSet, cache_images, to_model_input
-from .nets import ARCHS, build_net, load_backbone
 
 
 @dataclass

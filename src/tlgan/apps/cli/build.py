@@ -1,0 +1,157 @@
+"""tlgan build, fit and discover: sample, label and fit axis sets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from tlgan.axes.methods import METHODS, UNSUPERVISED
+from tlgan.errors import TlganError
+
+from .common import format_info
+
+
+@click.command()
+@click.option("--generator", default="digiface", show_default=True, help="generator spec, e.g. digiface or pggan:FILE")
+@click.option("--extractor", default=None, help="comma-separated extractors [default: emotion,landmarks,imagestats]")
+@click.option("--n", "n", type=int, default=20000, show_default=True, help="number of samples")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N")
+@click.option("--batch-size", type=click.IntRange(1, 1 << 20), default=None,
+              help="images per forward pass [default: 32 on CPU, 8192 on CUDA]")
+@click.option("--dtype", type=click.Choice(["float32", "float16", "bfloat16"]), default="float32", show_default=True,
+              help="precision of rendering and labelling (autocast); extractors that need float32 keep it")
+@click.option("--compile", "compile_", is_flag=True, help="run the models through torch.compile (slow start, faster on GPU)")
+@click.option("--threads", type=click.IntRange(1, 1024), default=None,
+              help="CPU threads [default: the CPUs this process may use; env TLGAN_THREADS]")
+@click.option("--method", type=click.Choice(METHODS), default="tlgan", show_default=True,
+              help="fitting method (see tlgan fit --help; sefa and pca run tlgan discover, without sampling)")
+@click.option("--ridge", type=float, default=None, help="ridge penalty for --method ridge")
+@click.option("--percent", type=float, default=None, help="svm: top/bottom percentage of each feature [default: 2]")
+@click.option("--C", "c", type=float, default=None, help="svm/logistic: inverse regularisation strength [default: 1]")
+@click.option("--shard-size", type=click.IntRange(1, 1 << 20), default=4096, show_default=True,
+              help="samples per resumable shard")
+@click.option("--samples", "samples_dir", type=click.Path(file_okay=False), default=None,
+              help="folder for the labelled samples (resumable) [default: OUT.samples]")
+@click.option("--store-samples/--no-store-samples", default=True, show_default=True,
+              help="keep labelled samples on disk (resumable, refittable) or fit while sampling (flat memory, "
+                   "nothing written but the axes; an interrupted run starts over)")
+@click.option("--out", type=click.Path(dir_okay=False), default="axes.safetensors", show_default=True)
+def build(generator: str, extractor: str | None, n: int, seed: int, device: str, batch_size: int | None, dtype: str,
+          compile_: bool, threads: int | None, method: str, ridge: float | None, percent: float | None,
+          c: float | None, shard_size: int, samples_dir: str | None, store_samples: bool, out: str) -> None:
+    """Sample N latents, render and label them, and fit one axis per feature.
+
+    \b
+    Examples:
+      tlgan build --n 20000 --out my-axes.safetensors
+      tlgan build --n 1000000 --device cuda --dtype float16 --no-store-samples --out big.safetensors
+    Interrupt with Ctrl-C at any time: rerunning the same command resumes (with --store-samples).
+    """
+    from tlgan.axes.fit import fit_streaming, resolve_method
+    from tlgan.models.extractors import DEFAULT_EXTRACTORS, load_extractor
+    from tlgan.models.generators import load_generator
+    from tlgan.sampling.pipeline import run_samples, set_cpu_threads
+
+    set_cpu_threads(threads)
+    if n <= 0:
+        raise TlganError(f"--n must be positive, got {n}")
+    if method in UNSUPERVISED:
+        run_discover(method, 10, generator, extractor, n, seed, None, 64, device, out)
+        return
+    if samples_dir and not store_samples:
+        raise TlganError("--samples names a folder to store samples in; drop it or --no-store-samples")
+    if not store_samples:
+        resolve_method(method, ridge)  # fail before hours of sampling, not after
+    gen = load_generator(generator, device)
+    ext = load_extractor(extractor or DEFAULT_EXTRACTORS, device)
+    if not store_samples:
+        click.echo(f"{gen.identity} + {ext.name}: {n:,} samples, fitted while sampling", err=True)
+        axis_set = fit_streaming(gen, ext, n, seed, method=method, ridge=ridge, batch_size=batch_size, dtype=dtype,
+                                 compile=compile_)
+        _save(axis_set, out)
+        return
+    samples = Path(samples_dir) if samples_dir else Path(out).with_suffix(".samples")
+    click.echo(f"{gen.identity} + {ext.name}: {n:,} samples into {samples}", err=True)
+    run_samples(gen, ext, n, seed, samples, batch_size=batch_size, shard_size=shard_size, dtype=dtype,
+                compile=compile_)
+    _fit_and_save(str(samples), method, ridge, out, percent, c)
+
+
+def _fit_and_save(samples: str, method: str, ridge: float | None, out: str, percent: float | None = None,
+                  c: float | None = None) -> None:
+    from tlgan.axes.fit import fit_axes
+
+    _save(fit_axes(samples, method=method, ridge=ridge, percent=percent, c=c), out)
+
+
+def _save(axis_set: Any, out: str) -> None:
+    axis_set.save(out)
+    click.echo(f"wrote {len(axis_set)} axes to {out}", err=True)
+    click.echo(format_info(axis_set))
+
+
+@click.command()
+@click.argument("samples", type=click.Path(file_okay=False))
+@click.option("--method", type=click.Choice(METHODS), default="tlgan", show_default=True,
+              help="tlgan (least squares in link space), ridge, svm (InterFaceGAN) or logistic; see docs/methods.md")
+@click.option("--ridge", type=float, default=None, help="ridge penalty for --method ridge")
+@click.option("--percent", type=float, default=None, help="svm: top/bottom percentage of each feature [default: 2]")
+@click.option("--C", "c", type=float, default=None, help="svm/logistic: inverse regularisation strength [default: 1]")
+@click.option("--out", type=click.Path(dir_okay=False), default="axes.safetensors", show_default=True)
+def fit(samples: str, method: str, ridge: float | None, percent: float | None, c: float | None, out: str) -> None:
+    """Fit axes from an existing sample folder (made by tlgan build).
+
+    Unsupervised axes (sefa, pca) need the generator instead: see tlgan discover.
+    """
+    _fit_and_save(samples, method, ridge, out, percent, c)
+
+
+@click.command()
+@click.option("--method", type=click.Choice(["sefa", "pca"]), required=True)
+@click.option("--components", "-k", type=click.IntRange(1, 4096), default=10, show_default=True,
+              help="number of axes")
+@click.option("--generator", default="digiface", show_default=True, help="generator spec")
+@click.option("--extractor", default=None,
+              help="extractors that label each axis [default: emotion,landmarks,imagestats]; 'none' skips labelling")
+@click.option("--n", "n", type=int, default=5000, show_default=True, help="pca: sampled latents")
+@click.option("--seed", type=int, default=0, show_default=True, help="pca: latent seed")
+@click.option("--layer", default=None, help="pca: submodule whose output is analysed [default: first nonlinearity]")
+@click.option("--label-faces", type=click.IntRange(2, 100000), default=64, show_default=True,
+              help="faces swept to label each axis")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False), default="axes.safetensors", show_default=True)
+def discover(method: str, components: int, generator: str, extractor: str | None, n: int, seed: int,
+             layer: str | None, label_faces: int, device: str, out: str) -> None:
+    """Find unsupervised axes (SeFa or GANSpace PCA), named METHOD_0, METHOD_1, ..., labelled by the extractors.
+
+    \b
+    Example:
+      tlgan discover --method sefa -k 12 --out sefa.safetensors
+      tlgan rename sefa.safetensors sefa_0=pose sefa_3=light
+    """
+    run_discover(method, components, generator, extractor, n, seed, layer, label_faces, device, out)
+
+
+def run_discover(method: str, components: int, generator: str, extractor: str | None, n: int, seed: int,
+                 layer: str | None, label_faces: int, device: str, out: str) -> None:
+    """What ``tlgan discover`` (and ``tlgan build --method sefa|pca``) do."""
+    from tlgan.axes.methods.discover import discover_axes
+    from tlgan.models.extractors import DEFAULT_EXTRACTORS, load_extractor
+    from tlgan.models.generators import load_generator
+    from tlgan.sampling.pipeline import set_cpu_threads
+
+    set_cpu_threads()
+    if n <= 0:
+        raise TlganError(f"--n must be positive, got {n}")
+    gen = load_generator(generator, device)
+    ext = None if extractor == "none" else load_extractor(extractor or DEFAULT_EXTRACTORS, device)
+    axis_set = discover_axes(gen, method, components, ext, n=n, seed=seed, layer=layer, label_faces=label_faces)
+    axis_set.save(out)
+    click.echo(f"wrote {len(axis_set)} axes to {out}", err=True)
+    click.echo(format_info(axis_set))
+    for name in axis_set.names:
+        if name in axis_set.descriptions:
+            click.echo(f"  {name}: {axis_set.descriptions[name]}")

@@ -1,0 +1,64 @@
+"""Helpers shared by the command modules: option parsing, model loading, printing."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from tlgan.errors import TlganError
+
+AXES_HELP = "axis set file (.safetensors); default: the shipped knob set of the default generator"
+
+
+def parse_pairs(items: tuple[str, ...], option: str) -> list[tuple[str, float]]:
+    """'name=value' strings -> [(name, float)]; NaN/inf and malformed items are errors."""
+    pairs = []
+    for item in items:
+        name, sep, raw = item.partition("=")
+        try:
+            value = float(raw)
+        except ValueError:
+            value = math.nan if sep else None  # type: ignore[assignment]
+        if not sep or not name or value is None or not math.isfinite(value):
+            raise TlganError(f"{option} expects NAME=NUMBER with a finite number, got '{item}'")
+        pairs.append((name.strip(), value))
+    return pairs
+
+
+def load_model(generator: str | None, axes: str | None, device: str) -> tuple[Any, Any]:
+    """(generator, axis set) for a command; the generator defaults to the one the axes were made for."""
+    from tlgan.axes.defaults import DEFAULT_GENERATOR, load_default_axes
+    from tlgan.axes.store import load_axes
+    from tlgan.models.generators import load_generator
+
+    axis_set = load_axes(axes) if axes else load_default_axes()
+    gen = load_generator(generator or DEFAULT_GENERATOR, device)
+    axis_set.check_generator(gen)
+    return gen, axis_set
+
+
+def format_info(axis_set: Any) -> str:
+    lines = [
+        f"generator   {axis_set.generator} ({axis_set.latent_space}, {axis_set.latent_dim}-d)",
+        f"extractor   {axis_set.extractor or '-'}",
+        f"method      {axis_set.method} {json.dumps(axis_set.params)}",
+        f"samples     {axis_set.samples:,} (seed {axis_set.seed})",
+        "",
+        f"{'axis':<22}{'kind':<13}{'group':<21}{'held-out fit':>13}",
+    ]
+    for name, kind, group in zip(axis_set.names, axis_set.kinds, axis_set.groups):
+        q = axis_set.quality.get(name, {})
+        score = next((f"{ {'r2': 'R²', 'accuracy': 'acc'}[k]} {v:.3f}" for k, v in q.items() if k in ("r2", "accuracy")), "-")
+        lines.append(f"{name:<22}{kind:<13}{group:<21}{score:>13}")
+    return "\n".join(lines)
+
+def readings(image: Any, spec: str, device: str) -> dict[str, float]:
+    import torch
+
+    from tlgan.models.extractors import load_extractor
+
+    ext = load_extractor(spec, device)
+    with torch.inference_mode():
+        values = ext(image[None].to(next(ext.parameters(), torch.empty(0)).device))[0].cpu()
+    return {f.name: float(v) for f, v in zip(ext.features, values)}

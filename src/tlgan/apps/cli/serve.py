@@ -1,0 +1,68 @@
+"""``tlgan serve``: the web app on the default model or your own axis set (the lead attaches it to the CLI group)."""
+
+from __future__ import annotations
+
+import click
+
+from .common import AXES_HELP
+
+
+@click.command("serve")
+@click.option("--axes", type=click.Path(dir_okay=False), default=None, help=AXES_HELP)
+@click.option("--generator", default=None, help="generator spec [default: digiface]")
+@click.option("--extractor", default=None,
+              help="extractors for the live readings, comma-separated, or 'none' "
+                   "[default: the axis set's own, else emotion,landmarks,imagestats]")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="address to listen on; 0.0.0.0 lets other machines reach the app")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="0 picks a free port")
+@click.option("--open/--no-open", "open_browser", default=False, show_default=True, help="open the page in a browser")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N")
+@click.option("--assets", "assets_dir", type=click.Path(file_okay=False), default=None,
+              help="a folder with the original TL-GAN layout (asset_model/, asset_results/): serve its PG-GAN "
+                   "with the original knobs")
+def serve_command(axes: str | None, generator: str | None, extractor: str | None, host: str, port: int,
+                  open_browser: bool, device: str, assets_dir: str | None) -> None:
+    """Serve the web app: a face, one knob per feature, locks, undo, share links.
+
+    \b
+    Examples:
+      tlgan serve                         # http://127.0.0.1:8000, default model
+      tlgan serve --open --port 8080
+      tlgan serve --axes my-axes.safetensors --extractor none
+      tlgan serve --host 0.0.0.0          # reachable from your network (no authentication!)
+      tlgan serve --assets ~/transparent_latent_gan   # the original TL-GAN assets and knobs
+    """
+    from tlgan.apps.web.app import bind, create_app, serve
+    from tlgan.axes.defaults import (
+        DEFAULT_EXTRACTORS,
+        DEFAULT_GENERATOR,
+        load_default_axes,
+    )
+    from tlgan.axes.original import find_original_assets
+    from tlgan.axes.store import load_axes
+    from tlgan.errors import TlganError
+    from tlgan.models.extractors import load_extractor
+    from tlgan.models.generators import load_generator
+    from tlgan.sampling.pipeline import set_cpu_threads
+
+    bind(host, port).close()  # fail fast on a busy port, before loading models
+    set_cpu_threads()
+    if assets_dir:
+        if axes or generator:
+            raise TlganError("--assets brings its own generator and axes; drop --axes/--generator")
+        original = find_original_assets(assets_dir)
+        gen = load_generator(original.generator_spec, device)
+        spec = extractor or original.extractor_spec or "none"
+        ext = None if spec.strip().lower() == "none" else load_extractor(spec, device)
+        app = create_app(gen, original.axis_set(gen.identity), ext, default_view=original.default_knobs,
+                         display={"title": "TL-GAN (original assets)"})
+        serve(app, host=host, port=port, open_browser=open_browser)
+        return
+    axis_set = load_axes(axes) if axes else load_default_axes()
+    gen = load_generator(generator or DEFAULT_GENERATOR, device)
+    axis_set.check_generator(gen)
+    if extractor is None:
+        extractor = axis_set.extractor_spec() if axis_set.extractor else DEFAULT_EXTRACTORS
+    ext = None if extractor.strip().lower() == "none" else load_extractor(extractor, device)
+    serve(create_app(gen, axis_set, ext), host=host, port=port, open_browser=open_browser)

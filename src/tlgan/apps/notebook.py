@@ -1,0 +1,124 @@
+"""The knobs as ipywidgets in Jupyter, like the original TL-GAN notebook: built on the same Editor.
+
+    from tlgan.apps.notebook import KnobPanel
+    panel = KnobPanel()          # default generator and knob set
+    panel                        # shows: image, "random face", and per knob a lock toggle, − and +
+
+Each knob is a toggle button with its name (pressed = locked), − and +
+buttons that step it by 0.4σ, and its current value. Problems (a knob that
+would leave the ±10σ range, a locked knob) are shown in the panel, not raised.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import ipywidgets as widgets
+
+from tlgan.axes.store import AxisSet
+from tlgan.editing.editor import DEFAULT_STEP, Editor
+from tlgan.errors import TlganError
+from tlgan.imaging import encode, to_pil
+from tlgan.models.extractors import GROUPS
+from tlgan.models.generators import Generator
+
+
+class KnobPanel:
+    """An ipywidgets GUI over an Editor.
+
+    Args:
+        generator: defaults to ``tlgan.defaults.DEFAULT_GENERATOR`` on CPU.
+        axes: defaults to the shipped knob set (``tlgan.defaults.load_default_axes``).
+        seed: the starting face.
+        size: displayed image size in px (bicubic upscaling).
+        step: σ per − / + click.
+
+    Attributes: ``editor`` (the Editor), ``widget`` (the root widget),
+    ``image``, ``random_button``, ``reset_button``, ``message`` and ``knobs``
+    ({name: {"lock": ToggleButton, "minus": Button, "plus": Button, "value": Label}}).
+    """
+
+    def __init__(self, generator: Generator | None = None, axes: AxisSet | None = None, seed: int = 0,
+                 size: int = 256, step: float = DEFAULT_STEP) -> None:
+        if generator is None or axes is None:
+            from tlgan.axes.defaults import DEFAULT_GENERATOR, load_default_axes
+            from tlgan.models.generators import load_generator
+
+            axes = axes if axes is not None else load_default_axes()
+            generator = generator if generator is not None else load_generator(DEFAULT_GENERATOR, "cpu")
+        self.editor = Editor(generator, axes, seed)
+        self.size, self.step = size, step
+        self.image = widgets.Image(format="png", width=size, height=size)
+        self.random_button = widgets.Button(description="random face", button_style="primary", icon="random")
+        self.reset_button = widgets.Button(description="reset knobs", icon="undo")
+        self.caption = widgets.Label()
+        self.message = widgets.HTML()
+        self.knobs: dict[str, dict[str, Any]] = {}
+        self.random_button.on_click(lambda _: self.random_face())
+        self.reset_button.on_click(lambda _: self._run(self.editor.reset))
+
+        groups = []
+        for group in [*GROUPS, *sorted(set(axes.groups) - set(GROUPS))]:
+            names = [n for n, g in zip(axes.names, axes.groups) if g == group]
+            if names:
+                groups.append(widgets.HTML(f"<b>{group}</b>"))
+                groups.extend(self._knob_row(name) for name in names)
+        controls = widgets.VBox([widgets.HBox([self.random_button, self.reset_button]), self.message, *groups])
+        self.widget = widgets.HBox([widgets.VBox([self.image, self.caption]), controls])
+        self.refresh()
+
+    def _knob_row(self, name: str) -> widgets.HBox:
+        r2 = self.editor.axes.r2(name)
+        tip = "click to lock / unlock" + ("" if r2 is None else f"; held-out R² {r2:.2f}")
+        lock = widgets.ToggleButton(value=False, description=name, tooltip=tip, icon="unlock",
+                                    layout=widgets.Layout(width="190px"))
+        minus = widgets.Button(description="−", tooltip=f"{name} −{self.step}σ", layout=widgets.Layout(width="36px"))
+        plus = widgets.Button(description="+", tooltip=f"{name} +{self.step}σ", layout=widgets.Layout(width="36px"))
+        value = widgets.Label(layout=widgets.Layout(width="70px"))
+        lock.observe(lambda change: self.set_lock(name, bool(change["new"])), names="value")
+        minus.on_click(lambda _: self._run(self.editor.step, name, -self.step))
+        plus.on_click(lambda _: self._run(self.editor.step, name, self.step))
+        self.knobs[name] = {"lock": lock, "minus": minus, "plus": plus, "value": value}
+        return widgets.HBox([lock, minus, plus, value])
+
+    # ---- actions (the callbacks call these) -------------------------------------
+    def _run(self, action: Any, *args: Any) -> None:
+        """Do an Editor action; show a TlganError in the panel instead of raising it."""
+        try:
+            action(*args)
+        except TlganError as exc:
+            self.message.value = f"<span style='color:#a3222b'>{exc}</span>"
+            return
+        self.message.value = ""
+        self.refresh()
+
+    def random_face(self, seed: int | None = None) -> None:
+        """Jump to face ``seed`` (a random one by default); locks are kept."""
+        self._run(self.editor.new_face, random.randrange(2**31 - 1) if seed is None else seed)
+
+    def set_lock(self, name: str, locked: bool) -> None:
+        self.editor.lock(name, locked)
+        widget = self.knobs[name]["lock"]
+        widget.icon = "lock" if locked else "unlock"
+        widget.button_style = "warning" if locked else ""
+        if widget.value != locked:
+            widget.value = locked
+
+    def refresh(self) -> None:
+        """Re-render the image and the knob values from the Editor."""
+        self.image.value = encode(to_pil(self.editor.render(), self.size), "png")
+        for name, value in self.editor.values().items():
+            self.knobs[name]["value"].value = f"{value:+.2f}σ"
+        edits = len(self.editor.edits)
+        self.caption.value = f"face #{self.editor.seed}" + (f" · {edits} edit{'s' * (edits > 1)}" if edits else "")
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display(self.widget)
+
+
+def knob_panel(**kwargs: Any) -> widgets.Widget:
+    """``KnobPanel(**kwargs).widget``: the GUI, ready to display."""
+    return KnobPanel(**kwargs).widget

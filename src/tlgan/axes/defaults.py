@@ -1,0 +1,25 @@
+"""The embedded default: DigiFace DCGAN + emotion, landmarks and image statistics, with a shipped knob set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tlgan.errors import TlganError
+from tlgan.models.extractors import DEFAULT_EXTRACTORS
+
+from .store import AxisSet, load_axes
+
+DEFAULT_GENERATOR = "digiface"
+DEFAULT_AXES = Path(__file__).parents[1] / "data" / "digiface-default.safetensors"
+# The command that rebuilt the shipped file (see README); tests rebuild a smaller one and compare.
+REBUILD_COMMAND = f"tlgan build --n 30000 --seed 0 --out src/tlgan/data/{DEFAULT_AXES.name}"
+
+
+def load_default_axes() -> AxisSet:
+    """The knob set shipped for the default generator and extractors."""
+    if not DEFAULT_AXES.is_file():
+        raise TlganError(f"default axis set missing ({DEFAULT_AXES}); rebuild it with: {REBUILD_COMMAND}")
+    return load_axes(DEFAULT_AXES)
+
+
+__all__ = ["DEFAULT_GENERATOR", "DEFAULT_EXTRACTORS", "DEFAULT_AXES", "REBUILD_COMMAND", "load_default_axes"]

@@ -1,0 +1,161 @@
+"""Edit state shared by every front end: a latent, its knob values, locks, and the edits that made it.
+
+An Editor is rebuilt exactly from (seed, edits): each Edit records the locks
+in force when it was made, so replaying the list reproduces the latent bit
+for bit. Front ends (CLI, web, notebook) hold an Editor and never do the
+math themselves.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+import torch
+
+from tlgan.axes.math import knob_values, lock_direction, move_to_value
+from tlgan.axes.store import AxisSet
+from tlgan.errors import TlganError
+from tlgan.models.generators import Generator
+from tlgan.sampling.fused import module_device
+from tlgan.sampling.latents import check_seed, latent_for_seed
+
+DEFAULT_STEP = 0.4
+MAX_KNOB = 10.0  # |σ| beyond this leaves the latent distribution: refused, not clamped
+
+
+@dataclass(frozen=True)
+class Edit:
+    """One knob move: ``op`` is 'set' (value = target σ) or 'step' (value = change in σ), under ``locks``."""
+
+    op: str
+    knob: str
+    value: float
+    locks: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"op": self.op, "knob": self.knob, "value": self.value, "locks": list(self.locks)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Edit":
+        try:
+            return cls(str(data["op"]), str(data["knob"]), float(data["value"]), tuple(data.get("locks", ())))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise TlganError(f"malformed edit {data!r}: {exc}") from None
+
+
+class Editor:
+    """Holds a face's latent and moves it along feature axes.
+
+    Args:
+        generator: the Generator the axes belong to (checked).
+        axes: the AxisSet with the knobs.
+        seed: the starting face (``latent_for_seed``).
+    """
+
+    def __init__(self, generator: Generator, axes: AxisSet, seed: int = 0) -> None:
+        axes.check_generator(generator)
+        self.generator = generator
+        self._device = module_device(generator)
+        self.axes = axes
+        self._axes64 = axes.axes.to(torch.float64)
+        self.locks: set[str] = set()
+        self.new_face(seed)
+
+    # ---- state -------------------------------------------------------------
+    def new_face(self, seed: int) -> None:
+        """Start over from the face called ``seed``: no edits; locks are kept."""
+        self.seed = check_seed(seed)
+        self.z = latent_for_seed(seed, self.generator.latent_dim).to(torch.float64)
+        self.edits: list[Edit] = []
+
+    def random_face(self, rng: torch.Generator | None = None) -> int:
+        """Jump to a random seed; returns it."""
+        seed = int(torch.randint(0, 2**31 - 1, (1,), generator=rng).item())
+        self.new_face(seed)
+        return seed
+
+    def values(self) -> dict[str, float]:
+        """Every knob's value: the latent's position along its axis, in σ."""
+        vals = knob_values(self.z[None], self._axes64)[0]
+        return {n: float(v) for n, v in zip(self.axes.names, vals)}
+
+    def value(self, knob: str) -> float:
+        return float(self.z @ self._axes64[self.axes.index(knob)])
+
+    def lock(self, knob: str, locked: bool = True) -> None:
+        self.axes.index(knob)
+        (self.locks.add if locked else self.locks.discard)(knob)
+
+    def set_locks(self, knobs: Iterable[str]) -> None:
+        knobs = set(knobs)
+        for k in knobs:
+            self.axes.index(k)
+        self.locks = knobs
+
+    # ---- edits -------------------------------------------------------------
+    def direction(self, knob: str, locks: Iterable[str] | None = None) -> torch.Tensor:
+        """Unit direction (D,) float64 that moves ``knob`` while the locked knobs stay put."""
+        locks = sorted(self.locks if locks is None else set(locks), key=self.axes.index)
+        i = self.axes.index(knob)
+        if knob in locks:
+            raise TlganError(f"knob '{knob}' is locked; unlock it to move it")
+        locked = self._axes64[[self.axes.index(k) for k in locks]] if locks else self._axes64[:0]
+        try:
+            return lock_direction(self._axes64[i], locked)
+        except TlganError:
+            raise TlganError(f"cannot move '{knob}' with {', '.join(locks)} locked: their axes leave it no room") from None
+
+    def apply(self, edit: Edit) -> None:
+        """Apply one Edit (validated) and record it."""
+        if edit.op not in ("set", "step"):
+            raise TlganError(f"edit op must be 'set' or 'step', got {edit.op!r}")
+        if not math.isfinite(edit.value):
+            raise TlganError(f"value for '{edit.knob}' must be finite, got {edit.value}")
+        for k in edit.locks:
+            self.axes.index(k)
+        target = edit.value if edit.op == "set" else self.value(edit.knob) + edit.value
+        if abs(target) > MAX_KNOB:
+            raise TlganError(f"'{edit.knob}' would go to {target:.2f}σ; knob values must stay within ±{MAX_KNOB:g}σ")
+        d = self.direction(edit.knob, edit.locks)
+        self.z = move_to_value(self.z, self._axes64[self.axes.index(edit.knob)], d, target)
+        self.edits.append(edit)
+
+    def set(self, knob: str, value: float) -> None:
+        """Set ``knob`` to ``value`` σ, honouring the current locks."""
+        self.apply(Edit("set", knob, float(value), tuple(sorted(self.locks))))
+
+    def step(self, knob: str, delta: float = DEFAULT_STEP) -> None:
+        """Change ``knob`` by ``delta`` σ (TL-GAN's +/- click), honouring the current locks."""
+        self.apply(Edit("step", knob, float(delta), tuple(sorted(self.locks))))
+
+    def reset(self) -> None:
+        """Back to the face's own latent (drop all edits)."""
+        self.new_face(self.seed)
+
+    @classmethod
+    def replay(cls, generator: Generator, axes: AxisSet, seed: int, edits: Iterable[Edit],
+               locks: Iterable[str] = ()) -> "Editor":
+        """Rebuild the exact state reached from ``seed`` by ``edits``; ``locks`` become the current locks."""
+        editor = cls(generator, axes, seed)
+        for edit in edits:
+            editor.apply(edit)
+        editor.set_locks(locks)
+        return editor
+
+    # ---- output ------------------------------------------------------------
+    def latent(self) -> torch.Tensor:
+        """The current latent (D,) as float32."""
+        return self.z.to(torch.float32)
+
+    @torch.inference_mode()
+    def render(self) -> torch.Tensor:
+        """Image (3, H, W) in [-1, 1] of the current latent, on CPU.
+
+        The interactive path: one face, no batching. The latent is finite by
+        construction (every edit is validated), so the generator's input check
+        is skipped; see benchmarks/render_latency.py for its cost.
+        """
+        z = self.z.to(self._device, torch.float32)[None]
+        return self.generator.synthesize(z)[0].float().cpu()

@@ -1,1 +1,0 @@
-"""Reading the assets of the original TL-GAN (2018) and other legacy formats, safely."""

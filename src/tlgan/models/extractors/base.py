@@ -1,0 +1,99 @@
+"""What tlgan needs from a feature extractor, and how several combine into one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tlgan.errors import TlganError
+
+Kind = Literal["probability", "tanh", "real"]
+KINDS: tuple[str, ...] = ("probability", "tanh", "real")
+GROUPS: tuple[str, ...] = ("expression", "pose", "lighting and colour", "other")
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One scalar an extractor reads off an image.
+
+    kind: 'probability' (in [0, 1]; fitted in logit space), 'tanh' (in [-1, 1];
+    fitted in arctanh space) or 'real' (fitted as is).
+    group: where the web app shows the knob (one of GROUPS).
+    """
+
+    name: str
+    kind: Kind = "real"
+    group: str = "other"
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"feature kind must be one of {KINDS}, got {self.kind!r}")
+
+
+class Extractor(nn.Module):
+    """F: images (N, 3, H, W) RGB in [-1, 1] -> features (N, len(features)) float32.
+
+    Subclasses set ``name``, ``identity`` (name plus weights hash) and
+    ``features``, and implement ``forward``. An extractor resizes its input
+    itself when it needs a fixed size. ``autocast_dtypes`` lists the reduced
+    precisions its readings tolerate (the pipeline runs it in float32 under
+    any other).
+    """
+
+    name: str = "extractor"
+    identity: str = ""
+    features: tuple[Feature, ...] = ()
+    autocast_dtypes: tuple[torch.dtype, ...] = (torch.float16, torch.bfloat16)
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+
+class CombinedExtractor(Extractor):
+    """Several extractors run on the same images, outputs concatenated in order."""
+
+    def __init__(self, parts: Sequence[Extractor]) -> None:
+        super().__init__()
+        if not parts:
+            raise TlganError("no extractors given")
+        self.parts = nn.ModuleList(parts)
+        self.name = ",".join(p.name for p in parts)
+        self.identity = ",".join(p.identity for p in parts)
+        self.features = tuple(f for p in parts for f in p.features)
+        names = [f.name for f in self.features]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise TlganError(f"extractors give the same feature name twice: {', '.join(dupes)}")
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.cat([p(images) for p in self.parts], dim=1)
+
+
+def resize(images: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
+    """Resize (N, C, H, W) to ``size`` with anti-aliased bilinear filtering; no-op if already that size."""
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    if tuple(images.shape[-2:]) == size:
+        return images
+    return F.interpolate(images, size=size, mode="bilinear", antialias=True, align_corners=False)
+
+
+def to_gray(images: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) RGB -> (N, 1, H, W) luma with ITU-R 601 weights (what fer's model was trained on)."""
+    r, g, b = images[:, 0:1], images[:, 1:2], images[:, 2:3]
+    return 0.299 * r + 0.587 * g + 0.114 * b
+
+
+def check_images(images: torch.Tensor) -> None:
+    """Raise TlganError unless ``images`` is a floating-point (N, 3, H, W) tensor (values are not checked)."""
+    if not isinstance(images, torch.Tensor):
+        raise TlganError(f"images must be a torch.Tensor, got {type(images).__name__}")
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise TlganError(f"images must have shape (N, 3, H, W), got {tuple(images.shape)}")
+    if not images.is_floating_point():
+        raise TlganError(f"images must be floating point in [-1, 1], got {images.dtype}")

