@@ -81,10 +81,47 @@ def network_state(name: str, func: str, variables: list, static_kwargs: dict, sr
             "build_func_name": func, "variables": variables}
 
 
+class Numpy1Pickler(pickle._Pickler):
+    """A pickler that names NumPy's functions as NumPy 1.x did (``numpy.core.multiarray``), at any protocol.
+
+    NumPy 2 moved them to ``numpy._core``; files pickled in 2018 name ``numpy.core``.
+    """
+
+    def save_global(self, obj, name=None):  # noqa: ANN001
+        module = getattr(obj, "__module__", None) or ""
+        if not module.startswith("numpy._core"):
+            return super().save_global(obj, name)
+        module = "numpy.core" + module[len("numpy._core"):]
+        name = name or obj.__qualname__
+        if self.proto >= 4:
+            self.save(module)
+            self.save(name)
+            self.write(pickle.STACK_GLOBAL)
+        else:
+            self.write(pickle.GLOBAL + f"{module}\n{name}\n".encode())
+        self.memoize(obj)
+        return None
+
+
+def dump_pickle(obj: object, path: Path, protocol: int = 4, numpy1: bool = False) -> Path:
+    """Pickle ``obj`` into ``path``; ``numpy1``: with NumPy 1.x names, as the 2018 files were written."""
+    with open(path, "wb") as handle:
+        if numpy1:
+            Numpy1Pickler(handle, protocol=protocol).dump(obj)
+        else:
+            pickle.dump(obj, handle, protocol=protocol)
+    return path
+
+
 def write_tf1_pickle(path: Path, g_vars: list, resolution: int, protocol: int = 4, build_func_name: str = "G_paper",
                      build_module_src: str = "raise RuntimeError('build_module_src must never run')",
-                     extra_static: dict | None = None) -> Path:
-    """Pickle (G, D, Gs) like the PG-GAN release; G and Gs share ``g_vars`` (Gs is what is used)."""
+                     extra_static: dict | None = None, names: tuple[str, str, str] = ("G", "D", "Gs"),
+                     numpy1: bool = False) -> Path:
+    """Pickle (G, D, Gs) like the PG-GAN release; G and Gs share ``g_vars`` (Gs is what is used).
+
+    names: the networks' names; Karras' converted release names them after their build
+    functions, ("G_paper", "D_paper", "G_paper"). numpy1: NumPy 1.x names (``numpy.core``).
+    """
     static = {"num_channels": 3, "resolution": resolution, "label_size": 0, **(extra_static or {})}
     module = _fake_tfutil()
     saved = sys.modules.get("tfutil")
@@ -92,12 +129,11 @@ def write_tf1_pickle(path: Path, g_vars: list, resolution: int, protocol: int = 
     try:
         g_other = [(n, v * 0.5) for n, v in g_vars]  # G differs from Gs: loading the wrong one would show
         networks = (
-            module.Network(network_state("G", build_func_name, g_other, static, build_module_src)),
-            module.Network(network_state("D", "D_paper", d_paper_variables(resolution), static, build_module_src)),
-            module.Network(network_state("Gs", build_func_name, g_vars, static, build_module_src)),
+            module.Network(network_state(names[0], build_func_name, g_other, static, build_module_src)),
+            module.Network(network_state(names[1], "D_paper", d_paper_variables(resolution), static, build_module_src)),
+            module.Network(network_state(names[2], build_func_name, g_vars, static, build_module_src)),
         )
-        with open(path, "wb") as handle:
-            pickle.dump(networks, handle, protocol=protocol)
+        dump_pickle(networks, path, protocol=protocol, numpy1=numpy1)
     finally:
         if saved is None:
             del sys.modules["tfutil"]

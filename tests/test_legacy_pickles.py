@@ -78,7 +78,7 @@ def test_import_axes_round_trip_and_notebook_view(tmp_path):
         ({"direction": np.full((8, 2), np.nan), "name": ["a", "b"]}, "NaN"),
         ({"direction": np.zeros(8), "name": ["a"]}, "2-D"),
         ({"direction": _unit_columns(8, 1), "name": [3]}, "list of strings"),
-        ({"direction": np.array([[object()]], dtype=object), "name": ["a"]}, "Python objects|not allow"),
+        ({"direction": np.array([[object()]], dtype=object), "name": ["a"]}, "dtype 'O8'|not allow"),
         ({"direction": _unit_columns(8, 1), "name": ["a"], "scale": np.float64(2.0)}, "scalar|not allow"),
     ],
     ids=["list", "no-name", "count", "dupes", "zero", "nan", "1d", "int-name", "object-array", "numpy-scalar"],

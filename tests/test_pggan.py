@@ -156,3 +156,57 @@ def test_bad_shapes_and_files(tmp_path):
     save_file({"x": np.zeros(2, np.float32)}, str(plain))
     with pytest.raises(TlganError, match="no tlgan header"):
         load_generator(f"pggan:{plain}", device="cpu")
+
+
+@pytest.mark.parametrize("names", [("G", "D", "Gs"), ("G_paper", "D_paper", "G_paper")], ids=["G-D-Gs", "G_paper-names"])
+@pytest.mark.parametrize("protocol", [2, 4])
+def test_release_tuple_is_positional_whatever_the_names(tmp_path, names, protocol):
+    """(G, D, Gs) by position: Karras' converted release names its networks after their build functions."""
+    variables = g_paper_variables(resolution=8, seed=12)
+    path = write_tf1_pickle(tmp_path / "g.pkl", variables, 8, protocol=protocol, names=names, numpy1=True)
+    data = path.read_bytes()
+    assert b"numpy.core.multiarray" in data and b"numpy._core" not in data  # written as NumPy 1.x wrote it
+    weights = read_tf1_pickle(path)
+    np.testing.assert_array_equal(weights.variables["4x4/Dense/weight"], dict(variables)["4x4/Dense/weight"])
+    generator = load_generator(f"pggan:{path}", device="cpu")
+    z = _z(2, 32)
+    np.testing.assert_allclose(generator.render_raw(torch.from_numpy(z)).numpy(), numpy_g_paper(variables, z),
+                               rtol=1e-4, atol=1e-4)
+
+
+def test_convert_cli_reads_the_g_paper_named_release(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    variables = g_paper_variables(resolution=8, seed=13)
+    src = write_tf1_pickle(tmp_path / "karras.pkl", variables, 8, names=("G_paper", "D_paper", "G_paper"), numpy1=True)
+    dst = tmp_path / "g.safetensors"
+    tlgan = str(Path(sys.executable).with_name("tlgan"))
+    result = subprocess.run([tlgan, "convert", "pggan-tf1", str(src), str(dst)], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "PG-GAN 8x8, latent 32" in result.stdout
+    converted = load_generator(f"pggan:{dst}", device="cpu")
+    assert converted.identity == load_generator(f"pggan:{src}", device="cpu").identity
+    z = _z(2, 32)
+    np.testing.assert_allclose(converted.render_raw(torch.from_numpy(z)).numpy(), numpy_g_paper(variables, z),
+                               rtol=1e-4, atol=1e-4)
+
+
+def test_pick_generator_layouts():
+    from tlgan.models.formats.tf1_network import TF1Network, pick_generator
+
+    def net(name: str, func: str) -> TF1Network:
+        return TF1Network(name=name, build_func_name=func, static_kwargs={}, variables={})
+
+    release = [net("G_paper", "G_paper"), net("D_paper", "D_paper"), net("G_paper", "G_paper")]
+    assert pick_generator(release, "x") is release[2]
+    single = [net("G_paper", "G_paper")]
+    assert pick_generator(single, "x") is single[0]
+    named = [net("Gs", "G_paper"), net("D", "D_paper")]
+    assert pick_generator(named, "x") is named[0]
+    with pytest.raises(TlganError, match="cannot tell"):
+        pick_generator([net("a", "G_paper"), net("b", "G_paper")], "x")
+    with pytest.raises(TlganError, match="cannot tell"):
+        pick_generator([net("G", "G_paper"), net("Gs", "G_paper"), net("D", "D_paper"), net("Gs", "G_paper")], "x")

@@ -98,17 +98,30 @@ def read_tf1_networks(path: str | Path) -> list[TF1Network]:
     return [_network_from_holder(item, path) for item in items]
 
 
+def _built_by_g(network: TF1Network) -> bool:
+    """Whether a G_* function (G_paper, G_style, ...) built the network: a generator, not a discriminator."""
+    return network.build_func_name.startswith("G_")
+
+
 def pick_generator(networks: list[TF1Network], path: str | Path) -> TF1Network:
-    """The network to render with: 'Gs' (the moving average of G) when present, as the original code used."""
-    if len(networks) == 3 and networks[2].name in ("Gs", "G"):
-        return networks[2]  # (G, D, Gs), the layout of every PG-GAN release pickle
-    for net in networks:
-        if net.name == "Gs":
-            return net
-    generators = [n for n in networks if n.build_func_name.startswith("G")]
+    """The network to render with: Gs (the moving average of G), as the original code used.
+
+    Release pickles are the positional tuple ``(G, D, Gs)``; networks converted by
+    Karras' legacy code are named after their build function (``G_paper``,
+    ``D_paper``, ``G_paper``), so the third one is taken when a G_* function built
+    it, whatever the names. Other layouts: the one named 'Gs', else the only generator.
+    """
+    if len(networks) == 3 and _built_by_g(networks[2]):
+        return networks[2]
+    named = [n for n in networks if n.name == "Gs"]
+    if len(named) == 1:
+        return named[0]
+    generators = [n for n in networks if _built_by_g(n)]
     if len(generators) == 1:
         return generators[0]
-    raise TlganError(f"{path}: cannot tell which of the networks {[n.name for n in networks]} is the generator")
+    raise TlganError(f"{path}: cannot tell which of the networks {[n.name for n in networks]} "
+                     f"(built by {[n.build_func_name for n in networks]}) is the generator; "
+                     "expected (G, D, Gs) or a single G_* network")
 
 
 def plain_json(value: Any) -> Any:
