@@ -6,6 +6,13 @@ writes: root attributes keras_version, backend, model_config (JSON); group
 attribute weight_names (e.g. b'conv1/kernel:0') and the datasets at
 ``model_weights/<layer>/<weight name>``. ``weights_only=True`` writes the
 ``save_weights`` layout (layers at the root, no model_config).
+
+Styles of MobileNet (``celeba_cnn_layers(style=...)``): "2.2.4" pads
+asymmetrically ((0, 1), (0, 1)) before each stride-2 conv; "2.2.0" pads
+symmetrically (1, 1) before conv1 and every depthwise conv, all 'valid';
+"keras3" has no conv1_pad (conv1 'same'), names the depthwise kernel
+``kernel`` and writes weight names without ``:0`` (with ``write_keras_h5(...,
+keras3=True)``: config class ``Functional``, ``batch_shape``).
 """
 
 from __future__ import annotations
@@ -22,69 +29,81 @@ BLOCKS = ((64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2), (512, 1), (
 
 
 def celeba_cnn_layers(alpha: float = 0.25, outputs: int = 40, hidden: int = 256, seed: int = 0,
-                      size: int = 128) -> list[tuple[str, str, dict, list[tuple[str, np.ndarray]]]]:
+                      size: int = 128, style: str = "2.2.4") -> list[tuple[str, str, dict, list[tuple[str, np.ndarray]]]]:
     """(layer name, Keras class, config, [(weight name, array)]) in model order, random weights."""
+    assert style in ("2.2.4", "2.2.0", "keras3")
     rng = np.random.default_rng(seed)
-    layers: list = [("input_1", "InputLayer", {"batch_input_shape": [None, size, size, 3], "dtype": "float32"}, [])]
+    suffix = "" if style == "keras3" else ":0"
+    shape_key = "batch_shape" if style == "keras3" else "batch_input_shape"
+    layers: list = [("input_1", "InputLayer", {shape_key: [None, size, size, 3], "dtype": "float32"}, [])]
 
     def bn(name: str, channels: int) -> None:
         layers.append((name, "BatchNormalization", {"axis": -1, "momentum": 0.99, "epsilon": 0.001}, [
-            (f"{name}/gamma:0", rng.uniform(0.8, 1.2, channels).astype(np.float32)),
-            (f"{name}/beta:0", rng.normal(0.1, 0.1, channels).astype(np.float32)),
-            (f"{name}/moving_mean:0", rng.normal(0, 0.2, channels).astype(np.float32)),
-            (f"{name}/moving_variance:0", rng.uniform(0.5, 1.5, channels).astype(np.float32)),
+            (f"{name}/gamma{suffix}", rng.uniform(0.8, 1.2, channels).astype(np.float32)),
+            (f"{name}/beta{suffix}", rng.normal(0.1, 0.1, channels).astype(np.float32)),
+            (f"{name}/moving_mean{suffix}", rng.normal(0, 0.2, channels).astype(np.float32)),
+            (f"{name}/moving_variance{suffix}", rng.uniform(0.5, 1.5, channels).astype(np.float32)),
         ]))
 
     def kernel(*shape: int, fan_in: int) -> np.ndarray:
         return (rng.standard_normal(shape) * math.sqrt(2.0 / fan_in)).astype(np.float32)
 
     first = int(32 * alpha)
-    layers.append(("conv1_pad", "ZeroPadding2D", {"padding": [[0, 1], [0, 1]]}, []))
-    layers.append(("conv1", "Conv2D", {"filters": first, "kernel_size": [3, 3], "strides": [2, 2], "padding": "valid",
-                                       "use_bias": False}, [("conv1/kernel:0", kernel(3, 3, 3, first, fan_in=27))]))
+    symmetric = [[1, 1], [1, 1]] if style == "2.2.0" else [[0, 1], [0, 1]]
+    if style != "keras3":
+        layers.append(("conv1_pad", "ZeroPadding2D", {"padding": symmetric}, []))
+    layers.append(("conv1", "Conv2D", {"filters": first, "kernel_size": [3, 3], "strides": [2, 2],
+                                       "padding": "same" if style == "keras3" else "valid", "use_bias": False},
+                   [(f"conv1/kernel{suffix}", kernel(3, 3, 3, first, fan_in=27))]))
     bn("conv1_bn", first)
     layers.append(("conv1_relu", "ReLU", {"max_value": 6.0}, []))
     cin = first
+    dw_name = "kernel" if style == "keras3" else "depthwise_kernel"
     for i, (filters, stride) in enumerate(BLOCKS, start=1):
         cout = int(filters * alpha)
-        if stride == 2:
-            layers.append((f"conv_pad_{i}", "ZeroPadding2D", {"padding": [[0, 1], [0, 1]]}, []))
+        padded = style == "2.2.0" or stride == 2
+        if padded:
+            layers.append((f"conv_pad_{i}", "ZeroPadding2D", {"padding": symmetric}, []))
         layers.append((f"conv_dw_{i}", "DepthwiseConv2D", {"kernel_size": [3, 3], "strides": [stride, stride],
-                       "padding": "same" if stride == 1 else "valid", "depth_multiplier": 1, "use_bias": False},
-                       [(f"conv_dw_{i}/depthwise_kernel:0", kernel(3, 3, cin, 1, fan_in=9))]))
+                       "padding": "valid" if padded else "same", "depth_multiplier": 1, "use_bias": False},
+                       [(f"conv_dw_{i}/{dw_name}{suffix}", kernel(3, 3, cin, 1, fan_in=9))]))
         bn(f"conv_dw_{i}_bn", cin)
         layers.append((f"conv_dw_{i}_relu", "ReLU", {"max_value": 6.0}, []))
         layers.append((f"conv_pw_{i}", "Conv2D", {"filters": cout, "kernel_size": [1, 1], "strides": [1, 1],
-                       "padding": "same", "use_bias": False}, [(f"conv_pw_{i}/kernel:0", kernel(1, 1, cin, cout, fan_in=cin))]))
+                       "padding": "same", "use_bias": False}, [(f"conv_pw_{i}/kernel{suffix}", kernel(1, 1, cin, cout, fan_in=cin))]))
         bn(f"conv_pw_{i}_bn", cout)
         layers.append((f"conv_pw_{i}_relu", "ReLU", {"max_value": 6.0}, []))
         cin = cout
     layers.append(("fc0_pool", "GlobalAveragePooling2D", {"data_format": "channels_last"}, []))
     layers.append(("fc1_dense", "Dense", {"units": hidden, "activation": "relu"}, [
-        ("fc1_dense/kernel:0", kernel(cin, hidden, fan_in=cin)),
-        ("fc1_dense/bias:0", rng.normal(0, 0.1, hidden).astype(np.float32))]))
+        (f"fc1_dense/kernel{suffix}", kernel(cin, hidden, fan_in=cin)),
+        (f"fc1_dense/bias{suffix}", rng.normal(0, 0.1, hidden).astype(np.float32))]))
     layers.append(("fc2_dense", "Dense", {"units": outputs, "activation": "tanh"}, [
-        ("fc2_dense/kernel:0", (0.3 * kernel(hidden, outputs, fan_in=hidden))),
-        ("fc2_dense/bias:0", rng.normal(0, 0.1, outputs).astype(np.float32))]))
+        (f"fc2_dense/kernel{suffix}", (0.3 * kernel(hidden, outputs, fan_in=hidden))),
+        (f"fc2_dense/bias{suffix}", rng.normal(0, 0.1, outputs).astype(np.float32))]))
     return layers
 
 
-def write_keras_h5(path: Path, layers: list, weights_only: bool = False) -> Path:
+def write_keras_h5(path: Path, layers: list, weights_only: bool = False, keras3: bool = False) -> Path:
+    version = b"3.6.0" if keras3 else b"2.2.2"
     with h5py.File(path, "w") as f:
         if weights_only:
             group = f
         else:
-            f.attrs["keras_version"] = b"2.2.2"
+            f.attrs["keras_version"] = version
             f.attrs["backend"] = b"tensorflow"
-            config = {"class_name": "Model", "config": {"name": "model_1", "layers": [
-                {"name": name, "class_name": cls, "config": {"name": name, "trainable": True, **cfg}, "inbound_nodes": []}
+            dtype = {"module": "keras", "class_name": "DTypePolicy", "config": {"name": "float32"}}
+            config = {"class_name": "Functional" if keras3 else "Model", "config": {"name": "model_1", "layers": [
+                {"name": name, "class_name": cls, "config": {"name": name, "trainable": True, **cfg,
+                                                             **({"dtype": dtype} if keras3 and cls != "InputLayer" else {})},
+                 "inbound_nodes": []}
                 for name, cls, cfg, _ in layers]}}
             f.attrs["model_config"] = json.dumps(config).encode()
             f.attrs["training_config"] = json.dumps({"loss": "mean_squared_error"}).encode()
             group = f.create_group("model_weights")
         group.attrs["layer_names"] = np.array([name.encode() for name, *_ in layers])
         group.attrs["backend"] = b"tensorflow"
-        group.attrs["keras_version"] = b"2.2.2"
+        group.attrs["keras_version"] = version
         for name, _, _, weights in layers:
             g = group.create_group(name)
             g.attrs["weight_names"] = np.array([w.encode() for w, _ in weights], dtype="S")
@@ -102,31 +121,47 @@ def _same_pad(x: np.ndarray, k: int, s: int) -> np.ndarray:
     return np.pad(x, ((0, 0), pads[0], pads[1], (0, 0)))
 
 
-def _conv(x: np.ndarray, w: np.ndarray, s: int, depthwise: bool) -> np.ndarray:
+def _pad_pairs(padding) -> tuple[tuple[int, int], tuple[int, int]]:
+    if isinstance(padding, int):
+        return (padding, padding), (padding, padding)
+    if isinstance(padding[0], int):
+        return (padding[0], padding[0]), (padding[1], padding[1])
+    return tuple(padding[0]), tuple(padding[1])
+
+
+def _conv_valid(x: np.ndarray, w: np.ndarray, s: int, depthwise: bool) -> np.ndarray:
     k = w.shape[0]
-    xp = _same_pad(x, k, s)
-    ho, wo = math.ceil(x.shape[1] / s), math.ceil(x.shape[2] / s)
+    ho, wo = (x.shape[1] - k) // s + 1, (x.shape[2] - k) // s + 1
     out = 0.0
     for dy in range(k):
         for dx in range(k):
-            patch = xp[:, dy:dy + s * (ho - 1) + 1:s, dx:dx + s * (wo - 1) + 1:s, :]
+            patch = x[:, dy:dy + s * (ho - 1) + 1:s, dx:dx + s * (wo - 1) + 1:s, :]
             out = out + (patch * w[dy, dx, :, 0] if depthwise else np.einsum("nhwc,co->nhwo", patch, w[dy, dx]))
     return out
 
 
 def numpy_celeba_cnn(layers: list, x_nchw: np.ndarray) -> np.ndarray:
-    """Keras model on preprocessed input (N, 3, S, S) in [-1, 1] -> (N, outputs)."""
-    w = {wn.split(":")[0]: v.astype(np.float64) for _, _, _, ws in layers for wn, v in ws}
+    """Keras model on preprocessed input (N, 3, S, S) in [-1, 1] -> (N, outputs), layer by layer as configured."""
     x = x_nchw.astype(np.float64).transpose(0, 2, 3, 1)
-
-    def bn_relu6(x: np.ndarray, name: str) -> np.ndarray:
-        y = (x - w[f"{name}/moving_mean"]) / np.sqrt(w[f"{name}/moving_variance"] + 1e-3) * w[f"{name}/gamma"] + w[f"{name}/beta"]
-        return np.clip(y, 0, 6)
-
-    x = bn_relu6(_conv(x, w["conv1/kernel"], 2, False), "conv1_bn")
-    for i, (_, stride) in enumerate(BLOCKS, start=1):
-        x = bn_relu6(_conv(x, w[f"conv_dw_{i}/depthwise_kernel"], stride, True), f"conv_dw_{i}_bn")
-        x = bn_relu6(_conv(x, w[f"conv_pw_{i}/kernel"], 1, False), f"conv_pw_{i}_bn")
-    h = x.mean(axis=(1, 2))
-    h = np.maximum(h @ w["fc1_dense/kernel"] + w["fc1_dense/bias"], 0)
-    return np.tanh(h @ w["fc2_dense/kernel"] + w["fc2_dense/bias"])
+    for name, cls, cfg, weights in layers:
+        w = {wn.split(":")[0].rsplit("/", 1)[-1]: v.astype(np.float64) for wn, v in weights}
+        if cls == "ZeroPadding2D":
+            rows, cols = _pad_pairs(cfg["padding"])
+            x = np.pad(x, ((0, 0), rows, cols, (0, 0)))
+        elif cls in ("Conv2D", "DepthwiseConv2D"):
+            depthwise = cls == "DepthwiseConv2D"
+            kernel = w["kernel"] if "kernel" in w else w["depthwise_kernel"]
+            stride = cfg["strides"][0]
+            if cfg["padding"] == "same":
+                x = _same_pad(x, kernel.shape[0], stride)
+            x = _conv_valid(x, kernel, stride, depthwise)
+        elif cls == "BatchNormalization":
+            x = (x - w["moving_mean"]) / np.sqrt(w["moving_variance"] + cfg["epsilon"]) * w["gamma"] + w["beta"]
+        elif cls == "ReLU":
+            x = np.clip(x, 0, cfg["max_value"])
+        elif cls == "GlobalAveragePooling2D":
+            x = x.mean(axis=(1, 2))
+        elif cls == "Dense":
+            x = x @ w["kernel"] + w["bias"]
+            x = np.maximum(x, 0) if cfg["activation"] == "relu" else np.tanh(x)
+    return x

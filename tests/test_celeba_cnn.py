@@ -109,3 +109,103 @@ def test_rejects_bad_image_shape(h5_file):
     model = load_extractor(f"celeba-cnn:{h5_file}", device="cpu")
     with pytest.raises(TlganError, match=r"\(N, 3, H, W\)"):
         model(torch.zeros(2, 1, 64, 64))
+
+
+@pytest.mark.parametrize("style", ["2.2.0", "keras3"])
+def test_other_keras_layouts_match_their_numpy_forward(tmp_path, style):
+    """Keras 2.2.0 (symmetric ZeroPadding2D((1, 1))) and Keras 3 (no ':0', depthwise 'kernel', Functional)."""
+    layers = celeba_cnn_layers(alpha=0.25, seed=3, style=style)
+    path = write_keras_h5(tmp_path / "m.h5", layers, keras3=style == "keras3")
+    if style == "keras3":
+        with h5py.File(path, "r") as f:
+            assert "conv_dw_1/kernel" in f["model_weights/conv_dw_1"] and '"Functional"' in str(f.attrs["model_config"])
+    model = load_extractor(f"celeba-cnn:{path}", device="cpu")
+    images = _eight_bit_images(2, 128, seed=4)
+    expected = numpy_celeba_cnn(layers, images.numpy())
+    np.testing.assert_allclose(model(images).numpy(), expected, rtol=1e-4, atol=1e-4)
+    if style == "2.2.0":
+        # The same weights under 2.2.4's asymmetric padding compute something else: the padding matters.
+        asymmetric = numpy_celeba_cnn(celeba_cnn_layers(alpha=0.25, seed=3), images.numpy())
+        assert np.abs(asymmetric - expected).max() > 1e-2
+
+
+def test_keras3_weights_only_file(tmp_path):
+    layers = celeba_cnn_layers(alpha=0.25, seed=5, style="keras3")
+    full = write_keras_h5(tmp_path / "full.h5", layers, keras3=True)
+    weights_only = write_keras_h5(tmp_path / "weights.h5", layers, weights_only=True, keras3=True)
+    images = _eight_bit_images(2, 128, seed=6)
+    a = load_extractor(f"celeba-cnn:{full}", device="cpu")(images)
+    b = load_extractor(f"celeba-cnn:{weights_only}", device="cpu")(images)
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def _with_config(layers, name, **changes):
+    return [(n, c, {**cfg, **changes} if n == name else cfg, w) for n, c, cfg, w in layers]
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (("conv_dw_2", {"strides": [1, 1]}), "conv_dw_2.*stride 2"),
+        (("conv_dw_3", {"padding": "causal"}), "conv_dw_3"),
+        (("conv_pad_2", {"padding": "reflect-ish"}), "conv_pad_2.*not understood"),
+        (("conv_dw_4", {"dilation_rate": [2, 2]}), "dilated"),
+    ],
+    ids=["strides", "padding-mode", "padding-spec", "dilation"],
+)
+def test_configs_tlgan_does_not_implement_are_refused(tmp_path, change, message):
+    layers = _with_config(celeba_cnn_layers(alpha=0.25, seed=1), change[0], **change[1])
+    with pytest.raises(TlganError, match=message):
+        load_extractor(f"celeba-cnn:{write_keras_h5(tmp_path / 'm.h5', layers)}", device="cpu")
+
+
+def _external_storage(path, layers):
+    write_keras_h5(path, layers)
+    with h5py.File(path, "r+") as f:
+        name = "model_weights/fc2_dense/fc2_dense/bias:0"
+        del f[name]
+        f.create_dataset(name, shape=(40,), dtype="f4", external=[("/etc/passwd", 0, 160)])
+    return path
+
+
+def _virtual(path, layers):
+    write_keras_h5(path, layers)
+    other = path.with_name("other.h5")
+    with h5py.File(other, "w") as f:
+        f.create_dataset("b", data=np.zeros(40, np.float32))
+    with h5py.File(path, "r+") as f:
+        name = "model_weights/fc2_dense/fc2_dense/bias:0"
+        del f[name]
+        layout = h5py.VirtualLayout(shape=(40,), dtype="f4")
+        layout[:] = h5py.VirtualSource(str(other), "b", shape=(40,))
+        f.create_virtual_dataset(name, layout)
+    return path
+
+
+def _external_link(path, layers):
+    write_keras_h5(path, layers)
+    other = path.with_name("other.h5")
+    with h5py.File(other, "w") as f:
+        f.create_dataset("b", data=np.zeros(40, np.float32))
+    with h5py.File(path, "r+") as f:
+        name = "model_weights/fc2_dense/fc2_dense/bias:0"
+        del f[name]
+        f[name] = h5py.ExternalLink(str(other), "b")
+    return path
+
+
+@pytest.mark.parametrize("make, message", [(_external_storage, "/etc/passwd"), (_virtual, "virtual"),
+                                           (_external_link, "external link")],
+                         ids=["external-storage", "virtual", "external-link"])
+def test_data_outside_the_file_is_refused(tmp_path, layers, make, message):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    path = make(tmp_path / "m.h5", layers)
+    with pytest.raises(TlganError, match=message):
+        load_extractor(f"celeba-cnn:{path}", device="cpu")
+    tlgan = str(Path(sys.executable).with_name("tlgan"))
+    result = subprocess.run([tlgan, "check-model", f"celeba-cnn:{path}", "--kind", "extractor"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and "FAIL" in result.stdout and "self-contained" in result.stdout

@@ -1,8 +1,13 @@
-"""Rebuild a Keras 2 functional model saved as HDF5 as a PyTorch module, without TensorFlow.
+"""Rebuild a Keras functional model saved as HDF5 as a PyTorch module, without TensorFlow.
 
 The file is read with h5py only: the graph comes from the ``model_config`` JSON
 attribute, the weights from ``model_weights/<layer>/`` (named by each group's
-``weight_names`` attribute). Nothing in the file is executed.
+``weight_names`` attribute). Nothing in the file is executed, and files whose
+data lies outside them are refused (``keras_h5.open_hdf5``). Both layouts are
+read: Keras 2 (class ``Model``, inbound nodes as ``[[name, node, tensor, {}]]``,
+``batch_input_shape``, weight names ending ``:0``) and Keras 3's legacy
+``.h5`` (class ``Functional``, inbound nodes as ``{"args": [serialised
+KerasTensors with keras_history]}``, ``batch_shape``, no ``:0``).
 
 Supported layers (enough for fer's mini-XCEPTION): InputLayer, Conv2D,
 SeparableConv2D, BatchNormalization, Activation, MaxPooling2D, Add,
@@ -31,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tlgan.errors import TlganError
+from tlgan.models.formats.keras_h5 import open_hdf5, read_array
 
 
 def tf_same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
@@ -211,21 +217,61 @@ def _check_2d(config: dict, layer: str) -> None:
         raise TlganError(f"Keras layer '{layer}': only channels_last data is supported")
     if _pair(config.get("dilation_rate", 1), layer, "dilation_rate") != (1, 1):
         raise TlganError(f"Keras layer '{layer}': dilated convolutions are not supported")
+    if config.get("groups", 1) != 1:
+        raise TlganError(f"Keras layer '{layer}': grouped convolutions are not supported")
     if config.get("padding", "valid") not in ("same", "valid"):
         raise TlganError(f"Keras layer '{layer}': padding {config.get('padding')!r} is not supported")
 
 
+def _keras_tensor_sources(value: object, out: list[str]) -> None:
+    """Names of the layers whose outputs a Keras 3 node's serialised arguments hold, in order."""
+    if isinstance(value, dict):
+        if value.get("class_name") == "__keras_tensor__":
+            history = (value.get("config") or {}).get("keras_history")
+            if not (isinstance(history, list) and history and isinstance(history[0], str)):
+                raise TlganError("a Keras tensor in model_config has no keras_history")
+            out.append(history[0])
+            return
+        for item in value.values():
+            _keras_tensor_sources(item, out)
+    elif isinstance(value, list):
+        for item in value:
+            _keras_tensor_sources(item, out)
+
+
 def _inbound(layer: dict) -> list[str]:
+    """Names of the layers feeding ``layer`` (Keras 2 or Keras 3 model_config)."""
     nodes = layer.get("inbound_nodes") or []
     if not nodes:
         return []
     if len(nodes) != 1:
         raise TlganError(f"Keras layer '{layer.get('name')}' is used more than once (shared layers are not supported)")
+    node = nodes[0]
+    if isinstance(node, dict):  # Keras 3
+        names: list[str] = []
+        _keras_tensor_sources(node.get("args"), names)
+        if not names:
+            raise TlganError(f"Keras layer '{layer.get('name')}': its inbound node names no input tensor")
+        return names
     try:
-        return [entry[0] for entry in nodes[0]]
+        names = [entry[0] for entry in node]
     except (TypeError, IndexError, KeyError):
-        # Keras 3 writes inbound nodes as dicts; only Keras 2 files are supported.
-        raise TlganError(f"Keras layer '{layer.get('name')}': unsupported inbound_nodes format (Keras 2 files only)") from None
+        names = []
+    if not names or not all(isinstance(n, str) for n in names):
+        raise TlganError(f"Keras layer '{layer.get('name')}': unsupported inbound_nodes format")
+    return names
+
+
+def _layer_ref(refs: object, what: str, path: Path) -> str:
+    """The layer name of a model's single input or output: [[name, node, tensor]] (or Keras 3's flat [name, ...])."""
+    if isinstance(refs, list) and refs and isinstance(refs[0], str):
+        refs = [refs]
+    if not isinstance(refs, list) or len(refs) != 1:
+        raise TlganError(f"{path}: only single-input, single-output Keras models are supported")
+    ref = refs[0]
+    if not (isinstance(ref, list) and ref and isinstance(ref[0], str)):
+        raise TlganError(f"{path}: model_config's {what} is not understood")
+    return ref[0]
 
 
 def _weights(group: h5py.Group | None, layer: str) -> dict[str, np.ndarray]:
@@ -237,7 +283,7 @@ def _weights(group: h5py.Group | None, layer: str) -> dict[str, np.ndarray]:
         name = raw.decode() if isinstance(raw, bytes) else str(raw)
         role = name.rsplit("/", 1)[-1].split(":")[0]
         try:
-            out[role] = np.asarray(group[name], dtype=np.float32)
+            out[role] = read_array(group[name], f"Keras layer '{layer}': weight '{name}'").astype(np.float32)
         except KeyError:
             raise TlganError(f"Keras layer '{layer}': weight '{name}' is listed but missing") from None
     return out
@@ -315,11 +361,7 @@ def load_keras_h5(path: str | Path) -> KerasGraph:
     and weights whose shapes disagree with the graph.
     """
     path = Path(path)
-    try:
-        handle = h5py.File(path, "r")
-    except (OSError, ValueError) as exc:
-        raise TlganError(f"cannot read Keras model {path}: not a readable HDF5 file ({str(exc).splitlines()[0]})") from None
-    with handle:
+    with open_hdf5(path, "Keras model") as handle:
         raw = handle.attrs.get("model_config")
         if raw is None:
             raise TlganError(f"{path} has no model_config: save the whole Keras model, not only its weights")
@@ -328,13 +370,12 @@ def load_keras_h5(path: str | Path) -> KerasGraph:
             layer_list = config["config"]["layers"]
             inputs = config["config"]["input_layers"]
             outputs = config["config"]["output_layers"]
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             raise TlganError(f"{path}: model_config is not a Keras functional model") from None
-        if len(inputs) != 1 or len(outputs) != 1:
-            raise TlganError(f"{path}: only single-input, single-output Keras models are supported")
+        input_name, output_name = _layer_ref(inputs, "input", path), _layer_ref(outputs, "output", path)
         weight_root = handle.get("model_weights", handle)
         try:
-            return _build_graph(path, layer_list, inputs[0][0], outputs[0][0], weight_root)
+            return _build_graph(path, layer_list, input_name, output_name, weight_root)
         except (OSError, KeyError, TypeError, ValueError) as exc:
             # h5py reports damaged or truncated datasets as OSError when they are read.
             raise TlganError(f"cannot read Keras model {path}: {exc.__class__.__name__}: {str(exc).splitlines()[0]}") from None
@@ -344,7 +385,8 @@ def _build_graph(path: Path, layer_list: list[dict], input_name: str, output_nam
                  weight_root: h5py.Group) -> KerasGraph:
     by_name = {}
     for layer in layer_list:
-        by_name[layer["name"]] = layer
+        name = layer.get("name") or layer.get("config", {}).get("name")  # Keras 2.0 kept it in config only
+        by_name[name] = layer
     if input_name not in by_name or output_name not in by_name:
         raise TlganError(f"{path}: input or output layer missing from model_config")
     input_config = by_name[input_name].get("config", {})

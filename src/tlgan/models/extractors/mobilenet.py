@@ -2,9 +2,15 @@
 
 Layer names follow ``keras.applications.mobilenet`` (conv1, conv1_bn,
 conv_dw_i, conv_dw_i_bn, conv_pw_i, conv_pw_i_bn for i = 1..13) so that
-Keras weights map one to one. Padding follows TensorFlow's 'same' rule
-(the odd pixel goes bottom/right), which is what Keras' explicit
-((0, 1), (0, 1)) zero padding before stride-2 layers also gives on even sizes.
+Keras weights map one to one.
+
+Padding is read from the file's model_config: each conv's own mode ('same':
+TensorFlow's rule, the odd pixel bottom/right; or 'valid') after the explicit
+``ZeroPadding2D`` before it (``conv1_pad``, ``conv_pad_i``), if any. Keras
+versions differ: 2.2.0 pads (1, 1) before conv1 and every depthwise conv
+(symmetric), 2.2.4 pads ((0, 1), (0, 1)) before stride-2 layers, Keras >= 2.3
+and 3 use 'same' for conv1. Weights-only files carry no config: they get
+'same' everywhere, which equals 2.2.4 and later on even input sizes.
 Batch norms use Keras' epsilon (1e-3 unless the file says otherwise);
 activations are ReLU6.
 """
@@ -15,7 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tlgan.models.formats.keras_h5 import KerasWeights
+from tlgan.errors import TlganError
+from tlgan.models.formats.keras_h5 import KerasWeights, zero_padding
 
 from .keras_graph import pad_same
 
@@ -27,16 +34,25 @@ BLOCKS: tuple[tuple[int, int], ...] = (
 
 
 class _ConvBN(nn.Module):
-    """TF-'same' conv (full or depthwise) without bias, then batch norm and ReLU6."""
+    """Zero padding, conv (full or depthwise, TF 'same' or 'valid') without bias, then batch norm and ReLU6.
+
+    pre_pad: explicit (left, right, top, bottom) zeros first (Keras' ZeroPadding2D); same: then TF 'same' padding.
+    """
 
     def __init__(self, cin: int, cout: int, kernel: int, stride: int, depthwise: bool, eps: float) -> None:
         super().__init__()
         self.kernel, self.stride = kernel, stride
+        self.pre_pad: tuple[int, int, int, int] = (0, 0, 0, 0)
+        self.same = True
         self.conv = nn.Conv2d(cin, cout, kernel, stride, padding=0, groups=cin if depthwise else 1, bias=False)
         self.bn = nn.BatchNorm2d(cout, eps=eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu6(self.bn(self.conv(pad_same(x, (self.kernel,) * 2, (self.stride,) * 2))))
+        if any(self.pre_pad):
+            x = F.pad(x, self.pre_pad)
+        if self.same:
+            x = pad_same(x, (self.kernel,) * 2, (self.stride,) * 2)
+        return F.relu6(self.bn(self.conv(x)))
 
 
 class MobileNetV1(nn.Module):
@@ -76,12 +92,41 @@ class MobileNetV1(nn.Module):
             layers += [(f"conv_dw_{i}", block["dw"], True), (f"conv_pw_{i}", block["pw"], False)]
         return layers
 
+    def configure_padding(self, keras: KerasWeights) -> None:
+        """Set each conv's padding from the file's model_config; refuse a layer configured otherwise than built.
+
+        No model_config (weights-only file): keep TF 'same' everywhere.
+        """
+        if not keras.layer_configs:
+            return
+        for name, layer, _ in self.keras_layers():
+            config = keras.layer_configs.get(name)
+            if config is None:
+                raise TlganError(f"{keras.source}: model_config has no layer '{name}'; not a Keras MobileNet")
+            mode = config.get("padding", "valid")
+            kernel = config.get("kernel_size", [layer.kernel] * 2)
+            strides = config.get("strides", [1, 1])
+            if mode not in ("same", "valid") or list(kernel) != [layer.kernel] * 2 or list(strides) != [layer.stride] * 2:
+                raise TlganError(f"{keras.source}: Keras layer '{name}' has kernel {kernel}, strides {strides}, padding "
+                                 f"{mode!r}; MobileNet v1 has kernel {layer.kernel}, stride {layer.stride}")
+            if list(config.get("dilation_rate", [1, 1])) not in ([1, 1], [1]):
+                raise TlganError(f"{keras.source}: Keras layer '{name}' is dilated; MobileNet v1 is not")
+            pad_name = "conv1_pad" if name == "conv1" else name.replace("conv_dw_", "conv_pad_")
+            pad = keras.layer_configs.get(pad_name) if pad_name != name else None
+            if pad is not None and pad.get("class_name") != "ZeroPadding2D":
+                raise TlganError(f"{keras.source}: Keras layer '{pad_name}' is a {pad.get('class_name')}, "
+                                 "not the ZeroPadding2D of a MobileNet")
+            layer.pre_pad = zero_padding(pad, pad_name) if pad is not None else (0, 0, 0, 0)
+            layer.same = mode == "same"
+
     def load_keras(self, keras: KerasWeights) -> None:
-        """Copy weights from a Keras MobileNet (names as in keras.applications); shapes are checked."""
+        """Copy weights and padding from a Keras MobileNet (names as in keras.applications); shapes are checked."""
+        self.configure_padding(keras)
         for name, layer, depthwise in self.keras_layers():
             w = layer.conv.weight
-            if depthwise:  # Keras (kh, kw, C, 1) -> torch (C, 1, kh, kw)
-                kernel = keras.get(f"{name}/depthwise_kernel", (w.shape[2], w.shape[3], w.shape[0], 1))
+            if depthwise:  # Keras (kh, kw, C, 1) -> torch (C, 1, kh, kw); Keras 3 names it 'kernel'
+                kernel = keras.get(f"{name}/depthwise_kernel", (w.shape[2], w.shape[3], w.shape[0], 1),
+                                   also=(f"{name}/kernel",))
                 value = torch.from_numpy(kernel).permute(2, 3, 0, 1)
             else:  # Keras (kh, kw, in, out) -> torch (out, in, kh, kw)
                 kernel = keras.get(f"{name}/kernel", (w.shape[2], w.shape[3], w.shape[1], w.shape[0]))
