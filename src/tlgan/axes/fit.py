@@ -16,6 +16,7 @@ from typing import Iterable, Sequence
 
 import torch
 
+from tlgan import timing
 from tlgan.errors import TlganError
 from tlgan.models.extractors import Extractor, Feature
 from tlgan.models.generators import Generator
@@ -206,7 +207,8 @@ def fit_axes(
     batches = ((s, z, y[:, cols]) for s, z, y in iter_shards(samples, n))
     out = fit_linear(batches, picked, manifest.latent_dim, ridge=lam, val_fraction=val_fraction,
                      device=device or "cpu")
-    params = {"ridge": lam, "val_fraction": val_fraction, "fit_seconds": round(time.perf_counter() - t0, 4)}
+    timing.record("fit_seconds", time.perf_counter() - t0)
+    params = {"ridge": lam, "val_fraction": val_fraction}
     if manifest.dtype != "float32":
         params["dtype"] = manifest.dtype
     return make_axis_set(out, picked, generator=manifest.generator, extractor=manifest.extractor,
@@ -269,7 +271,8 @@ def fit_streaming(
     finally:
         labeller.close()
     out = fitter.result(lam)
-    params = {"ridge": lam, "val_fraction": val_fraction, "build_seconds": round(time.perf_counter() - t0, 4)}
+    timing.record("build_seconds", time.perf_counter() - t0)
+    params = {"ridge": lam, "val_fraction": val_fraction}
     if labeller.options.dtype != "float32":
         params["dtype"] = labeller.options.dtype
     return make_axis_set(out, picked, generator=generator.identity, extractor=extractor.identity,

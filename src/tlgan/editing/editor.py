@@ -117,7 +117,7 @@ class Editor:
             self.axes.index(k)
         target = edit.value if edit.op == "set" else self.value(edit.knob) + edit.value
         if abs(target) > MAX_KNOB:
-            raise TlganError(f"'{edit.knob}' would go to {target:.2f}σ; knob values must stay within ±{MAX_KNOB:g}σ")
+            raise TlganError(f"'{edit.knob}' would go to {target:.3g}σ; knob values must stay within ±{MAX_KNOB:g}σ")
         d = self.direction(edit.knob, edit.locks)
         self.z = move_to_value(self.z, self._axes64[self.axes.index(edit.knob)], d, target)
         self.edits.append(edit)

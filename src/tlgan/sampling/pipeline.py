@@ -27,7 +27,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from tlgan.atomic import atomic_path, write_text_atomic
+from tlgan.atomic import atomic_path, make_folder, write_text_atomic
 from tlgan.errors import TlganError
 from tlgan.models.extractors import Extractor, Feature
 from tlgan.models.generators import Generator
@@ -271,7 +271,7 @@ def run_samples(
         if not old.compatible(manifest):
             raise TlganError(f"{folder} holds samples from another generator, extractor, seed, shard size or dtype; "
                              "use another --samples folder or delete it")
-    folder.mkdir(parents=True, exist_ok=True)
+    make_folder(folder)
     write_text_atomic(folder / "manifest.json", json.dumps(asdict(manifest), indent=1))
 
     todo = [(s, c) for s, c in shard_ranges(n, shard_size) if not shard_path(folder, s, c).exists()]

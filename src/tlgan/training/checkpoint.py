@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from tlgan.atomic import atomic_path, write_text_atomic
+from tlgan.atomic import atomic_path, make_folder, write_text_atomic
 from tlgan.errors import TlganError
 
 FORMAT = "tlgan.train-checkpoint"
@@ -40,7 +40,7 @@ def save_checkpoint(folder: Path, model: nn.Module, optimizer: torch.optim.Optim
     """Write a checkpoint into ``folder`` (created if needed) and drop the tensors of older ones."""
     from safetensors.torch import save_file
 
-    folder.mkdir(parents=True, exist_ok=True)
+    make_folder(folder)
     tensors = {f"model.{k}": v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     optimizer_state = optimizer.state_dict()
     for index, values in optimizer_state["state"].items():

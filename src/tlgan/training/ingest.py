@@ -17,7 +17,7 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-from tlgan.atomic import atomic_path, write_text_atomic
+from tlgan.atomic import atomic_path, make_folder, write_text_atomic
 from tlgan.errors import TlganError
 
 from .celeba import ATTR_FILE, MANIFEST, PARTITION_FILE, read_celeba
@@ -43,7 +43,7 @@ def ingest_celeba(src: str | Path, out: str | Path | None = None, progress: bool
     if out.resolve() == index.root.resolve():
         raise TlganError("the output folder must differ from the CelebA folder")
     crops = out / "img_crop"
-    crops.mkdir(parents=True, exist_ok=True)
+    make_folder(crops)
     written = skipped = 0
     bad: list[str] = []
     formats = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP", ".webp": "WEBP"}

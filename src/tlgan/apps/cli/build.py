@@ -88,8 +88,11 @@ def _fit_and_save(samples: str, method: str, ridge: float | None, out: str, perc
 
 
 def _save(axis_set: Any, out: str) -> None:
+    from tlgan import timing
+
     axis_set.save(out)
-    click.echo(f"wrote {len(axis_set)} axes to {out}", err=True)
+    took = timing.summary()  # timings are printed, never stored: the same command writes the same bytes
+    click.echo(f"wrote {len(axis_set)} axes to {out}" + (f" ({took})" if took else ""), err=True)
     click.echo(format_info(axis_set))
 
 
@@ -149,9 +152,7 @@ def run_discover(method: str, components: int, generator: str, extractor: str | 
     gen = load_generator(generator, device)
     ext = None if extractor == "none" else load_extractor(extractor or DEFAULT_EXTRACTORS, device)
     axis_set = discover_axes(gen, method, components, ext, n=n, seed=seed, layer=layer, label_faces=label_faces)
-    axis_set.save(out)
-    click.echo(f"wrote {len(axis_set)} axes to {out}", err=True)
-    click.echo(format_info(axis_set))
+    _save(axis_set, out)
     for name in axis_set.names:
         if name in axis_set.descriptions:
             click.echo(f"  {name}: {axis_set.descriptions[name]}")

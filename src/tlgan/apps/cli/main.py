@@ -1,60 +1,94 @@
-"""The ``tlgan`` command line: one entry point over the command modules of this folder.
+"""The ``tlgan`` entry point: signals first, then the commands, with one-line errors.
 
-Every command turns TlganError into one line on stderr and exit status 1,
-and Ctrl-C into exit status 130 with what was kept.
+Every command turns TlganError into one line on stderr and exit status 1; a
+failed write (read-only folder, full disk, a parent path that is a file) into
+``error: cannot write PATH: reason``; Ctrl-C (SIGINT) and SIGTERM, even while
+the heavy libraries are still being imported, into exit status 130 / 143 with
+what was kept. This module imports nothing heavy: the handlers are in place
+before torch loads.
 """
 
 from __future__ import annotations
 
+import signal
 import sys
+from typing import Any, NoReturn
 
-import click
+from tlgan.errors import TlganError, describe_os_error
 
-from tlgan.errors import TlganError
-
-from .assets import check_model, convert, import_axes, ingest_celeba, train_extractor
-from .build import build, discover, fit
-from .edit import edit, info, strip
-from .evaluate import evaluate
-from .knobs import rename, teach
-from .serve import serve_command
+_received: list[int] = []
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.version_option(package_name="tlgan")
-def cli() -> None:
-    """tlgan: discover feature axes in a trained generator and edit images with one knob per feature.
-
-    \b
-    Examples:
-      tlgan serve                                  # web app on the default face model
-      tlgan edit --seed 7 --set happy=2 --lock brightness --out face.png
-      tlgan strip --axis yaw --seed 7 --out yaw.png
-      tlgan build --n 20000 --out my-axes.safetensors
-      tlgan info
-    """
+def _on_signal(signum: int, frame: Any) -> None:
+    """SIGINT and SIGTERM both stop the command the way Ctrl-C does (temporary files removed, shards kept)."""
+    _received.append(signum)
+    raise KeyboardInterrupt
 
 
-for _command in (build, fit, discover, info, edit, strip, evaluate, rename, teach, serve_command, convert,
-                 import_axes, check_model, train_extractor, ingest_celeba):
-    cli.add_command(_command)
+def install_signal_handlers() -> None:
+    """Route SIGINT and SIGTERM to KeyboardInterrupt (main thread only; a no-op elsewhere)."""
+    try:
+        signal.signal(signal.SIGINT, _on_signal)
+        signal.signal(signal.SIGTERM, _on_signal)
+    except ValueError:  # not the main thread (e.g. called from a test runner's worker)
+        pass
+
+
+def _stopped() -> NoReturn:
+    for name in ("SIGINT", "SIGTERM"):  # a second signal must not interrupt the goodbye
+        signal.signal(getattr(signal, name), signal.SIG_IGN)
+    signum = _received[-1] if _received else signal.SIGINT
+    word = "terminated" if signum == signal.SIGTERM else "interrupted"
+    print(f"{word}: finished work is kept; rerun the same command to resume", file=sys.stderr)
+    sys.exit(128 + int(signum))
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(code)
 
 
 def main() -> None:
-    """Console entry point: run the CLI with one-line errors."""
+    """Console entry point: run the CLI with one-line errors and clean interrupts."""
+    install_signal_handlers()
     try:
-        cli.main(standalone_mode=False)
+        _run()
+    except KeyboardInterrupt:
+        _stopped()
     except TlganError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
-    except (click.exceptions.Abort, KeyboardInterrupt):  # click turns Ctrl-C into Abort
-        click.echo("interrupted: finished work is kept; rerun the same command to resume", err=True)
-        sys.exit(130)
+        _fail(str(exc))
+    except OSError as exc:  # I/O outside tlgan.atomic: say which file and why, no traceback
+        _fail(describe_os_error(exc))
+
+
+def _run() -> None:
+    import click
+
+    from .commands import cli as group
+
+    try:
+        group.main(standalone_mode=False)
+    except click.exceptions.Abort:  # click turns Ctrl-C (and EOF at a prompt) into Abort
+        raise KeyboardInterrupt from None
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    except RecursionError:
+        _fail("input nested too deeply (a JSON header or declaration?)")
+    except Exception as exc:  # safetensors' errors carry no path; tlgan.atomic names it when writing
+        if type(exc).__name__ == "SafetensorError":
+            _fail(f"safetensors: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+        raise
+
+
+def __getattr__(name: str) -> Any:
+    if name == "cli":  # the click group, imported on first use (tests, docs tools)
+        from .commands import cli
+
+        return cli
+    raise AttributeError(name)
 
 
 if __name__ == "__main__":

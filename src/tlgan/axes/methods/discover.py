@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from tlgan import timing
 from tlgan.axes.store import AxisSet
 from tlgan.errors import TlganError
 from tlgan.models.extractors import Extractor
@@ -92,7 +93,7 @@ def discover_axes(
                                                   batch_size=max(batch_size, 64))
         score_name = "explained_variance"
         params.update({"layer": layer, "n": n, "seed": seed})
-    params["fit_seconds"] = round(time.perf_counter() - t0, 4)
+    timing.record("fit_seconds", time.perf_counter() - t0)
     names = [f"{method}_{i}" for i in range(len(directions))]
     quality = {name: {score_name: float(s)} for name, s in zip(names, scores)}
     groups, descriptions, ext_id = ["other"] * len(names), {}, ""

@@ -18,6 +18,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from tlgan import timing
 from tlgan.axes.math import validation_mask
 from tlgan.axes.store import AxisSet
 from tlgan.errors import TlganError
@@ -84,7 +85,7 @@ def fit_logistic(
         quality[feature.name], cuts[feature.name], rules[feature.name] = q, cut, rule
         coefs.append(torch.from_numpy(w))
         intercepts.append(b)
-    params = {"C": c, "val_fraction": val_fraction, "thresholds": cuts, "threshold_rules": rules,
-              "fit_seconds": round(time.perf_counter() - t0, 4)}
+    timing.record("fit_seconds", time.perf_counter() - t0)
+    params = {"C": c, "val_fraction": val_fraction, "thresholds": cuts, "threshold_rules": rules}
     return pack_axes(manifest, features, torch.stack(coefs), torch.tensor(intercepts, dtype=torch.float64), y,
                      "logistic", params, quality, y.shape[0])

@@ -19,6 +19,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from tlgan import timing
 from tlgan.axes.math import validation_mask
 from tlgan.axes.store import AxisSet
 from tlgan.errors import TlganError
@@ -110,7 +111,7 @@ def fit_svm(
         cuts[feature.name] = [lo_cut, hi_cut]
         coefs.append(torch.from_numpy(w))
         intercepts.append(b)
-    params = {"percent": percent, "C": c, "val_fraction": val_fraction, "thresholds": cuts,
-              "fit_seconds": round(time.perf_counter() - t0, 4)}
+    timing.record("fit_seconds", time.perf_counter() - t0)
+    params = {"percent": percent, "C": c, "val_fraction": val_fraction, "thresholds": cuts}
     return pack_axes(manifest, features, torch.stack(coefs), torch.tensor(intercepts, dtype=torch.float64), y,
                      "svm", params, quality, y.shape[0])
