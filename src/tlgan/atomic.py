@@ -132,10 +132,13 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     try:
         _clean_once(path.parent)
         tmp = _create_temporary(path)
+        mode = os.stat(tmp).st_mode & 0o777  # 0666 less the umask, as the OS applied it
     except OSError as exc:
         raise OutputError(path, os_reason(exc), exc.errno) from None
     try:
         yield tmp
+        if os.stat(tmp).st_mode & 0o777 != mode:  # writers that replace the file (safetensors) make it 0600
+            os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException as exc:
         with contextlib.suppress(OSError):

@@ -33,8 +33,13 @@ def read_tlgan_file(path: str | Path, fmt: str, version: int, what: str, framewo
         header = json.loads(metadata["tlgan"])
     except (KeyError, json.JSONDecodeError):
         raise TlganError(f"{path} has no tlgan header: not {a_what}{no_header_hint}") from None
+    except RecursionError:
+        raise TlganError(f"{path}: its tlgan header is nested too deeply") from None
     if not isinstance(header, dict) or header.get("format") != fmt:
         raise TlganError(f"{path} is not {a_what} (format {header.get('format') if isinstance(header, dict) else None!r})")
-    if int(header.get("version", 0)) > version:
+    found = header.get("version", 0)
+    if isinstance(found, bool) or not isinstance(found, int):
+        raise TlganError(f"{path}: header field 'version' must be an integer, got {str(found)[:40]!r}")
+    if found > version:
         raise TlganError(f"{path} uses {what} format version {header['version']}; this tlgan reads up to {version}")
     return tensors, header

@@ -133,7 +133,10 @@ class AxisSet:
 
 def load_axes(path: str | Path) -> AxisSet:
     """Read an axis set written by ``AxisSet.save``; every problem becomes a one-line TlganError."""
+    from .header import check_axis_header
+
     tensors, header = read_tlgan_file(path, FORMAT, VERSION, "axis file")
+    check_axis_header(header, path)
     if "axes" not in tensors:
         raise TlganError(f"{path} has no 'axes' tensor")
     try:

@@ -152,8 +152,24 @@ def _attributes(obj: Any) -> dict[str, Any]:
 def _sidecar(path: Path) -> dict[str, Any]:
     for candidate in (path.with_name(path.name + ".json"), path.with_suffix(".json")):
         if candidate.is_file() and candidate != path:
-            return _parse_json(candidate.read_text(), str(candidate))
+            return _parse_json(candidate.read_text(errors="replace"), str(candidate))
     return {}
+
+
+MAX_DECLARATION_DEPTH = 32
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of parsed JSON (1 for a scalar), computed without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        deepest = max(deepest, level)
+        if isinstance(item, dict):
+            stack.extend((v, level + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, level + 1) for v in item)
+    return deepest
 
 
 def _parse_json(text: str, source: str) -> dict[str, Any]:
@@ -161,8 +177,12 @@ def _parse_json(text: str, source: str) -> dict[str, Any]:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise TlganError(f"{source}: model declaration is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise TlganError(f"{source}: model declaration is nested too deeply") from None
     if not isinstance(data, dict):
         raise TlganError(f"{source}: model declaration must be a JSON object")
+    if _depth(data) > MAX_DECLARATION_DEPTH:
+        raise TlganError(f"{source}: model declaration is nested more than {MAX_DECLARATION_DEPTH} levels deep")
     return data
 
 
@@ -260,7 +280,8 @@ def open_torchscript(path: str | None, device: torch.device) -> RawModel:
     meta = {**_sidecar(file), **_attributes(module)}
     embedded = extra[f"{SIDECAR_KEY}.json"]
     if embedded:
-        meta.update(_parse_json(embedded.decode() if isinstance(embedded, bytes) else embedded, f"{file} (tlgan.json)"))
+        meta.update(_parse_json(embedded.decode("utf-8", errors="replace") if isinstance(embedded, bytes) else embedded,
+                               f"{file} (tlgan.json)"))
     return RawModel(run=module, meta=meta, identity=f"torchscript:{file_hash(file)}", source=str(file),
                     module=module, device=device)
 

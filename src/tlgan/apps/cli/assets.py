@@ -93,6 +93,8 @@ def check_model(spec: str, kind: str | None, batch: int, size: int, device: str)
 
     Checks output type, dtype, shape, NaN/inf, range, determinism, batch
     independence and sensitivity to the input. Exit status 1 if any check fails.
+    entrypoint: specs import and run your Python code (by design: trust it as any
+    script you run); torchscript:, onnx: and the built-in formats never run code from a file.
 
     \b
     Examples:

@@ -14,7 +14,8 @@ from .common import format_info
 
 
 @click.command()
-@click.option("--generator", default="digiface", show_default=True, help="generator spec, e.g. digiface or pggan:FILE")
+@click.option("--generator", default="digiface", show_default=True,
+              help="generator spec, e.g. digiface or pggan:FILE (entrypoint:MODULE:FUNCTION runs your Python code)")
 @click.option("--extractor", default=None, help="comma-separated extractors [default: emotion,landmarks,imagestats]")
 @click.option("--n", "n", type=int, default=20000, show_default=True, help="number of samples")
 @click.option("--seed", type=int, default=0, show_default=True)

@@ -49,7 +49,8 @@ def format_info(axis_set: Any) -> str:
     ]
     for name, kind, group in zip(axis_set.names, axis_set.kinds, axis_set.groups):
         q = axis_set.quality.get(name, {})
-        score = next((f"{ {'r2': 'R²', 'accuracy': 'acc'}[k]} {v:.3f}" for k, v in q.items() if k in ("r2", "accuracy")), "-")
+        score = next((f"{ {'r2': 'R²', 'accuracy': 'acc'}[k]} {v:.3f}" for k, v in q.items()
+                      if k in ("r2", "accuracy") and isinstance(v, (int, float))), "-")
         lines.append(f"{name:<22}{kind:<13}{group:<21}{score:>13}")
     return "\n".join(lines)
 
