@@ -56,9 +56,12 @@ def build(generator: str, extractor: str | None, n: int, seed: int, device: str,
     from tlgan.models.generators import load_generator
     from tlgan.sampling.pipeline import run_samples, set_cpu_threads
 
+    from tlgan.atomic import make_folder
+
     set_cpu_threads(threads)
     if n <= 0:
         raise TlganError(f"--n must be positive, got {n}")
+    make_folder(Path(out).parent)  # a folder that cannot hold the output fails now, not after the sampling
     if method in UNSUPERVISED:
         run_discover(method, 10, generator, extractor, n, seed, None, 64, device, out)
         return
@@ -147,9 +150,12 @@ def run_discover(method: str, components: int, generator: str, extractor: str | 
     from tlgan.models.generators import load_generator
     from tlgan.sampling.pipeline import set_cpu_threads
 
+    from tlgan.atomic import make_folder
+
     set_cpu_threads()
     if n <= 0:
         raise TlganError(f"--n must be positive, got {n}")
+    make_folder(Path(out).parent)
     gen = load_generator(generator, device)
     ext = None if extractor == "none" else load_extractor(extractor or DEFAULT_EXTRACTORS, device)
     axis_set = discover_axes(gen, method, components, ext, n=n, seed=seed, layer=layer, label_faces=label_faces)

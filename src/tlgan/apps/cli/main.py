@@ -25,13 +25,15 @@ def _on_signal(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-def install_signal_handlers() -> None:
-    """Route SIGINT and SIGTERM to KeyboardInterrupt (main thread only; a no-op elsewhere)."""
+def install_signal_handlers() -> dict[int, Any]:
+    """Route SIGINT and SIGTERM to KeyboardInterrupt; returns the previous handlers (none off the main thread)."""
+    previous = {}
     try:
-        signal.signal(signal.SIGINT, _on_signal)
-        signal.signal(signal.SIGTERM, _on_signal)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, _on_signal)
     except ValueError:  # not the main thread (e.g. called from a test runner's worker)
         pass
+    return previous
 
 
 def _stopped() -> NoReturn:
@@ -50,7 +52,7 @@ def _fail(message: str, code: int = 1) -> NoReturn:
 
 def main() -> None:
     """Console entry point: run the CLI with one-line errors and clean interrupts."""
-    install_signal_handlers()
+    previous = install_signal_handlers()
     try:
         _run()
     except KeyboardInterrupt:
@@ -59,6 +61,9 @@ def main() -> None:
         _fail(str(exc))
     except OSError as exc:  # I/O outside tlgan.atomic: say which file and why, no traceback
         _fail(describe_os_error(exc))
+    finally:  # when called in-process (tests, notebooks), leave the caller's handlers as they were
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _run() -> None:
