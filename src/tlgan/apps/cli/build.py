@@ -51,12 +51,11 @@ def build(generator: str, extractor: str | None, n: int, seed: int, device: str,
       tlgan build --n 1000000 --device cuda --dtype float16 --no-store-samples --out big.safetensors
     Interrupt with Ctrl-C at any time: rerunning the same command resumes (with --store-samples).
     """
+    from tlgan.atomic import make_folder
     from tlgan.axes.fit import fit_streaming, resolve_method
     from tlgan.models.extractors import DEFAULT_EXTRACTORS, load_extractor
     from tlgan.models.generators import load_generator
     from tlgan.sampling.pipeline import run_samples, set_cpu_threads
-
-    from tlgan.atomic import make_folder
 
     set_cpu_threads(threads)
     if n <= 0:
@@ -145,12 +144,11 @@ def discover(method: str, components: int, generator: str, extractor: str | None
 def run_discover(method: str, components: int, generator: str, extractor: str | None, n: int, seed: int,
                  layer: str | None, label_faces: int, device: str, out: str) -> None:
     """What ``tlgan discover`` (and ``tlgan build --method sefa|pca``) do."""
+    from tlgan.atomic import make_folder
     from tlgan.axes.methods.discover import discover_axes
     from tlgan.models.extractors import DEFAULT_EXTRACTORS, load_extractor
     from tlgan.models.generators import load_generator
     from tlgan.sampling.pipeline import set_cpu_threads
-
-    from tlgan.atomic import make_folder
 
     set_cpu_threads()
     if n <= 0:
