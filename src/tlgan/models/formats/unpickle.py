@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 import math
+import os
 import pickle
 import re
 from pathlib import Path
@@ -253,11 +254,8 @@ def load_pickle(path: str | Path, allowed: Mapping[tuple[str, str], Any], what: 
     if not path.is_file():
         raise TlganError(f"{what} not found: {path}")
     try:
-        # Read whole: the unpickler then never asks the OS for more than the file holds (a huge length prefix in
-        # a crafted pickle would otherwise make it allocate that much before finding the file too short).
-        data = path.read_bytes()
-        obj = RestrictedUnpickler(io.BytesIO(data), allowed, what, len(data)).load()
-        del data
+        with open(path, "rb") as handle:
+            obj = RestrictedUnpickler(handle, allowed, what, os.fstat(handle.fileno()).st_size).load()
         return resolve_arrays(obj)
     except TlganError as exc:
         raise TlganError(f"{path}: {exc}") from None
