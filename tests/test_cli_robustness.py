@@ -81,6 +81,13 @@ def test_output_errors_from_the_library(tmp_path, monkeypatch):
     assert isinstance(info.value, TlganError) and isinstance(info.value, OSError)
     assert list(tmp_path.iterdir()) == []
 
+    def too_large(*args, **kwargs):  # the wording of safetensors 0.8
+        raise SafetensorError("Error while serializing: I/O error: File too large (os error 27)")
+
+    monkeypatch.setattr(store, "save_file", too_large)
+    with pytest.raises(OutputError, match=r"a.safetensors: File too large$"):
+        load_default_axes().save(tmp_path / "a.safetensors")
+
 
 # --- signals --------------------------------------------------------------------------------------
 @pytest.mark.parametrize("delay", [0.2, 0.8, 2.0])

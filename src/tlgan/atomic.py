@@ -158,6 +158,20 @@ def write_text_atomic(path: str | Path, text: str) -> None:
     write_bytes_atomic(path, text.encode())
 
 
+def prepare_output(path: str | Path) -> None:
+    """Create the folder ``path`` will be written into, now: OutputError naming ``path`` when impossible.
+
+    For commands that write their output after a long computation, so a bad path fails before it.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _folder_failure(path, path.parent, exc) from None
+    if path.is_dir():
+        raise OutputError(path, "it is a folder")
+
+
 def make_folder(folder: str | Path) -> Path:
     """Create ``folder`` (and parents) for outputs; OutputError ('cannot write FOLDER: reason') when impossible."""
     folder = Path(folder)

@@ -37,12 +37,12 @@ def os_reason(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     text = str(exc)
-    found = re.search(r'message: "([^"]+)"', text)
+    found = re.search(r'message: "([^"]+)"', text)  # IoError(Os { code: 28, ..., message: "..." })
     if found:
         return found.group(1)
-    code = re.search(r"code: (\d+)", text)
+    code = re.search(r"\(os error (\d+)\)|code: (\d+)", text)  # "I/O error: File too large (os error 27)"
     if code:
-        return os.strerror(int(code.group(1)))
+        return os.strerror(int(code.group(1) or code.group(2)))
     return (text.splitlines()[0] if text else type(exc).__name__)[:200]
 
 

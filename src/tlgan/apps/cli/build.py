@@ -51,7 +51,7 @@ def build(generator: str, extractor: str | None, n: int, seed: int, device: str,
       tlgan build --n 1000000 --device cuda --dtype float16 --no-store-samples --out big.safetensors
     Interrupt with Ctrl-C at any time: rerunning the same command resumes (with --store-samples).
     """
-    from tlgan.atomic import make_folder
+    from tlgan.atomic import prepare_output
     from tlgan.axes.fit import fit_streaming, resolve_method
     from tlgan.models.extractors import DEFAULT_EXTRACTORS, load_extractor
     from tlgan.models.generators import load_generator
@@ -60,7 +60,7 @@ def build(generator: str, extractor: str | None, n: int, seed: int, device: str,
     set_cpu_threads(threads)
     if n <= 0:
         raise TlganError(f"--n must be positive, got {n}")
-    make_folder(Path(out).parent)  # a folder that cannot hold the output fails now, not after the sampling
+    prepare_output(out)  # an output that cannot be written fails now, not after the sampling
     if method in UNSUPERVISED:
         run_discover(method, 10, generator, extractor, n, seed, None, 64, device, out)
         return
@@ -144,7 +144,7 @@ def discover(method: str, components: int, generator: str, extractor: str | None
 def run_discover(method: str, components: int, generator: str, extractor: str | None, n: int, seed: int,
                  layer: str | None, label_faces: int, device: str, out: str) -> None:
     """What ``tlgan discover`` (and ``tlgan build --method sefa|pca``) do."""
-    from tlgan.atomic import make_folder
+    from tlgan.atomic import prepare_output
     from tlgan.axes.methods.discover import discover_axes
     from tlgan.models.extractors import DEFAULT_EXTRACTORS, load_extractor
     from tlgan.models.generators import load_generator
@@ -153,7 +153,7 @@ def run_discover(method: str, components: int, generator: str, extractor: str | 
     set_cpu_threads()
     if n <= 0:
         raise TlganError(f"--n must be positive, got {n}")
-    make_folder(Path(out).parent)
+    prepare_output(out)
     gen = load_generator(generator, device)
     ext = None if extractor == "none" else load_extractor(extractor or DEFAULT_EXTRACTORS, device)
     axis_set = discover_axes(gen, method, components, ext, n=n, seed=seed, layer=layer, label_faces=label_faces)
