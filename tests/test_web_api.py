@@ -21,6 +21,7 @@ from tlgan.errors import TlganError
 from tlgan.imaging import to_pil
 
 NAMES = [k[0] for k in KNOBS]
+LOCAL = "http://127.0.0.1"  # the app answers only to local Host names unless served on a public address
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +34,7 @@ def client(model):
     generator, axes = model
     app = create_app(generator, axes, StatsExtractor(), default_view=["happy", "yaw", "brightness"],
                      display={"title": "test faces", "labels": {"yaw": "head turn"}})
-    with TestClient(app) as c:
+    with TestClient(app, base_url=LOCAL) as c:
         yield c
 
 
@@ -125,7 +126,7 @@ def test_readings_follow_the_brightness_knob(client):
 
 def test_readings_without_extractor(model):
     generator, axes = model
-    with TestClient(create_app(generator, axes, None)) as c:
+    with TestClient(create_app(generator, axes, None), base_url=LOCAL) as c:
         assert c.get("/api/model").json()["extractor"] is None
         res = c.post("/api/readings", json={"seed": 1}).json()
         assert res["readings"] == [] and res["extractor"] is None and set(res["values"]) == set(NAMES)
@@ -379,7 +380,7 @@ def test_default_model_readings_follow_the_happy_knob():
 
     axes = load_default_axes()
     app = create_app(load_generator(DEFAULT_GENERATOR, "cpu"), axes, load_extractor(DEFAULT_EXTRACTORS, "cpu"))
-    with TestClient(app) as c:
+    with TestClient(app, base_url=LOCAL) as c:
         info = c.get("/api/model").json()
         assert [k["name"] for k in info["knobs"]] == axes.names
         assert [f["name"] for f in info["extractor"]["features"]] == axes.names
@@ -392,3 +393,152 @@ def test_default_model_readings_follow_the_happy_knob():
 
         lows, highs = zip(*[(happy(seed, -3.0), happy(seed, 3.0)) for seed in range(8)])
         assert sum(highs) / 8 > sum(lows) / 8 + 0.6
+
+
+# ---- hardening: bounded work, headers, hosts, error shapes (issue 11, items 4 and 7) ----------
+class SlowGenerator(torch.nn.Module):
+    """Wraps a generator; every call sleeps ``delay`` s first (a stand-in for heavy work)."""
+
+    def __init__(self, inner, delay):
+        super().__init__()
+        self.inner, self.delay = inner, delay
+        for name in ("latent_dim", "resolution", "identity", "name"):
+            setattr(self, name, getattr(inner, name))
+
+    def forward(self, z):
+        import time
+
+        time.sleep(self.delay)
+        return self.inner(z)
+
+    def synthesize(self, z):
+        return self.forward(z)
+
+
+def test_every_response_says_nosniff(client):
+    responses = [client.get("/api/model"), client.get("/openapi.json"), client.get("/"), client.get("/nope"),
+                 client.post("/api/readings", json={"seed": 1}), client.post("/api/render", json={"seed": -1}),
+                 client.post("/api/strip", json={"seed": 1, "knob": "happy", "size": 16}),
+                 client.post("/api/check", json={"seed": 1})]
+    for res in responses:
+        assert res.headers["x-content-type-options"] == "nosniff", res.request.url
+        assert res.headers.get_list("x-content-type-options") == ["nosniff"]
+
+
+def test_loopback_server_refuses_foreign_host_names(model):
+    from tlgan.apps.web.app import configure_hosts
+
+    generator, axes = model
+    app = create_app(generator, axes, None)
+    with TestClient(app, base_url="http://127.0.0.1") as c:
+        for host in ("evil.example", "evil.example:8000", "127.0.0.1.evil.example", "attacker.localhost.evil", ""):
+            res = c.get("/api/model", headers={"host": host})
+            assert res.status_code == 403 and "answers only to localhost" in res.json()["detail"], host
+            assert res.headers["x-content-type-options"] == "nosniff"
+        assert c.post("/api/render", json={"seed": 1, "size": 16}, headers={"host": "evil.example"}).status_code == 403
+        for host in ("localhost", "localhost:8000", "127.0.0.1:8000", "127.5.0.1", "[::1]:8000", "app.localhost"):
+            assert c.get("/api/model", headers={"host": host}).status_code == 200, host
+        configure_hosts(app, "127.0.0.1")
+        assert c.get("/api/model", headers={"host": "evil.example"}).status_code == 403
+        configure_hosts(app, "0.0.0.0")  # --host 0.0.0.0: any name
+        assert c.get("/api/model", headers={"host": "evil.example"}).status_code == 200
+
+
+@pytest.mark.parametrize("raw,ctype", [(b"\x80abc", "application/json"), (b"{not json", "application/json"),
+                                       (b'{"seed": 1', "application/json"), (b"seed=1", "application/x-www-form-urlencoded")])
+def test_unparseable_bodies_get_422_and_the_schema_says_so(client, raw, ctype):
+    res = client.post("/api/render", content=raw, headers={"content-type": ctype})
+    assert res.status_code == 422, res.text
+    assert isinstance(res.json()["detail"], str) and "\n" not in res.json()["detail"]
+
+
+def test_openapi_declares_errors_and_knob_names(client):
+    spec = client.get("/openapi.json").json()
+    for path in ("/api/render", "/api/readings", "/api/strip"):
+        responses = spec["paths"][path]["post"]["responses"]
+        assert "400" not in responses and {"422", "413", "503"} <= set(responses), path
+        assert responses["422"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorOut")
+    schemas = spec["components"]["schemas"]
+    assert "HTTPValidationError" not in schemas
+    assert schemas["ErrorOut"]["properties"]["detail"]["type"] == "string"
+    edit = schemas["EditIn"]["properties"]
+    assert edit["knob"]["enum"] == NAMES and edit["locks"]["items"]["enum"] == NAMES
+    assert schemas["StripIn"]["properties"]["knob"]["enum"] == NAMES
+    # and validation uses the enum, with the library's message
+    res = client.post("/api/render", json={"seed": 1, "edits": [_edit(knob="hapy")]})
+    assert res.status_code == 422 and "unknown feature 'hapy'; valid names: happy" in res.json()["detail"]
+
+
+def test_edits_times_locks_is_capped(client, monkeypatch):
+    from tlgan.apps.web import schemas
+
+    assert schemas.MAX_EDIT_LOCKS == 3000  # 500 edits under 6 locks each: ~0.2 s of replay
+    monkeypatch.setattr(schemas, "MAX_EDIT_LOCKS", 100)  # the test axes have only 6 knobs
+    locks = ["yaw", "brightness", "warmth", "noise"]
+    ok = [_edit(op="step", value=0.01 * (-1) ** i, locks=locks) for i in range(25)]
+    assert client.post("/api/render", json={"seed": 1, "edits": ok, "size": 16}).status_code == 200
+    res = client.post("/api/render", json={"seed": 1, "edits": ok + [_edit(locks=["yaw"])], "size": 16})
+    assert res.status_code == 422 and "edits × locks" in res.json()["detail"] and "101" in res.json()["detail"]
+
+
+def test_queue_limit_gives_503_with_retry_after_and_cheap_endpoints_keep_answering(model):
+    import time
+
+    generator, axes = model
+    app = create_app(SlowGenerator(generator, 0.4), axes, None, workers=1, max_pending=2)
+    with LiveServer(app) as server:
+        results: list = []
+
+        def heavy(i):
+            with httpx.Client(base_url=server.url, timeout=60) as http:
+                res = http.post("/api/render", json={"seed": i, "size": 16})
+                results.append((res.status_code, res.headers.get("retry-after")))
+
+        threads = [threading.Thread(target=heavy, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        time.sleep(0.15)
+        with httpx.Client(base_url=server.url, timeout=60) as http:
+            start = time.perf_counter()
+            assert http.get("/api/model").status_code == 200
+            assert time.perf_counter() - start < 0.3  # not behind the slow renders
+        for t in threads:
+            t.join()
+    codes = sorted(code for code, _ in results)
+    assert codes.count(200) >= 2 and codes.count(503) >= 1 and set(codes) <= {200, 503}
+    assert all(int(after) >= 1 for code, after in results if code == 503)
+
+
+def test_work_pool_refuses_requests_that_waited_too_long():
+    import asyncio
+    import time
+
+    from tlgan.apps.web.work import Busy, WorkPool
+
+    pool = WorkPool(workers=1, max_pending=10, max_wait_s=0.2)
+
+    async def main():
+        first = asyncio.ensure_future(pool.run(time.sleep, 0.6))
+        await asyncio.sleep(0.05)
+        with pytest.raises(Busy) as info:
+            await pool.run(lambda: "late")
+        assert info.value.retry_after >= 1
+        await first
+        assert await pool.run(lambda: "in time") == "in time"
+        assert pool.admitted == 0
+
+    try:
+        asyncio.run(main())
+    finally:
+        pool.close()
+
+
+def test_check_reports_how_much_of_a_state_replays(client):
+    res = client.post("/api/check", json={"seed": 1, "locks": ["yaw", "gone"], "edits": [
+        _edit(value=1.0), _edit(knob="warmth", value=1.0, locks=["happy"]), _edit(knob="happy", locks=["happy"]),
+        _edit(knob="yaw")]}).json()
+    assert res == {"valid_edits": 2, "detail": "knob 'happy' is locked; unlock it to move it", "valid_locks": ["yaw"]}
+    res = client.post("/api/check", json={"seed": 1, "edits": [_edit(knob="nosuch")]}).json()
+    assert res["valid_edits"] == 0 and "unknown feature 'nosuch'" in res["detail"]
+    res = client.post("/api/check", json={"seed": 1, "edits": [_edit(op="step", value=9.0), _edit(op="step", value=9.0)]})
+    assert res.json()["valid_edits"] == 1 and "±10σ" in res.json()["detail"]

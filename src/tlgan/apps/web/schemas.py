@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+from pydantic_core import PydanticCustomError
 
 from tlgan.editing.editor import MAX_KNOB, Edit
 from tlgan.sampling.latents import MAX_SEED
@@ -14,6 +15,7 @@ MAX_NAME = 200
 MAX_LOCKS = 256
 MAX_BODY_BYTES = 128 * 1024
 MAX_SIZE = 1024
+MAX_EDIT_LOCKS = 3000  # Σ over edits of the locks each was made under: replaying one pair costs ~60 µs
 
 
 class EditIn(BaseModel):
@@ -37,6 +39,15 @@ class StateIn(BaseModel):
     edits: list[EditIn] = Field(default_factory=list, max_length=MAX_EDITS)
     locks: list[str] = Field(default_factory=list, max_length=MAX_LOCKS, description="knobs locked now")
 
+    @model_validator(mode="after")
+    def _bounded_work(self) -> "StateIn":
+        pairs = sum(len(set(e.locks)) for e in self.edits)
+        if pairs > MAX_EDIT_LOCKS:
+            raise PydanticCustomError(
+                "too_much_work", "the edits carry {pairs} locks in all (edits × locks); the limit is {limit}: "
+                "start again from fewer edits (Reset) or lock fewer knobs", {"pairs": pairs, "limit": MAX_EDIT_LOCKS})
+        return self
+
     def edit_list(self) -> list[Edit]:
         return [e.to_edit() for e in self.edits]
 
@@ -51,3 +62,31 @@ class StripIn(StateIn):
     span: float = Field(3.0, gt=0, le=MAX_KNOB, allow_inf_nan=False, strict=True, description="sweep −span…+span σ")
     steps: int = Field(7, ge=2, le=15, strict=True)
     size: int = Field(128, ge=16, le=512, strict=True, description="size of each tile in px")
+
+
+def knob_schemas(names: Sequence[str]) -> dict[str, Any]:
+    """The request models with knob names declared as an enum of ``names`` (an axis set's knobs).
+
+    Returns {"EditIn", "StateIn", "RenderIn", "StripIn", "CheckIn"}: subclasses of the models above, so fields
+    added to those are inherited. Unknown names are then refused by validation, and the OpenAPI
+    description lists the valid ones.
+    """
+    knob = Literal[tuple(names)]  # type: ignore[valid-type]
+    doc = "a knob of this server's axis set"
+    edit = create_model("EditIn", __base__=EditIn, __doc__=EditIn.__doc__,
+                        knob=(knob, Field(description=doc)),
+                        locks=(list[knob], Field(default_factory=list, max_length=MAX_LOCKS)))
+    state_fields: dict[str, Any] = {
+        "edits": (list[edit], Field(default_factory=list, max_length=MAX_EDITS)),
+        "locks": (list[knob], Field(default_factory=list, max_length=MAX_LOCKS, description="knobs locked now")),
+    }
+    out: dict[str, Any] = {"EditIn": edit}
+    for base in (StateIn, RenderIn):
+        out[base.__name__] = create_model(base.__name__, __base__=base, __doc__=base.__doc__, **state_fields)
+    out["StripIn"] = create_model("StripIn", __base__=StripIn, __doc__=StripIn.__doc__, **state_fields,
+                                  knob=(knob, Field(description="the knob to sweep")))
+    # for /api/check: knob names as plain strings, so a link made with other axes can be examined
+    link_edit = create_model("LinkEditIn", __base__=EditIn, __doc__=EditIn.__doc__)
+    out["CheckIn"] = create_model("CheckIn", __base__=StateIn, __doc__=StateIn.__doc__,
+                                  edits=(list[link_edit], Field(default_factory=list, max_length=MAX_EDITS)))
+    return out

@@ -16,6 +16,7 @@ import torch
 
 from tlgan.axes.store import AxisSet
 from tlgan.editing.editor import Edit, Editor
+from tlgan.errors import TlganError
 from tlgan.models.generators import Generator
 
 
@@ -64,3 +65,17 @@ class Replayer:
             editor.z, editor.edits = z.clone(), list(edits)
         editor.set_locks(locks)
         return editor
+
+    def check(self, seed: int, edits: Sequence[Edit], locks: Sequence[str] = ()) -> dict:
+        """How much of (seed, edits, locks) replays: {valid_edits: n, detail: the first failure or None,
+        valid_locks: the locks that name knobs}. For links made with other axes or edited by hand."""
+        editor = Editor(self.generator, self.axes, seed)
+        detail = None
+        for edit in edits:
+            try:
+                editor.apply(edit)
+            except TlganError as exc:
+                detail = str(exc)
+                break
+        known = set(self.axes.names)
+        return {"valid_edits": len(editor.edits), "detail": detail, "valid_locks": [k for k in locks if k in known]}
