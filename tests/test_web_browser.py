@@ -367,3 +367,335 @@ def test_phone_width(browser, server):
             assert row["x"] >= 0 and row["x"] + row["width"] <= 390
     finally:
         context.close()
+
+
+# ---- issue 13: each defect, as a user meets it ------------------------------------------------
+AXE = os.path.join(os.path.dirname(__file__), "..", "node_modules", "axe-core", "axe.min.js")
+
+
+def settle(page):
+    """Let a resize or scroll take effect (two animation frames)."""
+    page.evaluate("() => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)))")
+
+
+def in_view(page, selector) -> bool:
+    box = page.locator(selector).bounding_box()
+    size = page.viewport_size
+    return box is not None and box["y"] >= 0 and box["y"] + box["height"] <= size["height"] + 0.5 \
+        and box["x"] >= 0 and box["x"] + box["width"] <= size["width"] + 0.5
+
+
+def test_messages_never_shift_the_layout(page, server):
+    open_page(page, server.url + "/#seed=11")
+    page.locator(".knob[data-knob=surprise] .value").fill("3.1")
+    page.keyboard.press("Enter")
+    idle(page)
+    plus = page.locator(".knob[data-knob=surprise] .plus").bounding_box()
+    layout = page.evaluate("[...document.querySelectorAll('.knob')].map(r => r.getBoundingClientRect().top)")
+    x, y = plus["x"] + plus["width"] / 2, plus["y"] + plus["height"] / 2
+    for _ in range(8):  # the third click would pass +4σ: refused, with a message
+        page.mouse.click(x, y)
+        idle(page)
+    assert page.locator("#error").is_visible() and "range is ±4σ" in page.locator("#error-text").inner_text()
+    assert page.evaluate("[...document.querySelectorAll('.knob')].map(r => r.getBoundingClientRect().top)") == layout
+    assert page.locator(".knob[data-knob=surprise] .plus").bounding_box() == plus
+    state = state_from_url(page.url)
+    assert {e["knob"] for e in state["edits"]} == {"surprise"} and value_of(page, "surprise") <= 4.0
+    # and the message does not cover the knobs' buttons it is about
+    assert page.evaluate("getComputedStyle(document.querySelector('.messages')).position") == "fixed"
+
+
+WIDTHS = [320, 360, 390, 414, 480, 600, 699, 700, 768, 820, 821, 900, 1000, 1024, 1140, 1280, 1440, 1920, 2560]
+LANDSCAPE = [(568, 320), (667, 375), (844, 390), (932, 430), (1024, 600)]
+
+
+def test_no_horizontal_overflow_at_any_width_and_landscape_phones_fit(browser, server):
+    context = _context(browser, 1280, 800)
+    try:
+        page = context.new_page()
+        open_page(page, server.url + "/#seed=9")
+        page.click(".knob[data-knob=warmth] .strip-btn")  # the strip open too
+        page.wait_for_selector("#strip .strip-img[src^=blob]", state="attached")
+        for width, height in [(w, 800) for w in WIDTHS] + LANDSCAPE:
+            page.set_viewport_size({"width": width, "height": height})
+            settle(page)
+            over = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+            assert over <= 0, f"{over} px of horizontal overflow at {width}×{height}"
+            outside = page.evaluate("""(w) => [...document.querySelectorAll('.knob > *, .bar button, #strip')]
+                .filter(e => e.offsetParent && (e.getBoundingClientRect().right > w + 0.5 || e.getBoundingClientRect().left < -0.5))
+                .map(e => e.className || e.id)""", width)
+            assert outside == [], f"cut off at {width}×{height}: {outside}"
+            if height < width:  # landscape: the face fits the height, under the toolbar
+                page.evaluate("window.scrollTo(0, 0)")
+                settle(page)
+                face = page.locator("#face").bounding_box()
+                bar = page.locator(".bar").bounding_box()
+                assert face["y"] >= bar["y"] + bar["height"] - 0.5 and face["y"] + face["height"] <= height, (width, height)
+    finally:
+        context.close()
+
+
+def test_phone_results_appear_in_view_and_the_toolbar_stays(browser, server):
+    context = _context(browser, 390, 844)
+    try:
+        page = context.new_page()
+        open_page(page, server.url + "/#seed=9")
+        page.locator(".knob[data-knob=noise]").scroll_into_view_if_needed()  # under "More knobs": open it
+        page.click(".more > summary")
+        page.locator(".knob[data-knob=noise] .strip-btn").scroll_into_view_if_needed()
+        assert page.evaluate("window.scrollY") > 300
+        page.click(".knob[data-knob=noise] .strip-btn")
+        page.wait_for_selector("#strip .strip-img[src^=blob]", state="attached")
+        settle(page)
+        assert in_view(page, "#strip .strip-img"), page.locator("#strip").bounding_box()
+        for button in ("#undo", "#random", "#share"):
+            assert in_view(page, button), button
+        # a refused move of a scrolled-to knob: the message is on screen
+        page.locator(".knob[data-knob=noise] .value").fill("3.9")
+        page.keyboard.press("Enter")
+        idle(page)
+        page.click(".knob[data-knob=noise] .plus")
+        page.wait_for_selector("#error:not([hidden])")
+        assert in_view(page, "#error")
+        page.click("#undo")
+        idle(page)
+        assert value_of(page, "noise") != pytest.approx(3.9, abs=0.01)
+    finally:
+        context.close()
+
+
+def test_share_box_is_never_stale(page, server):
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.url)
+    open_page(page, server.url + "/#seed=6")
+    page.click("#share")
+    assert page.locator("#share-url").input_value() == page.url
+    page.click(".knob[data-knob=happy] .plus")
+    idle(page)
+    page.click(".knob[data-knob=yaw] .lock")
+    assert page.locator("#share-url").input_value() == page.url and "happy" in page.url and "locks=yaw" in page.url
+    page.click("#undo")
+    idle(page)
+    assert page.locator("#share-url").input_value() == page.url
+
+
+BAD_LINKS = [
+    ("#seed=5&edits=s:nosuch:1:", 0, ["nosuch", "Showing face #5"]),
+    ("#seed=5&edits=s:happy:1e9:", 0, ["1000000000", "outside ±10σ"]),
+    ("#seed=5&edits=s:happy:1:;s:happy:2:happy", 1, ["locked", "Showing the 1 edit"]),
+    ("#seed=5&locks=smile&edits=s:happy:1:;s:smile:1:;d:age:0.4:smile", 1, ["smile", "unknown lock"]),
+    ("#seed=5&edits=d:happy:6:;d:happy:6:", 1, ["±10σ"]),
+]
+
+
+@pytest.mark.parametrize("fragment,kept,words", BAD_LINKS, ids=[f"link{i}" for i in range(len(BAD_LINKS))])
+def test_a_bad_or_foreign_link_falls_back_and_says_what_was_dropped(page, server, fragment, kept, words):
+    open_page(page, server.url + "/" + fragment)
+    message = page.locator("#error-text").inner_text()
+    assert page.locator("#error").is_visible() and "dropped" in message
+    for word in words:
+        assert word in message, message
+    state = state_from_url(page.url)
+    assert state["seed"] == 5 and len(state["edits"]) == kept and "smile" not in state["locks"]
+    body = {**state, "size": 64}
+    assert shown_bytes(page) == httpx.post(server.url + "/api/render", json=body).content
+    assert page.locator("#caption").inner_text().startswith("face #5")
+    # a later good link in the same tab works, and clears the message
+    page.evaluate("location.hash = '#seed=5&edits=s:happy:1.5:'")
+    page.wait_for_function("location.hash === '#seed=5&edits=s:happy:1.5:' && document.body.dataset.idle === 'true'")
+    idle(page)
+    assert value_of(page, "happy") == pytest.approx(1.5, abs=0.006)
+
+
+def test_range_guard_holds_under_fast_input(page, server):
+    open_page(page, server.url + "/#seed=14")
+    # 30 clicks faster than frames arrive, on one knob and then alternating between two
+    page.evaluate("() => { const b = document.querySelector('.knob[data-knob=surprise] .plus'); for (let i = 0; i < 30; i++) b.click(); }")
+    idle(page)
+    page.wait_for_timeout(300)
+    idle(page)
+    assert value_of(page, "surprise") <= 4.0 + 1e-6 and value_of(page, "surprise") > 3.0
+    assert "range is ±4σ" in page.locator("#error-text").inner_text()
+    page.evaluate("""() => { const a = document.querySelector('.knob[data-knob=happy] .plus'),
+                                    b = document.querySelector('.knob[data-knob=yaw] .minus');
+                             for (let i = 0; i < 30; i++) (i % 2 ? a : b).click(); }""")
+    for _ in range(40):
+        idle(page)
+        page.wait_for_timeout(100)
+        if page.evaluate("document.body.dataset.idle") == "true":
+            break
+    state = state_from_url(page.url)
+    values = eval(httpx.post(server.url + "/api/render", json={**state, "size": 16}).headers["x-knob-values"])
+    assert all(abs(v) <= 4.0 + 1e-6 for v in values), values
+    # holding → on a slider
+    page.focus(".knob[data-knob=warmth] input[type=range]")
+    for _ in range(25):
+        page.keyboard.press("ArrowRight")
+    for _ in range(40):
+        page.wait_for_timeout(100)
+        if page.evaluate("document.body.dataset.idle") == "true":
+            break
+    idle(page)
+    assert value_of(page, "warmth") <= 4.0 + 1e-6
+
+
+def test_keyboard_lock_redo_and_gallery_focus(page, server):
+    open_page(page, server.url + "/#seed=15")
+    page.click("#caption")  # nothing focused
+    page.keyboard.press("l")
+    assert state_from_url(page.url)["locks"] == []
+    page.focus(".knob[data-knob=yaw] input[type=range]")
+    page.keyboard.press("l")
+    assert state_from_url(page.url)["locks"] == ["yaw"]
+    page.focus(".knob[data-knob=happy] .plus")
+    page.keyboard.press("Enter")
+    idle(page)
+    edited = state_from_url(page.url)
+    page.keyboard.press("Control+z")
+    idle(page)
+    assert state_from_url(page.url)["edits"] == []
+    page.keyboard.press("Control+y")
+    idle(page)
+    assert state_from_url(page.url) == edited
+    page.click("#gallery-toggle")
+    assert page.evaluate("document.activeElement.closest('#gallery') !== null")
+    page.keyboard.press("Escape")
+    assert page.locator("#gallery").is_hidden()
+    assert page.evaluate("document.activeElement.id") == "gallery-toggle"
+    page.click("#help-toggle")
+    assert page.locator("#help").is_visible() and "σ" in page.locator("#help").inner_text()
+    page.keyboard.press("Escape")
+    assert page.locator("#help").is_hidden()
+
+
+def _contrast(page, selector, prop="color") -> float:
+    return page.evaluate("""([sel, prop]) => {
+        const lum = (c) => { const [r, g, b] = c.match(/[\\d.]+/g).slice(0, 3).map(Number).map(v => v / 255)
+            .map(v => v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4); return 0.2126 * r + 0.7152 * g + 0.0722 * b; };
+        const el = document.querySelector(sel);
+        let bg = el, color = getComputedStyle(el)[prop];
+        while (bg && ['rgba(0, 0, 0, 0)', 'transparent'].includes(getComputedStyle(bg).backgroundColor)) bg = bg.parentElement;
+        const [a, b] = [lum(color), lum(getComputedStyle(bg || document.body).backgroundColor)].sort((x, y) => y - x);
+        return (a + 0.05) / (b + 0.05);
+    }""", [selector, prop])
+
+
+@pytest.mark.skipif(not os.path.exists(AXE), reason="axe-core is not installed (npm ci)")
+@pytest.mark.parametrize("size", [(1280, 800), (390, 844)], ids=["desktop", "phone"])
+def test_accessibility(browser, server, size):
+    context = _context(browser, *size)
+    try:
+        page = context.new_page()
+        open_page(page, server.url + "/#seed=16")
+        page.click(".knob[data-knob=happy] .strip-btn")
+        page.wait_for_selector("#strip .strip-img[src^=blob]", state="attached")
+        page.locator(".knob[data-knob=surprise] .value").fill("9")
+        page.keyboard.press("Enter")
+        page.wait_for_selector("#error:not([hidden])")
+        idle(page)
+        page.wait_for_function("document.querySelector('.knob[data-knob=brightness] .reading').textContent !== ''")
+        page.add_script_tag(path=AXE)
+        result = page.evaluate("axe.run(document, {resultTypes: ['violations']})")
+        bad = [(v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3]) for v in result["violations"]
+               if v["impact"] in ("serious", "critical")]
+        assert bad == [], bad
+        # one live region; buttons named for their knob; chips labelled; alt text that follows the face
+        assert page.locator("[aria-live], [role=status], [role=alert], output").count() == 1
+        assert page.get_by_role("button", name="strip for happy", exact=True).count() == 1
+        assert page.get_by_role("button", name="lock yaw", exact=True).count() == 1
+        assert page.locator(".knob[data-knob=brightness] .reading").evaluate("e => e.textContent").startswith("reads ")
+        assert _contrast(page, ".knob[data-knob=warmth] .lock") >= 3.0
+        alt = page.locator("#face").get_attribute("alt")
+        page.locator(".knob[data-knob=happy] .value").fill("2")
+        page.keyboard.press("Enter")
+        idle(page)
+        assert page.locator("#face").get_attribute("alt") != alt and "happy +2.00σ" in page.locator("#face").get_attribute("alt")
+    finally:
+        context.close()
+
+
+def test_long_sliders_and_typed_values(browser, server):
+    context = _context(browser, 1920, 1080)
+    try:
+        page = context.new_page()
+        open_page(page, server.url + "/#seed=17")
+        assert page.locator(".knob[data-knob=happy] input[type=range]").bounding_box()["width"] >= 500
+        page.set_viewport_size({"width": 1280, "height": 800})
+        settle(page)
+        assert page.locator(".knob[data-knob=happy] input[type=range]").bounding_box()["width"] >= 400
+        value = page.locator(".knob[data-knob=happy] .value")
+        value.fill("2.5")
+        value.press("Enter")
+        idle(page)
+        assert value_of(page, "happy") == pytest.approx(2.5, abs=1e-9)
+        assert state_from_url(page.url)["edits"][-1] == {"op": "set", "knob": "happy", "value": 2.5, "locks": []}
+        value.fill("−1.25")  # a typographic minus, as the page writes it
+        value.press("Enter")
+        idle(page)
+        assert value_of(page, "happy") == pytest.approx(-1.25, abs=1e-9)
+        value.fill("7")
+        value.press("Enter")
+        assert "range is ±4σ" in page.locator("#error-text").inner_text()
+        value.fill("abc")
+        value.press("Enter")
+        assert "type a number" in page.locator("#error-text").inner_text()
+        assert value_of(page, "happy") == pytest.approx(-1.25, abs=1e-9)
+        page.click("#undo")
+        idle(page)
+        assert value_of(page, "happy") == pytest.approx(2.5, abs=1e-9)  # one undo step per typed value
+    finally:
+        context.close()
+
+
+def test_minor_items(page, server):
+    def tweak(route):
+        res = route.fetch()
+        info = res.json()
+        info["knobs"][0]["r2"] = 0.2987  # happy: just under the weak line
+        info["knobs"][0]["weak"] = True
+        route.fulfill(response=res, json=info)
+
+    page.route("**/api/model", tweak)
+    open_page(page, server.url + "/#seed=18&edits=s:warmth:-3:")
+    happy = page.locator(".knob[data-knob=happy]")
+    assert "0.299" in happy.locator(".name").get_attribute("title") and happy.locator(".weak").count() == 1
+    page.wait_for_function("document.querySelector('.knob[data-knob=warmth] .reading').textContent !== ''")
+    texts = page.locator(".reading, #other-readings").evaluate_all("els => els.map(e => e.textContent)")
+    texts += page.locator(".value").evaluate_all("els => els.map(e => e.value)")
+    assert any("\u2212" in t for t in texts) and not any("-" in t for t in texts), texts
+    # the strip marks the current value
+    page.click(".knob[data-knob=warmth] .strip-btn")
+    page.wait_for_selector("#strip .strip-img[src^=blob]", state="attached")
+    marker, strip = page.locator("#strip .strip-marker").bounding_box(), page.locator("#strip .strip-img").bounding_box()
+    tile = strip["width"] / 7
+    assert marker["x"] + marker["width"] / 2 == pytest.approx(strip["x"] + tile / 2, abs=3)  # −3σ: the first tile
+    assert "0" in page.locator("#strip .strip-scale").inner_text()
+    # a locked knob's − / + look inactive; New face says the locks are kept
+    page.click(".knob[data-knob=yaw] .lock")
+    style = page.locator(".knob[data-knob=yaw] .plus").evaluate("b => getComputedStyle(b).borderStyle")
+    assert style == "dashed"
+    assert page.locator(".knob[data-knob=happy] .plus").evaluate("b => getComputedStyle(b).borderStyle") == "solid"
+    page.click("#random")
+    page.wait_for_function("document.getElementById('toast').textContent.includes('locks kept: yaw')")
+
+
+def test_before_after_and_split_view(page, server):
+    open_page(page, server.url + "/#seed=19&edits=s:happy:3:")
+    plain = httpx.post(server.url + "/api/render", json={"seed": 19, "size": 64}).content
+    page.focus(".knob[data-knob=happy] input[type=range]")
+    page.keyboard.down("b")
+    page.wait_for_selector("#face-before[src^=blob]:not([hidden])")
+    src = page.locator("#face-before").get_attribute("src")
+    data = page.evaluate("""async (src) => { const b = await (await fetch(src)).blob();
+        return await new Promise((done) => { const r = new FileReader(); r.onload = () => done(r.result.split(',')[1]); r.readAsDataURL(b); }); }""", src)
+    assert base64.b64decode(data) == plain
+    page.keyboard.up("b")
+    assert page.locator("#face-before").is_hidden()
+    page.check("#split")
+    page.wait_for_selector("#face-before:not([hidden])")
+    clip = page.locator("#face-before").evaluate("e => getComputedStyle(e).clipPath")
+    assert "inset" in clip and "50%" in clip
+    # the seed box
+    page.fill("#seed-input", "123")
+    page.keyboard.press("Enter")
+    idle(page)
+    assert state_from_url(page.url)["seed"] == 123

@@ -429,6 +429,7 @@ function typeKnob(name, value) {
   if (state.locks.includes(name)) return lockedMessage(name);
   if (!Number.isFinite(value)) return showError(`${label(name)}: type a number of σ, e.g. 1.5 or −0.8`);
   if (Math.abs(value) > model.slider_range) return rangeError(name, value);
+  if (expected.get(name) === value) return;   // already there (or already asked for)
   pushHistory();
   dragging = null;
   setKnob(name, value);
@@ -761,12 +762,13 @@ function knobRow(k) {
   value.addEventListener("focus", () => value.select());
   value.addEventListener("change", () => {
     const v = parseNumber(value.value);
-    if (values && Math.abs(v - values[knobIndex(k.name)]) < 0.005) return;
     typeKnob(k.name, v);
-    if (!Number.isFinite(v) || Math.abs(v) > model.slider_range) updateValues();
+    if ((!Number.isFinite(v) || Math.abs(v) > model.slider_range) && values) {   // refused: show the value again
+      value.value = fmt(values[knobIndex(k.name)]).slice(0, -1);
+      value.select();
+    }
   });
   value.addEventListener("keydown", (ev) => {
-    if (ev.key === "Enter") value.dispatchEvent(new Event("change"));
     if (ev.key === "Escape") { value.blur(); updateValues(); }
   });
   value.addEventListener("blur", () => updateValues());
@@ -962,7 +964,6 @@ async function start() {
     }
     if (Number(text) !== state.seed) newFace(Number(text));
   });
-  $("seed-input").addEventListener("keydown", (ev) => { if (ev.key === "Enter") $("seed-input").dispatchEvent(new Event("change")); });
   document.addEventListener("keydown", onKey);
   document.addEventListener("keyup", onKeyUp);
   window.addEventListener("hashchange", onHashChange);
