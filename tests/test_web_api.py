@@ -542,3 +542,55 @@ def test_check_reports_how_much_of_a_state_replays(client):
     assert res["valid_edits"] == 0 and "unknown feature 'nosuch'" in res["detail"]
     res = client.post("/api/check", json={"seed": 1, "edits": [_edit(op="step", value=9.0), _edit(op="step", value=9.0)]})
     assert res.json()["valid_edits"] == 1 and "±10σ" in res.json()["detail"]
+
+
+# ---- trust at a glance: leaks, evaluation report -------------------------------------------
+def test_largest_leaks_skip_the_knobs_own_feature_and_small_effects():
+    from tlgan.apps.web.leaks import largest_leaks
+
+    matrix = [[1.2, -0.5, 0.05, 0.3], [0.2, 0.9, -0.7, float("nan")]]
+    out = largest_leaks(matrix, ["smile", "tilt"], ["smile", "mouth", "tilt", "age"], {"smile": "smile", "tilt": None})
+    assert out == {"smile": [{"feature": "mouth", "effect": -0.5}, {"feature": "age", "effect": 0.3}],
+                   "tilt": [{"feature": "mouth", "effect": 0.9}, {"feature": "smile", "effect": 0.2}]}
+
+
+@pytest.mark.slow
+def test_leak_table_is_computed_once_and_cached_on_disk(model, tmp_path):
+    import time
+
+    from tlgan.apps.web.leaks import LeakTable
+    from tlgan.evaluation.evaluate import evaluate
+
+    generator, axes = model
+    table = LeakTable(generator, axes, StatsExtractor(), tmp_path, faces=6)
+    deadline = time.monotonic() + 120
+    while table.status == "computing" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert table.status == "ready", table.status
+    files = list(tmp_path.glob("*.json"))
+    assert len(files) == 1
+    # the library's own re-scoring matrix, ranked
+    data = evaluate(generator, StatsExtractor(), axes, n=6, seed=table.data["seed"], locked=False, strip_faces=0,
+                    progress=False).to_dict()
+    row = data["rescoring"]["values"][NAMES.index("noise")]
+    strongest = max((abs(v), f) for f, v in zip(data["features"], row))[1]
+    assert table.data["leaks"]["noise"][0]["feature"] == strongest
+    again = LeakTable(generator, axes, StatsExtractor(), tmp_path, faces=6)
+    assert again.status == "ready" and again.data == table.data and not hasattr(again, "_thread")
+
+
+def test_leaks_endpoint_and_report_folder(model, tmp_path, client):
+    assert client.get("/api/leaks").json() == {"status": "off", "detail": None}
+    (tmp_path / "index.html").write_text("<h1>evaluation</h1>")
+    (tmp_path / "matrix.png").write_bytes(png_bytes(np.zeros((4, 4, 3), np.uint8)))
+    (tmp_path / "notes.txt").write_text("not served")
+    generator, axes = model
+    with TestClient(create_app(generator, axes, None, report=tmp_path), base_url=LOCAL) as c:
+        assert c.get("/api/model").json()["report"] == "/report/index.html"
+        assert c.get("/report/index.html").text == "<h1>evaluation</h1>"
+        assert c.get("/report/matrix.png").headers["content-type"] == "image/png"
+        assert c.get("/report/notes.txt").status_code == 404
+        (tmp_path / "index.html").write_text("changed")  # read once, at start-up
+        assert c.get("/report/index.html").text == "<h1>evaluation</h1>"
+    with pytest.raises(TlganError, match="not an evaluation report"):
+        create_app(generator, axes, None, report=tmp_path / "nope")

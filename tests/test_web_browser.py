@@ -699,3 +699,21 @@ def test_before_after_and_split_view(page, server):
     page.keyboard.press("Enter")
     idle(page)
     assert state_from_url(page.url)["seed"] == 123
+
+
+def test_trust_and_percentiles(page, server):
+    leaks = {"status": "ready", "detail": None, "faces": 48, "seed": 1, "unit": "feature SDs per σ of the knob",
+             "leaks": {"happy": [{"feature": "warmth", "effect": 0.42}, {"feature": "contrast", "effect": -0.2}],
+                       "yaw": []}}
+    page.route("**/api/leaks", lambda route: route.fulfill(json=leaks))
+    open_page(page, server.url + "/#seed=20")
+    page.wait_for_selector(".knob[data-knob=happy] .drags")
+    assert page.locator(".knob[data-knob=happy] .drags").inner_text() == "also moves warmth +0.4, contrast −0.2"
+    assert page.locator(".knob[data-knob=yaw] .drags").inner_text() == "moves little else"
+    bar = page.locator(".knob[data-knob=yaw] .quality > span").bounding_box()["width"]
+    full = page.locator(".knob[data-knob=yaw] .quality").bounding_box()["width"]
+    assert bar / full == pytest.approx(0.65, abs=0.02)  # the planted held-out R²
+    page.locator(".knob[data-knob=happy] .value").fill("2")
+    page.keyboard.press("Enter")
+    idle(page)
+    assert page.locator("#percentile").inner_text() == "happy +2.00σ: more happy than 98% of faces"

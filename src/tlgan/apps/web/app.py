@@ -26,6 +26,7 @@ import webbrowser
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 from typing import Any, AsyncIterator, Sequence
 
 import torch
@@ -42,6 +43,7 @@ from tlgan.models.generators import Generator
 
 from .frames import encode_frame, png_bytes, tile_row, upscale
 from .hardening import Hardening
+from .leaks import LeakTable
 from .info import ModelOut, ReadingsOut, check_display, error_response, model_info
 from .limits import BodyLimit
 from .renderer import BatchRenderer
@@ -115,7 +117,8 @@ def _static_files() -> dict[str, tuple[bytes, str]]:
 
 def create_app(generator: Generator, axes: AxisSet, extractor: Extractor | None, default_view: list[str] | None = None,
                display: dict[str, Any] | None = None, *, max_batch: int = 64, workers: int = 2,
-               max_pending: int | None = None, routers: Sequence[APIRouter] = ()) -> FastAPI:
+               max_pending: int | None = None, routers: Sequence[APIRouter] = (),
+               leaks_cache: str | Path | None = None, report: str | Path | None = None) -> FastAPI:
     """Build the app for one generator and axis set.
 
     Args:
@@ -129,6 +132,9 @@ def create_app(generator: Generator, axes: AxisSet, extractor: Extractor | None,
         workers, max_pending: the WorkPool that runs model work (threads; requests in
             progress beyond which more get 503 with Retry-After).
         routers: extra APIRouters to include (they find a WebContext in ``app.state.tlgan``).
+        leaks_cache: a folder where each knob's largest re-scoring leaks are cached (computed once in
+            the background, see leaks.py); None: no leaks (GET /api/leaks says 'off').
+        report: a folder written by ``tlgan evaluate --report``: read at start-up, served under /report/.
     """
     axes.check_generator(generator)
     if extractor is not None:
@@ -138,6 +144,8 @@ def create_app(generator: Generator, axes: AxisSet, extractor: Extractor | None,
         axes.index(name)
     display = check_display(display, axes)
     info = model_info(generator, axes, extractor, shown, display)
+    report_files = read_report(report) if report is not None else {}
+    info["report"] = "/report/index.html" if "index.html" in report_files else None
     page = (resources.files("tlgan.apps.web") / "static" / "index.html").read_text(encoding="utf-8")
     static = _static_files()
     schemas = knob_schemas(axes.names)
@@ -195,6 +203,9 @@ def create_app(generator: Generator, axes: AxisSet, extractor: Extractor | None,
 
     for name, (data, kind) in sorted(static.items()):
         static_route(name, data, kind)
+
+    for name, (data, kind) in sorted(report_files.items()):
+        report_route(app, name, data, kind)
 
     # ---- the API: cheap answers on the event loop, model work on ctx.work -----------
     RenderIn, StripIn, CheckIn = schemas["RenderIn"], schemas["StripIn"], schemas["CheckIn"]
@@ -268,6 +279,15 @@ def create_app(generator: Generator, axes: AxisSet, extractor: Extractor | None,
         return Response(data, media_type="image/png",
                         headers={"X-Strip-Values": json.dumps(values), "Cache-Control": "no-store"})
 
+    leak_table = LeakTable(generator, axes, extractor, Path(leaks_cache)) \
+        if leaks_cache is not None and extractor is not None else None
+
+    @app.get("/api/leaks", summary="Each knob's largest re-scoring leaks (what else it moves)")
+    async def leaks() -> dict[str, Any]:
+        """``status`` is 'computing' (ask again later), 'ready' (``leaks``: {knob: [{feature, effect}]},
+        effects in feature SDs per σ of the knob), 'failed' (``detail``) or 'off'."""
+        return leak_table.answer() if leak_table is not None else {"status": "off", "detail": None}
+
     def check_work(request: Any) -> dict[str, Any]:
         return ctx.replayer.check(request.seed, request.edit_list(), request.locks)
 
@@ -282,6 +302,35 @@ def create_app(generator: Generator, axes: AxisSet, extractor: Extractor | None,
     for router in routers:
         app.include_router(router)
     return app
+
+
+REPORT_TYPES = {".html": "text/html; charset=utf-8", ".png": "image/png", ".json": "application/json",
+                ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml"}
+MAX_REPORT_BYTES = 64 * 1024 * 1024
+
+
+def read_report(folder: str | Path) -> dict[str, tuple[bytes, str]]:
+    """An evaluation report's files (top level, known types), read once: {name: (bytes, media type)}."""
+    folder = Path(folder)
+    if not (folder / "index.html").is_file():
+        raise TlganError(f"'{folder}' is not an evaluation report folder (no index.html); write one with "
+                         "tlgan evaluate --report FOLDER")
+    files, total = {}, 0
+    for path in sorted(folder.iterdir()):
+        kind = REPORT_TYPES.get(path.suffix.lower())
+        if kind and path.is_file() and not path.is_symlink():
+            data = path.read_bytes()
+            total += len(data)
+            if total > MAX_REPORT_BYTES:
+                raise TlganError(f"the report in '{folder}' is over {MAX_REPORT_BYTES >> 20} MiB")
+            files[path.name] = (data, kind)
+    return files
+
+
+def report_route(app: FastAPI, name: str, data: bytes, kind: str) -> None:
+    async def serve_file() -> Response:
+        return Response(data, media_type=kind, headers={"Cache-Control": "no-cache"})
+    app.add_api_route(f"/report/{name}", serve_file, methods=["GET"], include_in_schema=False, name=f"report:{name}")
 
 
 def bind(host: str = "127.0.0.1", port: int = 8000) -> socket.socket:

@@ -55,6 +55,7 @@ class ModelOut(BaseModel):
     image_size: int
     frame_size: int
     limits: dict[str, int]
+    report: str | None = None
 
 
 class ReadingOut(BaseModel):

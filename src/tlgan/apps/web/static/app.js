@@ -282,6 +282,9 @@ function updateValues() {
     r.row.classList.toggle("off-scale", Math.abs(values[i]) > model.slider_range);
   });
   if (stripKnob) placeStripMarker();
+  const last = state.edits.length ? state.edits[state.edits.length - 1].knob : null;
+  $("percentile").textContent = last && knobIndex(last) >= 0
+    ? `${label(last)} ${fmt(values[knobIndex(last)])}: ${percentileText(last, values[knobIndex(last)])}` : "";
 }
 
 function updateLocks() {
@@ -822,6 +825,34 @@ function buildKnobs() {
   }
 }
 
+// ---------------------------------------------------------------- trust: what else each knob moves
+async function fetchLeaks(tries = 0) {
+  let data;
+  try {
+    data = await (await fetch("/api/leaks")).json();
+  } catch (_) {
+    return;
+  }
+  if (data.status === "computing" && tries < 120) {
+    setTimeout(() => fetchLeaks(tries + 1), 5000);
+    return;
+  }
+  if (data.status !== "ready") return;
+  const name = (f) => (knobIndex(f) >= 0 ? label(f) : f.replace(/_/g, " "));
+  for (const [knob, leaks] of Object.entries(data.leaks)) {
+    const r = rows.get(knob);
+    if (!r) continue;
+    const box = r.row.querySelector(".name");
+    let line = box.querySelector(".drags");
+    if (!line) line = box.appendChild(el("span", { className: "drags" }));
+    line.textContent = leaks.length
+      ? "also moves " + leaks.slice(0, 2).map((l) => `${name(l.feature)} ${l.effect > 0 ? "+" : MINUS}${Math.abs(l.effect).toFixed(1)}`).join(", ")
+      : "moves little else";
+    line.title = `per σ of this knob, in standard deviations of each feature, measured on ${data.faces} fresh faces: ` +
+      (leaks.map((l) => `${name(l.feature)} ${fmtNumber(l.effect)}`).join(", ") || "no other feature moves by 0.1 or more");
+  }
+}
+
 // ---------------------------------------------------------------- keyboard
 function onKey(ev) {
   if (ev.key === "Escape") {
@@ -981,6 +1012,13 @@ async function start() {
   $("face").width = $("face").height = model.image_size;
   document.documentElement.style.setProperty("--face-max", `${model.image_size}px`);
   buildKnobs();
+  if (model.report) {
+    for (const where of [$("legend"), $("help")]) {
+      where.append(" ", el("a", { href: model.report, target: "_blank", rel: "noopener", textContent: "Evaluation report" }),
+        " (how well each knob does on fresh faces).");
+    }
+  }
+  fetchLeaks();
   for (const hook of startHooks) hook(model);
   state = await stateFromHash();
   writeHash();
