@@ -594,3 +594,43 @@ def test_leaks_endpoint_and_report_folder(model, tmp_path, client):
         assert c.get("/report/index.html").text == "<h1>evaluation</h1>"
     with pytest.raises(TlganError, match="not an evaluation report"):
         create_app(generator, axes, None, report=tmp_path / "nope")
+
+
+# ---- export ------------------------------------------------------------------------------
+def test_png_metadata_holds_the_state(client, model):
+    from PIL import Image as PILImage
+
+    body = {"seed": 11, "edits": EDITS, "locks": ["yaw"], "size": 128}
+    plain = client.post("/api/render", json=body).content
+    tagged = client.post("/api/render", json={**body, "meta": True}).content
+    assert tagged == client.post("/api/render", json={**body, "meta": True}).content  # same state, same bytes
+    import io
+
+    with PILImage.open(io.BytesIO(tagged)) as image:
+        stored = json.loads(image.text["tlgan"])
+        assert np.array_equal(np.asarray(image.convert("RGB")), decode(plain))
+    assert stored == {"seed": 11, "edits": EDITS, "locks": ["yaw"]}
+    editor = Editor.replay(*model, stored["seed"], [Edit.from_dict(e) for e in stored["edits"]])
+    assert np.array_equal(decode(plain), np.asarray(to_pil(editor.render(), 128)))
+
+
+@pytest.mark.parametrize("fmt", ["gif", "webp"])
+def test_sweep_animation(client, model, fmt):
+    import io
+
+    from PIL import Image as PILImage
+
+    body = {"seed": 9, "knob": "brightness", "span": 2.0, "frames": 5, "size": 32, "format": fmt, "frame_ms": 50}
+    res = client.post("/api/sweep", json=body)
+    assert res.status_code == 200 and res.headers["content-type"] == f"image/{fmt}"
+    assert res.content == client.post("/api/sweep", json=body).content
+    with PILImage.open(io.BytesIO(res.content)) as image:
+        assert image.n_frames == 8 and image.size == (32, 32)  # −2 … +2 and back: 5 + 3
+        image.seek(4)
+        last = np.asarray(image.convert("RGB"))
+    if fmt == "webp":  # lossless: exactly the editor's picture at +2σ
+        generator, axes = model
+        editor = Editor(generator, axes, 9)
+        editor.set("brightness", 2.0)
+        assert np.array_equal(last, np.asarray(to_pil(editor.render(), 32)))
+    assert client.post("/api/sweep", json={**body, "knob": "nope"}).status_code == 422

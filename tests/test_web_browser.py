@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import os
 import re
 import shutil
@@ -254,7 +255,9 @@ def test_download_is_a_png_of_the_shown_image(page, server, tmp_path):
     with Image.open(path) as image:
         assert image.format == "PNG" and image.size == (512, 512)
     state = state_from_url(page.url)
-    assert path.read_bytes() == httpx.post(server.url + "/api/render", json={**state, "size": 512}).content
+    assert path.read_bytes() == httpx.post(server.url + "/api/render", json={**state, "size": 512, "meta": True}).content
+    with Image.open(path) as image:
+        assert json.loads(image.text["tlgan"]) == state  # the edits travel inside the file
     assert np.array_equal(decode(shown_bytes(page)), decode(httpx.post(server.url + "/api/render", json={**state, "size": 64}).content))
     page.select_option("#export-size", "256")
     with page.expect_download() as info:
@@ -717,3 +720,45 @@ def test_trust_and_percentiles(page, server):
     page.keyboard.press("Enter")
     idle(page)
     assert page.locator("#percentile").inner_text() == "happy +2.00σ: more happy than 98% of faces"
+
+
+def test_favourites_history_and_session_files(page, server, tmp_path):
+    import json
+
+    open_page(page, server.url + "/#seed=21")
+    page.click(".knob[data-knob=happy] .plus")
+    idle(page)
+    edited = state_from_url(page.url)
+    page.click("#saved-toggle")
+    page.click("#fav-add")
+    assert page.locator("#favourites li a").all_inner_texts() == ["face #21 · 1 edit"]
+    with page.expect_download() as info:
+        page.click("#session-save")
+    path = tmp_path / "session.json"
+    info.value.save_as(path)
+    data = json.loads(path.read_text())
+    assert data["format"] == "tlgan.session" and {k: data[k] for k in ("seed", "edits", "locks")} == edited
+    page.keyboard.press("Escape")
+    page.click("#random")
+    idle(page)
+    assert state_from_url(page.url)["seed"] != 21
+    page.click("#saved-toggle")
+    assert page.locator("#history li a").first.inner_text() == "face #21 · 1 edit"
+    page.set_input_files("#session-load", str(path))
+    idle(page)
+    page.wait_for_function("location.hash.startsWith('#seed=21&')")
+    idle(page)
+    assert state_from_url(page.url) == edited
+    # a favourite is a link: following it from a fresh page restores the face
+    page.goto("about:blank")
+    open_page(page, server.url + "/#seed=3")
+    page.click("#saved-toggle")
+    page.click("#favourites li a")
+    page.wait_for_function("location.hash.startsWith('#seed=21&')")
+    idle(page)
+    assert state_from_url(page.url) == edited
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"format": "something else"}')
+    page.click("#saved-toggle")
+    page.set_input_files("#session-load", str(bad))
+    page.wait_for_function("document.getElementById('error-text').textContent.includes('not a tlgan session')")

@@ -41,7 +41,7 @@ from tlgan.errors import TlganError
 from tlgan.models.extractors import Extractor
 from tlgan.models.generators import Generator
 
-from .frames import encode_frame, png_bytes, tile_row, upscale
+from .frames import animation, encode_frame, png_bytes, tile_row, upscale
 from .hardening import Hardening
 from .leaks import LeakTable
 from .info import ModelOut, ReadingsOut, check_display, error_response, model_info
@@ -102,6 +102,12 @@ def _validation_message(exc: RequestValidationError, names: Sequence[str]) -> st
         parts.append(f"{where}: {message}")
     more = len(exc.errors()) - 3
     return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
+
+
+def state_json(request: Any) -> str:
+    """The state a request names (seed, edits, locks), as compact JSON: what a PNG's metadata stores."""
+    return json.dumps({"seed": request.seed, "edits": [e.to_edit().to_dict() for e in request.edits],
+                       "locks": sorted(set(request.locks))}, separators=(",", ":"))
 
 
 def _static_files() -> dict[str, tuple[bytes, str]]:
@@ -228,10 +234,13 @@ def create_app(generator: Generator, axes: AxisSet, extractor: Extractor | None,
         async with ctx.work.slot() as admitted:
             start = time.perf_counter()
             editor, frames = await frame(request, admitted)
+            text = {"tlgan": state_json(request), "Software": "tlgan"} if request.meta and request.format == "png" \
+                else None
             if request.size <= INLINE_ENCODE_PX and request.format == "png":  # ~0.1 ms: not worth a thread hop
-                data = encode_frame(frames.pixels[0], request.size, request.format)
+                data = encode_frame(frames.pixels[0], request.size, request.format, text)
             else:
-                data = await ctx.work.call(admitted, encode_frame, frames.pixels[0], request.size, request.format)
+                data = await ctx.work.call(admitted, encode_frame, frames.pixels[0], request.size, request.format,
+                                           text)
         values = editor.values()
         headers = {
             "X-Knob-Values": json.dumps([values[n] for n in axes.names]),
@@ -253,9 +262,10 @@ def create_app(generator: Generator, axes: AxisSet, extractor: Extractor | None,
             {"name": f.name, "value": float(v) if math.isfinite(float(v)) else None, "kind": f.kind, "group": f.group}
             for f, v in zip(extractor.features, row)]}
 
-    def strip_latents(request: Any) -> tuple[list[float], torch.Tensor]:
+    def strip_latents(request: Any, steps: int | None = None) -> tuple[list[float], torch.Tensor]:
         base = ctx.editor(request)
-        values = [-request.span + 2 * request.span * i / (request.steps - 1) for i in range(request.steps)]
+        steps = steps or request.steps
+        values = [-request.span + 2 * request.span * i / (steps - 1) for i in range(steps)]
         latents = []
         for value in values:
             editor = Editor(generator, axes, request.seed)
@@ -278,6 +288,20 @@ def create_app(generator: Generator, axes: AxisSet, extractor: Extractor | None,
             data = await ctx.work.call(admitted, strip_png, frames.pixels, request.size)
         return Response(data, media_type="image/png",
                         headers={"X-Strip-Values": json.dumps(values), "Cache-Control": "no-store"})
+
+    def sweep_file(pixels: Any, request: Any) -> bytes:
+        frames = [upscale(p, request.size) for p in pixels]
+        return animation(frames + frames[-2:0:-1], request.format, request.frame_ms)  # there and back
+
+    @app.post("/api/sweep", response_class=Response, summary="One knob swept −span…+span σ and back, animated",
+              responses={200: {"content": {"image/gif": {}, "image/webp": {}},
+                               "description": "a looping GIF or lossless WebP animation"}, **ERRORS})
+    async def sweep(request: schemas["SweepIn"]) -> Response:  # type: ignore[valid-type]
+        async with ctx.work.slot() as admitted:
+            _, latents = await ctx.work.call(admitted, strip_latents, request, request.frames)
+            frames = await asyncio.wrap_future(ctx.renderer.submit(latents))
+            data = await ctx.work.call(admitted, sweep_file, frames.pixels, request)
+        return Response(data, media_type=f"image/{request.format}", headers={"Cache-Control": "no-store"})
 
     leak_table = LeakTable(generator, axes, extractor, Path(leaks_cache)) \
         if leaks_cache is not None and extractor is not None else None

@@ -55,6 +55,17 @@ class StateIn(BaseModel):
 class RenderIn(StateIn):
     format: Literal["png", "webp"] = "png"
     size: int = Field(512, ge=16, le=MAX_SIZE, strict=True, description="output size in px (bicubic scaling)")
+    meta: bool = Field(False, description="PNG only: store the state (seed, edits, locks) in the file, as JSON "
+                                          "in an iTXt chunk named 'tlgan'")
+
+
+class SweepIn(StateIn):
+    knob: str = Field(min_length=1, max_length=MAX_NAME, description="the knob to sweep")
+    span: float = Field(3.0, gt=0, le=MAX_KNOB, allow_inf_nan=False, strict=True, description="sweep −span…+span σ")
+    frames: int = Field(24, ge=4, le=60, strict=True, description="pictures from −span to +span (played there and back)")
+    size: int = Field(256, ge=16, le=512, strict=True, description="size in px")
+    format: Literal["gif", "webp"] = "gif"
+    frame_ms: int = Field(80, ge=20, le=2000, strict=True, description="how long each picture shows")
 
 
 class StripIn(StateIn):
@@ -67,7 +78,7 @@ class StripIn(StateIn):
 def knob_schemas(names: Sequence[str]) -> dict[str, Any]:
     """The request models with knob names declared as an enum of ``names`` (an axis set's knobs).
 
-    Returns {"EditIn", "StateIn", "RenderIn", "StripIn", "CheckIn"}: subclasses of the models above, so fields
+    Returns {"EditIn", "StateIn", "RenderIn", "StripIn", "SweepIn", "CheckIn"}: subclasses of the models above, so fields
     added to those are inherited. Unknown names are then refused by validation, and the OpenAPI
     description lists the valid ones.
     """
@@ -83,8 +94,9 @@ def knob_schemas(names: Sequence[str]) -> dict[str, Any]:
     out: dict[str, Any] = {"EditIn": edit}
     for base in (StateIn, RenderIn):
         out[base.__name__] = create_model(base.__name__, __base__=base, __doc__=base.__doc__, **state_fields)
-    out["StripIn"] = create_model("StripIn", __base__=StripIn, __doc__=StripIn.__doc__, **state_fields,
-                                  knob=(knob, Field(description="the knob to sweep")))
+    for base in (StripIn, SweepIn):
+        out[base.__name__] = create_model(base.__name__, __base__=base, __doc__=base.__doc__, **state_fields,
+                                          knob=(knob, Field(description="the knob to sweep")))
     # for /api/check: knob names as plain strings, so a link made with other axes can be examined
     link_edit = create_model("LinkEditIn", __base__=EditIn, __doc__=EditIn.__doc__)
     out["CheckIn"] = create_model("CheckIn", __base__=StateIn, __doc__=StateIn.__doc__,

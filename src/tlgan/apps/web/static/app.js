@@ -447,6 +447,7 @@ function toggleLock(name) {
 }
 
 function newFace(seed) {
+  if (shown) remember(STORE.history, state, HISTORY_LENGTH);
   pushHistory();
   const kept = state.locks;
   state = freshState(seed, kept);
@@ -498,7 +499,7 @@ function saveBlob(blob, name) {
 async function download() {
   try {
     const size = Number($("export-size").value);
-    const res = await post("/api/render", body(state, { format: "png", size }));
+    const res = await post("/api/render", body(state, { format: "png", size, meta: true }));   // edits in the file
     saveBlob(await res.blob(), `tlgan-face-${state.seed}.png`);
   } catch (err) {
     showError(err.message);
@@ -560,6 +561,14 @@ function stripElement() {
     stripEl.id = "strip";
     stripEl.querySelector(".strip-img").addEventListener("click", stripClick);
     stripEl.querySelector(".strip-close").addEventListener("click", closeStrip);
+    stripEl.querySelector(".strip-gif").addEventListener("click", async () => {
+      try {
+        const res = await post("/api/sweep", body(state, { knob: stripKnob, span: STRIP_SPAN, frames: 24, size: 256, format: "gif" }));
+        saveBlob(await res.blob(), `tlgan-sweep-${stripKnob}-${state.seed}.gif`);
+      } catch (err) {
+        showError(err.message);
+      }
+    });
     stripEl.querySelector(".strip-save").addEventListener("click", () => {
       const img = stripEl.querySelector(".strip-img");
       if (img.src) fetch(img.src).then((r) => r.blob()).then((b) => saveBlob(b, `tlgan-strip-${stripKnob}-${state.seed}.png`));
@@ -666,6 +675,7 @@ async function fillGallery() {
 
 function openGallery() {
   closeHelp();
+  closeSaved();
   $("gallery").hidden = false;
   $("gallery-toggle").setAttribute("aria-expanded", "true");
   fillGallery();
@@ -683,6 +693,7 @@ function closeGallery() {
 
 function openHelp() {
   closeGallery();
+  closeSaved();
   $("help").hidden = false;
   $("help-toggle").setAttribute("aria-expanded", "true");
   $("help").focus();
@@ -693,6 +704,95 @@ function closeHelp() {
   $("help").hidden = true;
   $("help-toggle").setAttribute("aria-expanded", "false");
   $("help-toggle").focus();
+}
+
+// ---------------------------------------------------------------- saved faces: favourites, history, session files
+const STORE = { favourites: "tlgan.favourites", history: "tlgan.history" };
+const HISTORY_LENGTH = 30;
+
+function stored(key) {
+  try {
+    const list = JSON.parse(localStorage.getItem(key) || "[]");
+    return Array.isArray(list) ? list.filter((x) => x && typeof x.hash === "string" && x.hash.startsWith("#seed=")) : [];
+  } catch (_) {
+    return [];
+  }
+}
+
+function store(key, list) {
+  try {
+    localStorage.setItem(key, JSON.stringify(list));
+  } catch (_) { /* storage full or off: the lists are a convenience */ }
+}
+
+function remember(key, s, limit = 200) {
+  const hash = encodeHash(s);
+  const list = stored(key).filter((x) => x.hash !== hash);
+  list.unshift({ hash, seed: s.seed, edits: s.edits.length, at: new Date().toISOString().slice(0, 16) });
+  store(key, list.slice(0, limit));
+}
+
+function fillList(key, id) {
+  const list = $(id);
+  list.replaceChildren();
+  for (const item of stored(key)) {
+    const link = el("a", { href: item.hash, textContent: `face #${item.seed}` + (item.edits ? ` · ${item.edits} edit${item.edits > 1 ? "s" : ""}` : "") });
+    link.addEventListener("click", () => closeSaved());
+    const entry = el("li", {}, link);
+    if (key === STORE.favourites) {
+      const remove = el("button", { type: "button", textContent: "remove" });
+      remove.setAttribute("aria-label", `remove face #${item.seed} from favourites`);
+      remove.addEventListener("click", () => {
+        store(key, stored(key).filter((x) => x.hash !== item.hash));
+        fillList(key, id);
+      });
+      entry.append(remove);
+    }
+    list.append(entry);
+  }
+}
+
+function openSaved() {
+  closeGallery();
+  closeHelp();
+  fillList(STORE.favourites, "favourites");
+  fillList(STORE.history, "history");
+  $("saved").hidden = false;
+  $("saved-toggle").setAttribute("aria-expanded", "true");
+  $("fav-add").focus();
+}
+
+function closeSaved() {
+  if ($("saved").hidden) return;
+  $("saved").hidden = true;
+  $("saved-toggle").setAttribute("aria-expanded", "false");
+  $("saved-toggle").focus();
+}
+
+function saveSession() {
+  const data = { format: "tlgan.session", version: 1, ...clone(state), link: location.href };
+  saveBlob(new Blob([JSON.stringify(data, null, 1)], { type: "application/json" }), `tlgan-session-${state.seed}.json`);
+}
+
+async function loadSession(file) {
+  let s;
+  try {
+    const data = JSON.parse(await file.text());
+    if (!data || data.format !== "tlgan.session") throw new Error("it is not a tlgan session file");
+    // the fields go through the link format, so a session is checked exactly as a link is
+    s = decodeHash(encodeHash({ ...data, seed: data.seed, edits: Array.isArray(data.edits) ? data.edits : [],
+      locks: Array.isArray(data.locks) ? data.locks.map(String) : [] }));
+  } catch (err) {
+    return showError(`Cannot load ${file.name}: ${err.message}`);
+  }
+  closeSaved();
+  clearError();
+  s = await loadState(s);
+  pushHistory();
+  state = s;
+  expected = new Map();
+  commit();
+  toast(`Loaded ${file.name}`);
 }
 
 // ---------------------------------------------------------------- building the knob rows
@@ -858,6 +958,7 @@ function onKey(ev) {
   if (ev.key === "Escape") {
     if (!$("gallery").hidden) return closeGallery();
     if (!$("help").hidden) return closeHelp();
+    if (!$("saved").hidden) return closeSaved();
     if (stripKnob && stripEl && stripEl.contains(document.activeElement)) return closeStrip();
     if (!$("error").hidden) return clearError();
     return;
@@ -980,6 +1081,18 @@ async function start() {
   $("gallery-close").addEventListener("click", closeGallery);
   $("help-toggle").addEventListener("click", () => ($("help").hidden ? openHelp() : closeHelp()));
   $("help-close").addEventListener("click", closeHelp);
+  $("saved-toggle").addEventListener("click", () => ($("saved").hidden ? openSaved() : closeSaved()));
+  $("saved-close").addEventListener("click", closeSaved);
+  $("fav-add").addEventListener("click", () => {
+    remember(STORE.favourites, state);
+    fillList(STORE.favourites, "favourites");
+    toast(`Face #${state.seed} added to favourites`);
+  });
+  $("session-save").addEventListener("click", saveSession);
+  $("session-load").addEventListener("change", (ev) => {
+    if (ev.target.files.length) loadSession(ev.target.files[0]);
+    ev.target.value = "";
+  });
   const compare = $("compare");
   compare.addEventListener("pointerdown", () => showBefore(true));
   for (const type of ["pointerup", "pointerleave", "pointercancel"]) compare.addEventListener(type, () => showBefore(false));
