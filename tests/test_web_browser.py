@@ -762,3 +762,22 @@ def test_favourites_history_and_session_files(page, server, tmp_path):
     page.click("#saved-toggle")
     page.set_input_files("#session-load", str(bad))
     page.wait_for_function("document.getElementById('error-text').textContent.includes('not a tlgan session')")
+
+
+def test_variations_of_this_face(page, server):
+    open_page(page, server.url + "/#seed=22&locks=yaw&edits=s:happy:1:")
+    before = state_from_url(page.url)
+    page.click("#gallery-toggle")
+    page.click("#gallery-variations")
+    page.wait_for_function("[...document.querySelectorAll('#gallery-grid img')].filter(i => i.naturalWidth === 128).length === 12")
+    assert page.locator("#gallery-title").text_content() == "Variations of face #22"
+    thumb = page.locator("#gallery-grid .thumb").nth(5)
+    thumb.click()
+    idle(page)
+    after = state_from_url(page.url)
+    assert after["seed"] == 22 and after["edits"][:1] == before["edits"] and len(after["edits"]) == 4
+    added = after["edits"][1:]
+    assert all(e["op"] == "set" and e["knob"] != "yaw" and abs(e["value"]) <= 4 and e["locks"] == ["yaw"] for e in added)
+    assert thumb.locator("img").get_attribute("alt").count("σ") == 3
+    # the picture picked is the state now shown (earlier moves may drift as later knobs move)
+    assert value_of(page, added[-1]["knob"]) == pytest.approx(added[-1]["value"], abs=0.006)

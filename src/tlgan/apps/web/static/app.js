@@ -642,30 +642,51 @@ function stripClick(ev) {
 }
 
 // ---------------------------------------------------------------- gallery, help
-async function fillGallery() {
+// The gallery: twelve random faces to start from, or twelve variations of this face (each a few random
+// knob moves, so picking one just adds its edits: it stays a link like any other state).
+async function fillGallery(variations = false) {
   const grid = $("gallery-grid");
   grid.replaceChildren();
-  const seeds = Array.from({ length: GALLERY_COUNT }, randomSeed);
-  for (const seed of seeds) {
-    const button = document.createElement("button");
-    button.type = "button";
-    button.className = "thumb";
-    button.title = `Start from face #${seed}`;
-    button.dataset.seed = String(seed);
-    const img = document.createElement("img");
-    img.alt = `face #${seed}`;
-    img.width = img.height = 128;
-    button.append(img);
+  $("gallery-title").textContent = variations ? `Variations of face #${state.seed}` : "Pick a starting face";
+  const base = clone(state);
+  const movable = model.knobs.filter((k) => k.shown && !base.locks.includes(k.name)).map((k) => k.name);
+  const known = values && lastGood && keyOf(lastGood) === keyOf(base);
+  const choices = Array.from({ length: GALLERY_COUNT }, () => {
+    if (!variations || !known || !movable.length) return freshState(randomSeed(), []);
+    const s = clone(base);
+    const picked = [...movable].sort(() => Math.random() - 0.5).slice(0, 3);
+    for (const name of picked) {
+      const now = values[knobIndex(name)];
+      const move = (0.6 + Math.random()) * (Math.random() < 0.5 ? -1 : 1);
+      const value = Math.round(Math.max(-model.slider_range, Math.min(model.slider_range, now + move)) * 100) / 100;
+      s.edits.push({ op: "set", knob: name, value, locks: [...s.locks] });
+    }
+    return s;
+  });
+  choices.forEach((s, i) => {
+    const added = s.edits.slice(base.edits.length);
+    const what = variations && known ? added.map((e) => `${label(e.knob)} ${fmt(e.value)}`).join(", ") : `face #${s.seed}`;
+    const button = el("button", { type: "button", className: "thumb", title: variations ? `Use: ${what}` : `Start from face #${s.seed}` },
+      el("img", { alt: what, width: 128, height: 128 }));
+    button.dataset.seed = String(s.seed);
+    button.dataset.index = String(i);
     button.addEventListener("click", () => {
       closeGallery();
-      newFace(seed);
+      if (variations && known) {
+        pushHistory();
+        state.edits.push(...added);
+        expected = new Map();
+        commit();
+      } else {
+        newFace(s.seed);
+      }
     });
     grid.append(button);
-  }
+  });
   // Sent together: the server renders them in one batch.
-  await Promise.all(seeds.map(async (seed, i) => {
+  await Promise.all(choices.map(async (s, i) => {
     try {
-      const res = await post("/api/render", body(freshState(seed), { format: "png", size: 128 }));
+      const res = await post("/api/render", body(s, { format: "png", size: 128 }));
       grid.children[i].firstChild.src = URL.createObjectURL(await res.blob());
     } catch (err) {
       showError(err.message);
@@ -678,7 +699,7 @@ function openGallery() {
   closeSaved();
   $("gallery").hidden = false;
   $("gallery-toggle").setAttribute("aria-expanded", "true");
-  fillGallery();
+  fillGallery(false);
   const first = $("gallery-grid").querySelector("button");
   (first || $("gallery")).focus();
 }
@@ -1077,7 +1098,8 @@ async function start() {
   $("share").addEventListener("click", share);
   $("error-close").addEventListener("click", clearError);
   $("gallery-toggle").addEventListener("click", () => ($("gallery").hidden ? openGallery() : closeGallery()));
-  $("gallery-more").addEventListener("click", fillGallery);
+  $("gallery-more").addEventListener("click", () => fillGallery(false));
+  $("gallery-variations").addEventListener("click", () => fillGallery(true));
   $("gallery-close").addEventListener("click", closeGallery);
   $("help-toggle").addEventListener("click", () => ($("help").hidden ? openHelp() : closeHelp()));
   $("help-close").addEventListener("click", closeHelp);
