@@ -634,3 +634,29 @@ def test_sweep_animation(client, model, fmt):
         editor.set("brightness", 2.0)
         assert np.array_equal(last, np.asarray(to_pil(editor.render(), 32)))
     assert client.post("/api/sweep", json={**body, "knob": "nope"}).status_code == 422
+
+
+# ---- blending two faces ----------------------------------------------------------------------
+def test_mix_blends_two_faces_and_edits_apply_on_top(client, model):
+    from tlgan.sampling.latents import latent_for_seed, slerp
+
+    generator, axes = model
+
+    def render(body):
+        res = client.post("/api/render", json={"size": 64, **body})
+        assert res.status_code == 200, res.text
+        return decode(res.content), json.loads(res.headers["x-knob-values"])
+
+    a, _ = render({"seed": 3})
+    b, _ = render({"seed": 8})
+    assert np.array_equal(render({"seed": 3, "mix": {"seed": 8, "t": 0.0}})[0], a)
+    assert np.abs(render({"seed": 3, "mix": {"seed": 8, "t": 1.0}})[0].astype(int) - b).max() <= 1
+    half, _ = render({"seed": 3, "mix": {"seed": 8, "t": 0.5}})
+    z = slerp(latent_for_seed(3, 100), latent_for_seed(8, 100), 0.5)
+    assert abs(float(z.norm()) - (latent_for_seed(3, 100).norm() + latent_for_seed(8, 100).norm()) / 2) < 1e-4
+    with torch.inference_mode():
+        assert np.array_equal(half, np.asarray(to_pil(generator(z.float()[None])[0], 64)))
+    _, values = render({"seed": 3, "mix": {"seed": 8, "t": 0.5}, "edits": [_edit(value=2.0)]})
+    assert values[NAMES.index("happy")] == pytest.approx(2.0, abs=1e-9)
+    for bad in ({"seed": 8, "t": 1.5}, {"seed": -1, "t": 0.5}, {"seed": 8}, {"seed": 8, "t": 0.5, "x": 1}):
+        assert client.post("/api/render", json={"seed": 3, "mix": bad}).status_code == 422

@@ -781,3 +781,32 @@ def test_variations_of_this_face(page, server):
     assert thumb.locator("img").get_attribute("alt").count("σ") == 3
     # the picture picked is the state now shown (earlier moves may drift as later knobs move)
     assert value_of(page, added[-1]["knob"]) == pytest.approx(added[-1]["value"], abs=0.006)
+
+
+def test_blend_with_another_face(browser, page, server):
+    open_page(page, server.url + "/#seed=23")
+    page.fill("#mix-seed", "8")
+    page.locator("#mix-t").fill("1")
+    idle(page)
+    state = page.url.split("#")[1]
+    assert "mix=8:1" in state
+    face8 = decode(httpx.post(server.url + "/api/render", json={"seed": 8, "size": 64}).content)
+    assert np.abs(decode(shown_bytes(page)).astype(int) - face8).max() <= 1
+    page.locator("#mix-t").fill("0.4")
+    idle(page)
+    page.click(".knob[data-knob=happy] .plus")
+    idle(page)
+    link, shown = page.url, shown_bytes(page)
+    assert "mix=8:0.4" in link
+    context = _context(browser, 900, 700)
+    try:
+        other = context.new_page()
+        open_page(other, link)
+        assert shown_bytes(other) == shown and other.locator("#mix-t").input_value() == "0.4"
+    finally:
+        context.close()
+    page.click("#undo")
+    idle(page)
+    page.click("#undo")
+    idle(page)
+    assert "mix=8:1" in page.url

@@ -84,7 +84,7 @@ class WebContext:
 
     def editor(self, state: StateIn) -> Editor:
         """The Editor a request's state names (replayed; raises TlganError)."""
-        return self.replayer.editor(state.seed, state.edit_list(), state.locks)
+        return self.replayer.editor(state.seed, state.edit_list(), state.locks, state.start())
 
 
 def _validation_message(exc: RequestValidationError, names: Sequence[str]) -> str:
@@ -106,8 +106,11 @@ def _validation_message(exc: RequestValidationError, names: Sequence[str]) -> st
 
 def state_json(request: Any) -> str:
     """The state a request names (seed, edits, locks), as compact JSON: what a PNG's metadata stores."""
-    return json.dumps({"seed": request.seed, "edits": [e.to_edit().to_dict() for e in request.edits],
-                       "locks": sorted(set(request.locks))}, separators=(",", ":"))
+    state = {"seed": request.seed, "edits": [e.to_edit().to_dict() for e in request.edits],
+             "locks": sorted(set(request.locks))}
+    if request.mix is not None:
+        state["mix"] = request.mix.model_dump()
+    return json.dumps(state, separators=(",", ":"))
 
 
 def _static_files() -> dict[str, tuple[bytes, str]]:
@@ -313,7 +316,7 @@ def create_app(generator: Generator, axes: AxisSet, extractor: Extractor | None,
         return leak_table.answer() if leak_table is not None else {"status": "off", "detail": None}
 
     def check_work(request: Any) -> dict[str, Any]:
-        return ctx.replayer.check(request.seed, request.edit_list(), request.locks)
+        return ctx.replayer.check(request.seed, request.edit_list(), request.locks, request.start())
 
     @app.post("/api/check", summary="How much of a state replays: the valid edits and locks, and why the rest not",
               responses=ERRORS)

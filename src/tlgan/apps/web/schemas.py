@@ -31,11 +31,21 @@ class EditIn(BaseModel):
         return Edit(self.op, self.knob, float(self.value), tuple(sorted(set(self.locks))))
 
 
+class MixIn(BaseModel):
+    """Start from a blend of the face ``seed`` and another face: ``t`` of the way along the arc between them."""
+
+    model_config = ConfigDict(extra="forbid")
+    seed: int = Field(ge=0, le=MAX_SEED, strict=True, description="the other face")
+    t: float = Field(ge=0, le=1, allow_inf_nan=False, strict=True, description="0: this face, 1: the other")
+
+
 class StateIn(BaseModel):
-    """A face: its seed, the edits made to it (replayed in order) and the knobs locked now."""
+    """A face: its seed (optionally blended with another), the edits made to it (replayed in order) and the
+    knobs locked now."""
 
     model_config = ConfigDict(extra="forbid")
     seed: int = Field(ge=0, le=MAX_SEED, strict=True, description="the starting face")
+    mix: MixIn | None = Field(None, description="blend the starting face with another before the edits")
     edits: list[EditIn] = Field(default_factory=list, max_length=MAX_EDITS)
     locks: list[str] = Field(default_factory=list, max_length=MAX_LOCKS, description="knobs locked now")
 
@@ -50,6 +60,10 @@ class StateIn(BaseModel):
 
     def edit_list(self) -> list[Edit]:
         return [e.to_edit() for e in self.edits]
+
+    def start(self) -> tuple[int, float] | None:
+        """The blend as (other seed, t), or None."""
+        return None if self.mix is None else (self.mix.seed, float(self.mix.t))
 
 
 class RenderIn(StateIn):

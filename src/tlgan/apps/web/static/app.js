@@ -34,9 +34,10 @@ const extraFields = new Map();
 // ---------------------------------------------------------------- state helpers
 const clone = (s) => {
   const out = { ...s, edits: s.edits.map((e) => ({ ...e, locks: [...e.locks] })), locks: [...s.locks] };
+  if (!out.mix) delete out.mix;
   return out;
 };
-const keyOf = (s) => JSON.stringify([s.seed, s.edits, s.locks, ...[...extraFields.keys()].map((k) => s[k])]);
+const keyOf = (s) => JSON.stringify([s.seed, s.mix || null, s.edits, s.locks, ...[...extraFields.keys()].map((k) => s[k])]);
 const sameList = (a, b) => a.length === b.length && a.every((x, i) => x === b[i]);
 const knobIndex = (name) => model.knobs.findIndex((k) => k.name === name);
 const knobOf = (name) => model.knobs[knobIndex(name)];
@@ -50,6 +51,7 @@ const freshState = (seed, locks = []) => {
 function encodeHash(s) {
   const enc = encodeURIComponent;
   const parts = [`seed=${s.seed}`];
+  if (s.mix) parts.push(`mix=${s.mix.seed}:${s.mix.t}`);
   if (s.locks.length) parts.push("locks=" + s.locks.map(enc).join(","));
   if (s.edits.length) {
     parts.push("edits=" + s.edits.map((e) =>
@@ -83,6 +85,13 @@ function decodeHash(hash) {
     return { op: op === "s" ? "set" : "step", knob: decodeURIComponent(knob), value: number, locks: names(locks) };
   });
   const s = { seed: Number(fields.seed), edits, locks: [...new Set(names(fields.locks))].sort() };
+  if (fields.mix) {
+    const [other, t, ...rest] = fields.mix.split(":");
+    if (rest.length || !/^\d{1,18}$/.test(other) || !Number.isSafeInteger(Number(other)) || !(Number(t) >= 0 && Number(t) <= 1)) {
+      throw new Error(`mix '${fields.mix}' is not seed:fraction (0 to 1)`);
+    }
+    if (Number(t) > 0) s.mix = { seed: Number(other), t: Number(t) };
+  }
   for (const [name, field] of extraFields) {
     s[name] = name in fields ? field.parse(decodeURIComponent(fields[name])) : field.initial;
   }
@@ -299,6 +308,7 @@ function updateLocks() {
   $("undo").disabled = undoStack.length === 0;
   $("redo").disabled = redoStack.length === 0;
   $("seed-input").value = String(state.seed);
+  updateMix();
 }
 
 // ---------------------------------------------------------------- readings
@@ -550,6 +560,33 @@ async function showBefore(on) {
 function setSplit(on) {
   $("face-before").parentElement.classList.toggle("split", on);
   showBefore(on);
+}
+
+// ---------------------------------------------------------------- blend with another face
+let mixDragging = false;
+
+function mixSeed() {
+  const text = $("mix-seed").value.trim();
+  return /^\d{1,15}$/.test(text) && Number.isSafeInteger(Number(text)) ? Number(text) : null;
+}
+
+function setMix(t, oneStep) {
+  const other = mixSeed();
+  if (other === null) {
+    showError("Type the number of the face to blend with (0 or more)");
+    return;
+  }
+  if (oneStep) pushHistory();
+  if (t > 0) state.mix = { seed: other, t }; else delete state.mix;
+  expected = new Map();
+  commit();
+}
+
+function updateMix() {
+  if (mixDragging) return;
+  $("mix-t").value = String(state.mix ? state.mix.t : 0);
+  if (state.mix) $("mix-seed").value = String(state.mix.seed);
+  $("mix-t").setAttribute("aria-valuetext", state.mix ? `${Math.round(state.mix.t * 100)}% face #${state.mix.seed}` : "not blended");
 }
 
 // ---------------------------------------------------------------- strip
@@ -1121,11 +1158,18 @@ async function start() {
   compare.addEventListener("keydown", (ev) => { if (ev.key === " " || ev.key === "Enter") showBefore(true); });
   compare.addEventListener("keyup", () => showBefore(false));
   $("split").addEventListener("change", () => setSplit($("split").checked));
+  $("mix-t").addEventListener("input", () => {
+    setMix(Number($("mix-t").value), !mixDragging);
+    mixDragging = true;
+  });
+  $("mix-t").addEventListener("change", () => { mixDragging = false; updateMix(); });
+  $("mix-seed").addEventListener("change", () => { if (state.mix) setMix(state.mix.t, true); });
   $("seed-input").addEventListener("change", () => {
     const text = $("seed-input").value.trim();
     if (!/^\d{1,15}$/.test(text) || !Number.isSafeInteger(Number(text))) {
       showError("The seed must be a whole number (0 or more)");
       $("seed-input").value = String(state.seed);
+  updateMix();
       return;
     }
     if (Number(text) !== state.seed) newFace(Number(text));
@@ -1156,6 +1200,7 @@ async function start() {
   fetchLeaks();
   for (const hook of startHooks) hook(model);
   state = await stateFromHash();
+  $("mix-seed").value = String(state.mix ? state.mix.seed : (state.seed + 1) % 2147483647);
   writeHash();
   updateLocks();
   requestFrame();
