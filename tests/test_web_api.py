@@ -227,7 +227,7 @@ def test_no_route_takes_a_path_from_the_client(client):
 
 def test_page_and_openapi(client):
     page = client.get("/")
-    assert page.status_code == 200 and "/static/app.js" in page.text
+    assert page.status_code == 200 and "static/app.js" in page.text
     assert "default-src 'self'" in page.headers["content-security-policy"]
     assert client.get("/static/app.js").headers["content-type"].startswith("text/javascript")
     assert client.get("/static/style.css").status_code == 200
@@ -586,7 +586,7 @@ def test_leaks_endpoint_and_report_folder(model, tmp_path, client):
     (tmp_path / "notes.txt").write_text("not served")
     generator, axes = model
     with TestClient(create_app(generator, axes, None, report=tmp_path), base_url=LOCAL) as c:
-        assert c.get("/api/model").json()["report"] == "/report/index.html"
+        assert c.get("/api/model").json()["report"] == "report/index.html"
         assert c.get("/report/index.html").text == "<h1>evaluation</h1>"
         assert c.get("/report/matrix.png").headers["content-type"] == "image/png"
         assert c.get("/report/notes.txt").status_code == 404
@@ -660,3 +660,30 @@ def test_mix_blends_two_faces_and_edits_apply_on_top(client, model):
     assert values[NAMES.index("happy")] == pytest.approx(2.0, abs=1e-9)
     for bad in ({"seed": 8, "t": 1.5}, {"seed": -1, "t": 0.5}, {"seed": 8}, {"seed": 8, "t": 0.5, "x": 1}):
         assert client.post("/api/render", json={"seed": 3, "mix": bad}).status_code == 422
+
+
+# ---- several knob sets ---------------------------------------------------------------------
+def test_several_knob_sets_in_one_app(model):
+    from webtools import subset_axes
+
+    from tlgan.apps.web import create_multi_app
+
+    generator, axes = model
+    light = subset_axes(axes, ["yaw", "brightness", "warmth"])
+    app = create_multi_app(generator, [("faces", axes), ("light", light)], StatsExtractor())
+    with TestClient(app, base_url=LOCAL) as c:
+        first, second = c.get("/api/model").json(), c.get("/sets/light/api/model").json()
+        listing = [{"name": "faces", "url": "/"}, {"name": "light", "url": "/sets/light/"}]
+        assert first["sets"] == second["sets"] == listing and (first["set"], second["set"]) == ("faces", "light")
+        assert [k["name"] for k in second["knobs"]] == ["yaw", "brightness", "warmth"]
+        assert c.get("/sets/light/").status_code == 200 and c.get("/sets/light/static/app.js").status_code == 200
+        edit = {"op": "set", "knob": "brightness", "value": 1.5, "locks": ["yaw"]}
+        res = c.post("/sets/light/api/render", json={"seed": 4, "edits": [edit], "size": 64})
+        _, pixels = expected(model, 4, [edit], size=64)
+        assert res.status_code == 200 and np.array_equal(decode(res.content), pixels)
+        assert json.loads(res.headers["x-knob-values"])[1] == pytest.approx(1.5, abs=1e-9)
+        bad = c.post("/sets/light/api/render", json={"seed": 4, "edits": [_edit()]})
+        assert bad.status_code == 422 and "unknown feature 'happy'" in bad.json()["detail"]
+        assert c.get("/sets/light/api/model", headers={"host": "evil.example"}).status_code == 403
+    with pytest.raises(TlganError, match="different names"):
+        create_multi_app(generator, [("a", axes), ("a", light)], None)

@@ -810,3 +810,30 @@ def test_blend_with_another_face(browser, page, server):
     page.click("#undo")
     idle(page)
     assert "mix=8:1" in page.url
+
+
+def test_switching_knob_sets_keeps_the_face(browser):
+    from webtools import subset_axes
+
+    from tlgan.apps.web import create_multi_app
+
+    generator, axes = web_model()
+    app = create_multi_app(generator, [("faces", axes), ("light", subset_axes(axes, ["yaw", "brightness"]))],
+                           StatsExtractor())
+    context = _context(browser)
+    try:
+        with LiveServer(app) as live:
+            page = context.new_page()
+            open_page(page, live.url + "/#seed=24&edits=s:yaw:0.8:;s:happy:1:")
+            assert page.locator("#set-box").is_visible()
+            page.select_option("#knob-set", label="light")
+            page.wait_for_url("**/sets/light/**")
+            page.wait_for_selector("body[data-ready=true][data-idle=true]", state="attached", timeout=15000)
+            assert [k for k in page.locator(".knob").evaluate_all("rows => rows.map(r => r.dataset.knob)")] == ["yaw", "brightness"]
+            state = state_from_url(page.url)
+            assert state["seed"] == 24 and state["edits"] == [{"op": "set", "knob": "yaw", "value": 0.8, "locks": []}]
+            assert "happy" in page.locator("#error-text").inner_text()  # says what this set cannot show
+            assert value_of(page, "yaw") == pytest.approx(0.8, abs=0.006)
+            assert page.locator("#knob-set").evaluate("s => s.selectedOptions[0].textContent") == "light"
+    finally:
+        context.close()

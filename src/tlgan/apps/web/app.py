@@ -20,6 +20,7 @@ the models, replayer, renderer and work pool in ``request.app.state.tlgan``
 import asyncio
 import json
 import math
+import re
 import socket
 import time
 import webbrowser
@@ -127,7 +128,8 @@ def _static_files() -> dict[str, tuple[bytes, str]]:
 def create_app(generator: Generator, axes: AxisSet, extractor: Extractor | None, default_view: list[str] | None = None,
                display: dict[str, Any] | None = None, *, max_batch: int = 64, workers: int = 2,
                max_pending: int | None = None, routers: Sequence[APIRouter] = (),
-               leaks_cache: str | Path | None = None, report: str | Path | None = None) -> FastAPI:
+               leaks_cache: str | Path | None = None, report: str | Path | None = None,
+               shared: tuple[BatchRenderer, WorkPool, dict[str, Any]] | None = None) -> FastAPI:
     """Build the app for one generator and axis set.
 
     Args:
@@ -144,6 +146,8 @@ def create_app(generator: Generator, axes: AxisSet, extractor: Extractor | None,
         leaks_cache: a folder where each knob's largest re-scoring leaks are cached (computed once in
             the background, see leaks.py); None: no leaks (GET /api/leaks says 'off').
         report: a folder written by ``tlgan evaluate --report``: read at start-up, served under /report/.
+        shared: (renderer, work pool, host settings) shared with other knob sets' apps (create_multi_app);
+            the caller then closes them.
     """
     axes.check_generator(generator)
     if extractor is not None:
@@ -154,26 +158,27 @@ def create_app(generator: Generator, axes: AxisSet, extractor: Extractor | None,
     display = check_display(display, axes)
     info = model_info(generator, axes, extractor, shown, display)
     report_files = read_report(report) if report is not None else {}
-    info["report"] = "/report/index.html" if "index.html" in report_files else None
+    info["report"] = "report/index.html" if "index.html" in report_files else None  # relative: see create_multi_app
     page = (resources.files("tlgan.apps.web") / "static" / "index.html").read_text(encoding="utf-8")
     static = _static_files()
     schemas = knob_schemas(axes.names)
-    ctx = WebContext(generator, axes, extractor, Replayer(generator, axes),
-                     BatchRenderer(generator, extractor, max_batch=max_batch),
-                     WorkPool(workers, max_pending), schemas, info)
+    renderer, work, hosts = shared if shared is not None else (
+        BatchRenderer(generator, extractor, max_batch=max_batch), WorkPool(workers, max_pending), {"local_only": True})
+    ctx = WebContext(generator, axes, extractor, Replayer(generator, axes), renderer, work, schemas, info)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
-        ctx.renderer.close()
-        ctx.work.close()
+        if shared is None:
+            ctx.renderer.close()
+            ctx.work.close()
 
     app = FastAPI(title="tlgan", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Edit a generator's images with one knob per feature. State is (seed, edits, locks); "
                               "every request carries it, so the API is stateless and any state can be shared.")
     app.state.tlgan = ctx
     app.state.renderer, app.state.replayer = ctx.renderer, ctx.replayer
-    app.state.hardening = {"local_only": True}   # serve() relaxes it when bound to a public address
+    app.state.hardening = hosts   # serve() relaxes it when bound to a public address
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
     app.add_middleware(Hardening, settings=app.state.hardening)
 
@@ -386,6 +391,45 @@ def ipaddress_is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def create_multi_app(generator: Generator, sets: Sequence[tuple[str, AxisSet]], extractor: Extractor | None,
+                     **options: Any) -> FastAPI:
+    """One app for several knob sets of one generator: the first at /, the others at /sets/NAME/.
+
+    Every page lists the sets (``sets`` in GET /api/model) and switches between them, keeping the
+    seed and what of the edits the other set knows. The sets share one renderer and one work pool.
+    ``options`` go to create_app for every set.
+    """
+    names = [name for name, _ in sets]
+    if not sets:
+        raise TlganError("no knob sets to serve")
+    if len(set(names)) != len(names):
+        raise TlganError(f"knob sets need different names, got {', '.join(names)}")
+    for name in names:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", name):
+            raise TlganError(f"knob set name '{name}' must be letters, digits, '.', '_' or '-'")
+    shared = (BatchRenderer(generator, extractor, max_batch=options.pop("max_batch", 64)),
+              WorkPool(options.pop("workers", 2), options.pop("max_pending", None)), {"local_only": True})
+    urls = ["/"] + [f"/sets/{name}/" for name in names[1:]]
+    listing = [{"name": name, "url": url} for name, url in zip(names, urls)]
+    apps = []
+    for name, axes in sets:
+        app = create_app(generator, axes, extractor, shared=shared, **options)
+        app.state.tlgan.info.update(sets=listing, set=name)
+        apps.append(app)
+    root = apps[0]
+    for (name, _), app in zip(sets[1:], apps[1:]):
+        root.mount(f"/sets/{name}", app, name=f"set:{name}")
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        shared[0].close()
+        shared[1].close()
+
+    root.router.lifespan_context = lifespan
+    return root
 
 
 def configure_hosts(app: FastAPI, host: str) -> None:

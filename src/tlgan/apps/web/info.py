@@ -56,6 +56,8 @@ class ModelOut(BaseModel):
     frame_size: int
     limits: dict[str, int]
     report: str | None = None
+    sets: list[dict[str, str]] = []
+    set: str | None = None
 
 
 class ReadingOut(BaseModel):

@@ -179,7 +179,7 @@ async function pump() {
   inflight = true;
   $("face").classList.add("busy");
   try {
-    const res = await post("/api/render", body(s, { format: "png", size: model.frame_size }));
+    const res = await post("api/render", body(s, { format: "png", size: model.frame_size }));
     const blob = await res.blob();
     const knobValues = JSON.parse(res.headers.get("X-Knob-Values"));
     showFrame(s, blob, knobValues);
@@ -334,7 +334,7 @@ async function fetchReadings() {
   const ctl = new AbortController();
   readingsCtl = ctl;
   try {
-    const res = await post("/api/readings", body(s), ctl.signal);
+    const res = await post("api/readings", body(s), ctl.signal);
     const data = await res.json();
     if (keyOf(s) === keyOf(state)) showReadings(data.readings);
   } catch (err) {
@@ -509,7 +509,7 @@ function saveBlob(blob, name) {
 async function download() {
   try {
     const size = Number($("export-size").value);
-    const res = await post("/api/render", body(state, { format: "png", size, meta: true }));   // edits in the file
+    const res = await post("api/render", body(state, { format: "png", size, meta: true }));   // edits in the file
     saveBlob(await res.blob(), `tlgan-face-${state.seed}.png`);
   } catch (err) {
     showError(err.message);
@@ -535,7 +535,7 @@ let beforeSeed = null;
 
 async function beforeImage() {
   if (beforeSeed !== state.seed) {
-    const res = await post("/api/render", body(freshState(state.seed), { format: "png", size: model.frame_size }));
+    const res = await post("api/render", body(freshState(state.seed), { format: "png", size: model.frame_size }));
     if (beforeUrl) URL.revokeObjectURL(beforeUrl);
     beforeUrl = URL.createObjectURL(await res.blob());
     beforeSeed = state.seed;
@@ -600,7 +600,7 @@ function stripElement() {
     stripEl.querySelector(".strip-close").addEventListener("click", closeStrip);
     stripEl.querySelector(".strip-gif").addEventListener("click", async () => {
       try {
-        const res = await post("/api/sweep", body(state, { knob: stripKnob, span: STRIP_SPAN, frames: 24, size: 256, format: "gif" }));
+        const res = await post("api/sweep", body(state, { knob: stripKnob, span: STRIP_SPAN, frames: 24, size: 256, format: "gif" }));
         saveBlob(await res.blob(), `tlgan-sweep-${stripKnob}-${state.seed}.gif`);
       } catch (err) {
         showError(err.message);
@@ -618,7 +618,7 @@ async function fetchStrip() {
   const name = stripKnob;
   const s = clone(state);
   try {
-    const res = await post("/api/strip", body(s, { knob: name, span: STRIP_SPAN, steps: STRIP_STEPS, size: 96 }));
+    const res = await post("api/strip", body(s, { knob: name, span: STRIP_SPAN, steps: STRIP_STEPS, size: 96 }));
     const blob = await res.blob();
     if (name !== stripKnob || keyOf(s) !== keyOf(state)) return;
     const img = stripEl.querySelector(".strip-img");
@@ -723,7 +723,7 @@ async function fillGallery(variations = false) {
   // Sent together: the server renders them in one batch.
   await Promise.all(choices.map(async (s, i) => {
     try {
-      const res = await post("/api/render", body(s, { format: "png", size: 128 }));
+      const res = await post("api/render", body(s, { format: "png", size: 128 }));
       grid.children[i].firstChild.src = URL.createObjectURL(await res.blob());
     } catch (err) {
       showError(err.message);
@@ -987,7 +987,7 @@ function buildKnobs() {
 async function fetchLeaks(tries = 0) {
   let data;
   try {
-    data = await (await fetch("/api/leaks")).json();
+    data = await (await fetch("api/leaks")).json();
   } catch (_) {
     return;
   }
@@ -1066,7 +1066,7 @@ async function loadState(s) {
     : `${e2s(s.edits[keep])} is outside ±${model.max_value}σ`) : null;
   if (keep < 0) keep = s.edits.length;
   try {
-    const res = await post("/api/check", body({ ...s, edits: s.edits.slice(0, keep) }));
+    const res = await post("api/check", body({ ...s, edits: s.edits.slice(0, keep) }));
     const check = await res.json();
     if (check.valid_edits < keep) {
       reason = check.detail;
@@ -1179,7 +1179,7 @@ async function start() {
   window.addEventListener("hashchange", onHashChange);
 
   try {
-    const res = await fetch("/api/model");
+    const res = await fetch("api/model");
     if (!res.ok) throw await apiError(res);
     model = await res.json();
   } catch (err) {
@@ -1198,6 +1198,12 @@ async function start() {
     }
   }
   fetchLeaks();
+  if (model.sets && model.sets.length > 1) {   // several knob sets: switch, keeping the face
+    const select = $("knob-set");
+    for (const set of model.sets) select.append(el("option", { value: set.url, textContent: set.name, selected: set.name === model.set }));
+    select.addEventListener("change", () => { location.href = new URL(select.value, location.origin).href + encodeHash(state); });
+    $("set-box").hidden = false;
+  }
   for (const hook of startHooks) hook(model);
   state = await stateFromHash();
   $("mix-seed").value = String(state.mix ? state.mix.seed : (state.seed + 1) % 2147483647);
