@@ -1107,6 +1107,7 @@ async function stateFromHash() {
 
 async function onHashChange() {
   if (location.hash === encodeHash(state)) return;
+  document.body.dataset.idle = "false";   // busy until the new link's frame is shown
   clearError();
   const s = await stateFromHash();
   pushHistory();
