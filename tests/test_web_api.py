@@ -687,3 +687,33 @@ def test_several_knob_sets_in_one_app(model):
         assert c.get("/sets/light/api/model", headers={"host": "evil.example"}).status_code == 403
     with pytest.raises(TlganError, match="different names"):
         create_multi_app(generator, [("a", axes), ("a", light)], None)
+
+
+def test_work_pool_finishes_started_requests_before_newer_ones():
+    import asyncio
+    import time
+
+    from tlgan.apps.web.work import WorkPool
+
+    pool = WorkPool(workers=1, max_pending=10)
+    order: list[str] = []
+
+    def step(name):
+        time.sleep(0.1)
+        order.append(name)
+
+    async def request(name, delay):
+        await asyncio.sleep(delay)
+        async with pool.slot() as admitted:
+            await pool.call(admitted, step, name + "1")
+            await pool.call(admitted, step, name + "2")
+
+    async def main():
+        await asyncio.gather(request("A", 0), request("B", 0.02), request("C", 0.04))
+
+    try:
+        asyncio.run(main())
+    finally:
+        pool.close()
+    assert sorted(order) == ["A1", "A2", "B1", "B2", "C1", "C2"]
+    assert order.index("A2") < order.index("C1")  # FIFO would run every first step before any second one
