@@ -42,7 +42,8 @@ def serve_command(axes: tuple[str, ...], generator: str | None, extractor: str |
       tlgan serve --host 0.0.0.0          # reachable from your network (no authentication!)
       tlgan serve --assets ~/transparent_latent_gan   # the original TL-GAN assets and knobs
     """
-    from tlgan.apps.web.app import bind, create_app, create_multi_app, serve
+    from tlgan.apps.web.app import bind, create_app, serve
+    from tlgan.apps.web.sets import create_multi_app
     from tlgan.apps.web.leaks import default_cache_dir
     from tlgan.axes.defaults import (
         DEFAULT_EXTRACTORS,

@@ -20,7 +20,6 @@ the models, replayer, renderer and work pool in ``request.app.state.tlgan``
 import asyncio
 import json
 import math
-import re
 import socket
 import time
 import webbrowser
@@ -45,6 +44,7 @@ from tlgan.models.generators import Generator
 from .frames import animation, encode_frame, png_bytes, tile_row, upscale
 from .hardening import Hardening
 from .leaks import LeakTable
+from .report import read_report, report_route
 from .info import ModelOut, ReadingsOut, check_display, error_response, model_info
 from .limits import BodyLimit
 from .renderer import BatchRenderer
@@ -336,35 +336,6 @@ def create_app(generator: Generator, axes: AxisSet, extractor: Extractor | None,
     return app
 
 
-REPORT_TYPES = {".html": "text/html; charset=utf-8", ".png": "image/png", ".json": "application/json",
-                ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml"}
-MAX_REPORT_BYTES = 64 * 1024 * 1024
-
-
-def read_report(folder: str | Path) -> dict[str, tuple[bytes, str]]:
-    """An evaluation report's files (top level, known types), read once: {name: (bytes, media type)}."""
-    folder = Path(folder)
-    if not (folder / "index.html").is_file():
-        raise TlganError(f"'{folder}' is not an evaluation report folder (no index.html); write one with "
-                         "tlgan evaluate --report FOLDER")
-    files, total = {}, 0
-    for path in sorted(folder.iterdir()):
-        kind = REPORT_TYPES.get(path.suffix.lower())
-        if kind and path.is_file() and not path.is_symlink():
-            data = path.read_bytes()
-            total += len(data)
-            if total > MAX_REPORT_BYTES:
-                raise TlganError(f"the report in '{folder}' is over {MAX_REPORT_BYTES >> 20} MiB")
-            files[path.name] = (data, kind)
-    return files
-
-
-def report_route(app: FastAPI, name: str, data: bytes, kind: str) -> None:
-    async def serve_file() -> Response:
-        return Response(data, media_type=kind, headers={"Cache-Control": "no-cache"})
-    app.add_api_route(f"/report/{name}", serve_file, methods=["GET"], include_in_schema=False, name=f"report:{name}")
-
-
 def bind(host: str = "127.0.0.1", port: int = 8000) -> socket.socket:
     """A TCP socket bound to (host, port); port 0 picks a free one. TlganError when that is impossible."""
     try:
@@ -391,45 +362,6 @@ def ipaddress_is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def create_multi_app(generator: Generator, sets: Sequence[tuple[str, AxisSet]], extractor: Extractor | None,
-                     **options: Any) -> FastAPI:
-    """One app for several knob sets of one generator: the first at /, the others at /sets/NAME/.
-
-    Every page lists the sets (``sets`` in GET /api/model) and switches between them, keeping the
-    seed and what of the edits the other set knows. The sets share one renderer and one work pool.
-    ``options`` go to create_app for every set.
-    """
-    names = [name for name, _ in sets]
-    if not sets:
-        raise TlganError("no knob sets to serve")
-    if len(set(names)) != len(names):
-        raise TlganError(f"knob sets need different names, got {', '.join(names)}")
-    for name in names:
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", name):
-            raise TlganError(f"knob set name '{name}' must be letters, digits, '.', '_' or '-'")
-    shared = (BatchRenderer(generator, extractor, max_batch=options.pop("max_batch", 64)),
-              WorkPool(options.pop("workers", 2), options.pop("max_pending", None)), {"local_only": True})
-    urls = ["/"] + [f"/sets/{name}/" for name in names[1:]]
-    listing = [{"name": name, "url": url} for name, url in zip(names, urls)]
-    apps = []
-    for name, axes in sets:
-        app = create_app(generator, axes, extractor, shared=shared, **options)
-        app.state.tlgan.info.update(sets=listing, set=name)
-        apps.append(app)
-    root = apps[0]
-    for (name, _), app in zip(sets[1:], apps[1:]):
-        root.mount(f"/sets/{name}", app, name=f"set:{name}")
-
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        yield
-        shared[0].close()
-        shared[1].close()
-
-    root.router.lifespan_context = lifespan
-    return root
 
 
 def configure_hosts(app: FastAPI, host: str) -> None:
