@@ -803,6 +803,7 @@ def test_blend_with_another_face(browser, page, server):
         other = context.new_page()
         open_page(other, link)
         assert shown_bytes(other) == shown and other.locator("#mix-t").input_value() == "0.4"
+        assert other.locator("#caption").inner_text() == "face #23 blended 40% with #8 · 1 edit"
     finally:
         context.close()
     page.click("#undo")

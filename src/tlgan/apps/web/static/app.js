@@ -211,7 +211,8 @@ function showFrame(s, blob, knobValues) {
     expected = new Map(model.knobs.map((k, i) => [k.name, knobValues[i]]));
   }
   if (!pending) updateValues();
-  $("caption").textContent = `face #${s.seed}` + (s.edits.length ? ` · ${s.edits.length} edit${s.edits.length > 1 ? "s" : ""}` : "");
+  $("caption").textContent = `face #${s.seed}` + (s.mix ? ` blended ${Math.round(s.mix.t * 100)}% with #${s.mix.seed}` : "") +
+    (s.edits.length ? ` · ${s.edits.length} edit${s.edits.length > 1 ? "s" : ""}` : "");
   img.alt = describe(s, knobValues);
   for (const hook of frameHooks) hook(s, knobValues);
   if (keyOf(s) === keyOf(state) && deferredSteps.length) {
