@@ -838,3 +838,24 @@ def test_switching_knob_sets_keeps_the_face(browser):
             assert page.locator("#knob-set").evaluate("s => s.selectedOptions[0].textContent") == "light"
     finally:
         context.close()
+
+
+def test_a_busy_server_is_retried_after_the_wait_it_gives(page, server):
+    open_page(page, server.url + "/#seed=25")
+    calls = []
+
+    def busy_once(route):
+        calls.append(1)
+        if len(calls) == 1:
+            route.fulfill(status=503, headers={"Retry-After": "1"}, json={"detail": "the server is busy"})
+        else:
+            route.continue_()
+
+    page.route("**/api/render", busy_once)
+    page.click(".knob[data-knob=happy] .plus")
+    page.wait_for_function("document.getElementById('toast').textContent.includes('busy; retrying in 1 s')")
+    page.wait_for_function("location.hash.includes('happy') && document.body.dataset.idle === 'true'", timeout=15000)
+    idle(page)
+    assert len(calls) >= 2 and page.locator("#error").is_hidden()
+    state = state_from_url(page.url)
+    assert shown_bytes(page) == httpx.post(server.url + "/api/render", json={**state, "size": 64}).content

@@ -182,6 +182,7 @@ async function pump() {
     const res = await post("api/render", body(s, { format: "png", size: model.frame_size }));
     const blob = await res.blob();
     const knobValues = JSON.parse(res.headers.get("X-Knob-Values"));
+    retried = false;
     showFrame(s, blob, knobValues);
   } catch (err) {
     renderFailed(s, err);
@@ -189,7 +190,7 @@ async function pump() {
     inflight = false;
     if (pending) {
       pump();
-    } else {
+    } else if (!retryTimer) {
       $("face").classList.remove("busy");
       document.body.dataset.idle = "true";
       scheduleReadings();
@@ -231,14 +232,16 @@ function describe(s, knobValues) {
 }
 
 let retried = false;
+let retryTimer = null;
 function renderFailed(s, err) {
   deferredSteps = [];
   if (err.status === 503 && !retried) {   // busy: try once more when the server says
     retried = true;
     toast(`The server is busy; retrying in ${err.retryAfter || 1} s`);
-    setTimeout(() => { retried = false; requestFrame(); }, 1000 * (err.retryAfter || 1));
+    retryTimer = setTimeout(() => { retryTimer = null; requestFrame(); }, 1000 * (err.retryAfter || 1));
     return;
   }
+  retried = false;
   showError(err.message);
   if (!shown) $("caption").textContent = `face #${s.seed} could not be shown`;
   if (err.status !== 422 || pending || keyOf(s) !== keyOf(state)) return;
