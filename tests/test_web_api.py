@@ -436,7 +436,7 @@ def test_loopback_server_refuses_foreign_host_names(model):
             assert res.status_code == 403 and "answers only to localhost" in res.json()["detail"], host
             assert res.headers["x-content-type-options"] == "nosniff"
         assert c.post("/api/render", json={"seed": 1, "size": 16}, headers={"host": "evil.example"}).status_code == 403
-        for host in ("localhost", "localhost:8000", "127.0.0.1:8000", "127.5.0.1", "[::1]:8000", "app.localhost"):
+        for host in ("localhost", "localhost.:8000", "127.0.0.1:8000", "127.5.0.1", "[::1]:8000", "app.localhost"):
             assert c.get("/api/model", headers={"host": host}).status_code == 200, host
         configure_hosts(app, "127.0.0.1")
         assert c.get("/api/model", headers={"host": "evil.example"}).status_code == 403

@@ -24,7 +24,8 @@ def host_name(header: str) -> str:
     header = header.strip().lower()
     if header.startswith("["):
         return header[1:header.find("]")] if "]" in header else header[1:]
-    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+    name = header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+    return name[:-1] if name.endswith(".") else name   # 'localhost.' is the fully qualified 'localhost'
 
 
 def is_local_name(name: str) -> bool:
