@@ -1004,9 +1004,8 @@ async function fetchLeaks(tries = 0) {
   for (const [knob, leaks] of Object.entries(data.leaks)) {
     const r = rows.get(knob);
     if (!r) continue;
-    const box = r.row.querySelector(".name");
-    let line = box.querySelector(".drags");
-    if (!line) line = box.appendChild(el("span", { className: "drags" }));
+    let line = r.row.querySelector(".drags");
+    if (!line) line = r.row.appendChild(el("span", { className: "drags" }));
     line.textContent = leaks.length
       ? "also moves " + leaks.slice(0, 2).map((l) => `${name(l.feature)} ${l.effect > 0 ? "+" : MINUS}${Math.abs(l.effect).toFixed(1)}`).join(", ")
       : "moves little else";
