@@ -8,7 +8,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: setup demo test chromium bench default-axes clean
+.PHONY: setup demo test chromium axe bench default-axes clean
 
 setup: $(VENV)/.installed
 
@@ -25,7 +25,14 @@ demo: setup
 chromium:
 	@command -v chromium >/dev/null || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium; }
 
-test: setup chromium
+# axe-core (pinned in package.json / package-lock.json) checks the page's accessibility in the browser tests.
+axe: node_modules/axe-core/axe.min.js
+
+node_modules/axe-core/axe.min.js: package.json package-lock.json
+	@command -v npm >/dev/null || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q npm; }
+	npm ci --no-audit --no-fund
+
+test: setup chromium axe
 	$(BIN)/python -m pytest
 
 # Rebuild the shipped knob set (src/tlgan/data/digiface-default.safetensors).
@@ -36,4 +43,4 @@ bench: setup
 	for f in benchmarks/*.py; do $(BIN)/python $$f || exit 1; done
 
 clean:
-	rm -rf $(VENV) .pytest_cache .tlgan-cache
+	rm -rf $(VENV) .pytest_cache .tlgan-cache node_modules

@@ -21,6 +21,7 @@ from tlgan.errors import TlganError
 from tlgan.imaging import to_pil
 
 NAMES = [k[0] for k in KNOBS]
+LOCAL = "http://127.0.0.1"  # the app answers only to local Host names unless served on a public address
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +34,7 @@ def client(model):
     generator, axes = model
     app = create_app(generator, axes, StatsExtractor(), default_view=["happy", "yaw", "brightness"],
                      display={"title": "test faces", "labels": {"yaw": "head turn"}})
-    with TestClient(app) as c:
+    with TestClient(app, base_url=LOCAL) as c:
         yield c
 
 
@@ -125,7 +126,7 @@ def test_readings_follow_the_brightness_knob(client):
 
 def test_readings_without_extractor(model):
     generator, axes = model
-    with TestClient(create_app(generator, axes, None)) as c:
+    with TestClient(create_app(generator, axes, None), base_url=LOCAL) as c:
         assert c.get("/api/model").json()["extractor"] is None
         res = c.post("/api/readings", json={"seed": 1}).json()
         assert res["readings"] == [] and res["extractor"] is None and set(res["values"]) == set(NAMES)
@@ -226,7 +227,7 @@ def test_no_route_takes_a_path_from_the_client(client):
 
 def test_page_and_openapi(client):
     page = client.get("/")
-    assert page.status_code == 200 and "/static/app.js" in page.text
+    assert page.status_code == 200 and "static/app.js" in page.text
     assert "default-src 'self'" in page.headers["content-security-policy"]
     assert client.get("/static/app.js").headers["content-type"].startswith("text/javascript")
     assert client.get("/static/style.css").status_code == 200
@@ -379,7 +380,7 @@ def test_default_model_readings_follow_the_happy_knob():
 
     axes = load_default_axes()
     app = create_app(load_generator(DEFAULT_GENERATOR, "cpu"), axes, load_extractor(DEFAULT_EXTRACTORS, "cpu"))
-    with TestClient(app) as c:
+    with TestClient(app, base_url=LOCAL) as c:
         info = c.get("/api/model").json()
         assert [k["name"] for k in info["knobs"]] == axes.names
         assert [f["name"] for f in info["extractor"]["features"]] == axes.names
@@ -392,3 +393,327 @@ def test_default_model_readings_follow_the_happy_knob():
 
         lows, highs = zip(*[(happy(seed, -3.0), happy(seed, 3.0)) for seed in range(8)])
         assert sum(highs) / 8 > sum(lows) / 8 + 0.6
+
+
+# ---- hardening: bounded work, headers, hosts, error shapes (issue 11, items 4 and 7) ----------
+class SlowGenerator(torch.nn.Module):
+    """Wraps a generator; every call sleeps ``delay`` s first (a stand-in for heavy work)."""
+
+    def __init__(self, inner, delay):
+        super().__init__()
+        self.inner, self.delay = inner, delay
+        for name in ("latent_dim", "resolution", "identity", "name"):
+            setattr(self, name, getattr(inner, name))
+
+    def forward(self, z):
+        import time
+
+        time.sleep(self.delay)
+        return self.inner(z)
+
+    def synthesize(self, z):
+        return self.forward(z)
+
+
+def test_every_response_says_nosniff(client):
+    responses = [client.get("/api/model"), client.get("/openapi.json"), client.get("/"), client.get("/nope"),
+                 client.post("/api/readings", json={"seed": 1}), client.post("/api/render", json={"seed": -1}),
+                 client.post("/api/strip", json={"seed": 1, "knob": "happy", "size": 16}),
+                 client.post("/api/check", json={"seed": 1})]
+    for res in responses:
+        assert res.headers["x-content-type-options"] == "nosniff", res.request.url
+        assert res.headers.get_list("x-content-type-options") == ["nosniff"]
+
+
+def test_loopback_server_refuses_foreign_host_names(model):
+    from tlgan.apps.web.app import configure_hosts
+
+    generator, axes = model
+    app = create_app(generator, axes, None)
+    with TestClient(app, base_url="http://127.0.0.1") as c:
+        for host in ("evil.example", "evil.example:8000", "127.0.0.1.evil.example", "attacker.localhost.evil", ""):
+            res = c.get("/api/model", headers={"host": host})
+            assert res.status_code == 403 and "answers only to localhost" in res.json()["detail"], host
+            assert res.headers["x-content-type-options"] == "nosniff"
+        assert c.post("/api/render", json={"seed": 1, "size": 16}, headers={"host": "evil.example"}).status_code == 403
+        for host in ("localhost", "localhost.:8000", "127.0.0.1:8000", "127.5.0.1", "[::1]:8000", "app.localhost"):
+            assert c.get("/api/model", headers={"host": host}).status_code == 200, host
+        configure_hosts(app, "127.0.0.1")
+        assert c.get("/api/model", headers={"host": "evil.example"}).status_code == 403
+        configure_hosts(app, "0.0.0.0")  # --host 0.0.0.0: any name
+        assert c.get("/api/model", headers={"host": "evil.example"}).status_code == 200
+
+
+@pytest.mark.parametrize("raw,ctype", [(b"\x80abc", "application/json"), (b"{not json", "application/json"),
+                                       (b'{"seed": 1', "application/json"), (b"seed=1", "application/x-www-form-urlencoded")])
+def test_unparseable_bodies_get_422_and_the_schema_says_so(client, raw, ctype):
+    res = client.post("/api/render", content=raw, headers={"content-type": ctype})
+    assert res.status_code == 422, res.text
+    assert isinstance(res.json()["detail"], str) and "\n" not in res.json()["detail"]
+
+
+def test_openapi_declares_errors_and_knob_names(client):
+    spec = client.get("/openapi.json").json()
+    for path in ("/api/render", "/api/readings", "/api/strip"):
+        responses = spec["paths"][path]["post"]["responses"]
+        assert "400" not in responses and {"422", "413", "503"} <= set(responses), path
+        assert responses["422"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorOut")
+    schemas = spec["components"]["schemas"]
+    assert "HTTPValidationError" not in schemas
+    assert schemas["ErrorOut"]["properties"]["detail"]["type"] == "string"
+    edit = schemas["EditIn"]["properties"]
+    assert edit["knob"]["enum"] == NAMES and edit["locks"]["items"]["enum"] == NAMES
+    assert schemas["StripIn"]["properties"]["knob"]["enum"] == NAMES
+    # and validation uses the enum, with the library's message
+    res = client.post("/api/render", json={"seed": 1, "edits": [_edit(knob="hapy")]})
+    assert res.status_code == 422 and "unknown feature 'hapy'; valid names: happy" in res.json()["detail"]
+
+
+def test_edits_times_locks_is_capped(client, monkeypatch):
+    from tlgan.apps.web import schemas
+
+    assert schemas.MAX_EDIT_LOCKS == 3000  # 500 edits under 6 locks each: ~0.2 s of replay
+    monkeypatch.setattr(schemas, "MAX_EDIT_LOCKS", 100)  # the test axes have only 6 knobs
+    locks = ["yaw", "brightness", "warmth", "noise"]
+    ok = [_edit(op="step", value=0.01 * (-1) ** i, locks=locks) for i in range(25)]
+    assert client.post("/api/render", json={"seed": 1, "edits": ok, "size": 16}).status_code == 200
+    res = client.post("/api/render", json={"seed": 1, "edits": ok + [_edit(locks=["yaw"])], "size": 16})
+    assert res.status_code == 422 and "edits × locks" in res.json()["detail"] and "101" in res.json()["detail"]
+
+
+def test_queue_limit_gives_503_with_retry_after_and_cheap_endpoints_keep_answering(model):
+    import time
+
+    generator, axes = model
+    app = create_app(SlowGenerator(generator, 0.4), axes, None, workers=1, max_pending=2)
+    with LiveServer(app) as server:
+        results: list = []
+
+        def heavy(i):
+            with httpx.Client(base_url=server.url, timeout=60) as http:
+                res = http.post("/api/render", json={"seed": i, "size": 16})
+                results.append((res.status_code, res.headers.get("retry-after")))
+
+        threads = [threading.Thread(target=heavy, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        time.sleep(0.15)
+        with httpx.Client(base_url=server.url, timeout=60) as http:
+            start = time.perf_counter()
+            assert http.get("/api/model").status_code == 200
+            assert time.perf_counter() - start < 0.3  # not behind the slow renders
+        for t in threads:
+            t.join()
+    codes = sorted(code for code, _ in results)
+    assert codes.count(200) >= 2 and codes.count(503) >= 1 and set(codes) <= {200, 503}
+    assert all(int(after) >= 1 for code, after in results if code == 503)
+
+
+def test_work_pool_refuses_requests_that_waited_too_long():
+    import asyncio
+    import time
+
+    from tlgan.apps.web.work import Busy, WorkPool
+
+    pool = WorkPool(workers=1, max_pending=10, max_wait_s=0.2)
+
+    async def main():
+        first = asyncio.ensure_future(pool.run(time.sleep, 0.6))
+        await asyncio.sleep(0.05)
+        with pytest.raises(Busy) as info:
+            await pool.run(lambda: "late")
+        assert info.value.retry_after >= 1
+        await first
+        assert await pool.run(lambda: "in time") == "in time"
+        assert pool.admitted == 0
+
+    try:
+        asyncio.run(main())
+    finally:
+        pool.close()
+
+
+def test_check_reports_how_much_of_a_state_replays(client):
+    res = client.post("/api/check", json={"seed": 1, "locks": ["yaw", "gone"], "edits": [
+        _edit(value=1.0), _edit(knob="warmth", value=1.0, locks=["happy"]), _edit(knob="happy", locks=["happy"]),
+        _edit(knob="yaw")]}).json()
+    assert res == {"valid_edits": 2, "detail": "knob 'happy' is locked; unlock it to move it", "valid_locks": ["yaw"]}
+    res = client.post("/api/check", json={"seed": 1, "edits": [_edit(knob="nosuch")]}).json()
+    assert res["valid_edits"] == 0 and "unknown feature 'nosuch'" in res["detail"]
+    res = client.post("/api/check", json={"seed": 1, "edits": [_edit(op="step", value=9.0), _edit(op="step", value=9.0)]})
+    assert res.json()["valid_edits"] == 1 and "±10σ" in res.json()["detail"]
+
+
+# ---- trust at a glance: leaks, evaluation report -------------------------------------------
+def test_largest_leaks_skip_the_knobs_own_feature_and_small_effects():
+    from tlgan.apps.web.leaks import largest_leaks
+
+    matrix = [[1.2, -0.5, 0.05, 0.3], [0.2, 0.9, -0.7, float("nan")]]
+    out = largest_leaks(matrix, ["smile", "tilt"], ["smile", "mouth", "tilt", "age"], {"smile": "smile", "tilt": None})
+    assert out == {"smile": [{"feature": "mouth", "effect": -0.5}, {"feature": "age", "effect": 0.3}],
+                   "tilt": [{"feature": "mouth", "effect": 0.9}, {"feature": "smile", "effect": 0.2}]}
+
+
+@pytest.mark.slow
+def test_leak_table_is_computed_once_and_cached_on_disk(model, tmp_path):
+    import time
+
+    from tlgan.apps.web.leaks import LeakTable
+    from tlgan.evaluation.evaluate import evaluate
+
+    generator, axes = model
+    table = LeakTable(generator, axes, StatsExtractor(), tmp_path, faces=6)
+    deadline = time.monotonic() + 120
+    while table.status == "computing" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert table.status == "ready", table.status
+    files = list(tmp_path.glob("*.json"))
+    assert len(files) == 1
+    # the library's own re-scoring matrix, ranked
+    data = evaluate(generator, StatsExtractor(), axes, n=6, seed=table.data["seed"], locked=False, strip_faces=0,
+                    progress=False).to_dict()
+    row = data["rescoring"]["values"][NAMES.index("noise")]
+    strongest = max((abs(v), f) for f, v in zip(data["features"], row))[1]
+    assert table.data["leaks"]["noise"][0]["feature"] == strongest
+    again = LeakTable(generator, axes, StatsExtractor(), tmp_path, faces=6)
+    assert again.status == "ready" and again.data == table.data and not hasattr(again, "_thread")
+
+
+def test_leaks_endpoint_and_report_folder(model, tmp_path, client):
+    assert client.get("/api/leaks").json() == {"status": "off", "detail": None}
+    (tmp_path / "index.html").write_text("<h1>evaluation</h1>")
+    (tmp_path / "matrix.png").write_bytes(png_bytes(np.zeros((4, 4, 3), np.uint8)))
+    (tmp_path / "notes.txt").write_text("not served")
+    generator, axes = model
+    with TestClient(create_app(generator, axes, None, report=tmp_path), base_url=LOCAL) as c:
+        assert c.get("/api/model").json()["report"] == "report/index.html"
+        assert c.get("/report/index.html").text == "<h1>evaluation</h1>"
+        assert c.get("/report/matrix.png").headers["content-type"] == "image/png"
+        assert c.get("/report/notes.txt").status_code == 404
+        (tmp_path / "index.html").write_text("changed")  # read once, at start-up
+        assert c.get("/report/index.html").text == "<h1>evaluation</h1>"
+    with pytest.raises(TlganError, match="not an evaluation report"):
+        create_app(generator, axes, None, report=tmp_path / "nope")
+
+
+# ---- export ------------------------------------------------------------------------------
+def test_png_metadata_holds_the_state(client, model):
+    from PIL import Image as PILImage
+
+    body = {"seed": 11, "edits": EDITS, "locks": ["yaw"], "size": 128}
+    plain = client.post("/api/render", json=body).content
+    tagged = client.post("/api/render", json={**body, "meta": True}).content
+    assert tagged == client.post("/api/render", json={**body, "meta": True}).content  # same state, same bytes
+    import io
+
+    with PILImage.open(io.BytesIO(tagged)) as image:
+        stored = json.loads(image.text["tlgan"])
+        assert np.array_equal(np.asarray(image.convert("RGB")), decode(plain))
+    assert stored == {"seed": 11, "edits": EDITS, "locks": ["yaw"]}
+    editor = Editor.replay(*model, stored["seed"], [Edit.from_dict(e) for e in stored["edits"]])
+    assert np.array_equal(decode(plain), np.asarray(to_pil(editor.render(), 128)))
+
+
+@pytest.mark.parametrize("fmt", ["gif", "webp"])
+def test_sweep_animation(client, model, fmt):
+    import io
+
+    from PIL import Image as PILImage
+
+    body = {"seed": 9, "knob": "brightness", "span": 2.0, "frames": 5, "size": 32, "format": fmt, "frame_ms": 50}
+    res = client.post("/api/sweep", json=body)
+    assert res.status_code == 200 and res.headers["content-type"] == f"image/{fmt}"
+    assert res.content == client.post("/api/sweep", json=body).content
+    with PILImage.open(io.BytesIO(res.content)) as image:
+        assert image.n_frames == 8 and image.size == (32, 32)  # −2 … +2 and back: 5 + 3
+        image.seek(4)
+        last = np.asarray(image.convert("RGB"))
+    if fmt == "webp":  # lossless: exactly the editor's picture at +2σ
+        generator, axes = model
+        editor = Editor(generator, axes, 9)
+        editor.set("brightness", 2.0)
+        assert np.array_equal(last, np.asarray(to_pil(editor.render(), 32)))
+    assert client.post("/api/sweep", json={**body, "knob": "nope"}).status_code == 422
+
+
+# ---- blending two faces ----------------------------------------------------------------------
+def test_mix_blends_two_faces_and_edits_apply_on_top(client, model):
+    from tlgan.sampling.latents import latent_for_seed, slerp
+
+    generator, axes = model
+
+    def render(body):
+        res = client.post("/api/render", json={"size": 64, **body})
+        assert res.status_code == 200, res.text
+        return decode(res.content), json.loads(res.headers["x-knob-values"])
+
+    a, _ = render({"seed": 3})
+    b, _ = render({"seed": 8})
+    assert np.array_equal(render({"seed": 3, "mix": {"seed": 8, "t": 0.0}})[0], a)
+    assert np.abs(render({"seed": 3, "mix": {"seed": 8, "t": 1.0}})[0].astype(int) - b).max() <= 1
+    half, _ = render({"seed": 3, "mix": {"seed": 8, "t": 0.5}})
+    z = slerp(latent_for_seed(3, 100), latent_for_seed(8, 100), 0.5)
+    assert abs(float(z.norm()) - (latent_for_seed(3, 100).norm() + latent_for_seed(8, 100).norm()) / 2) < 1e-4
+    with torch.inference_mode():
+        assert np.array_equal(half, np.asarray(to_pil(generator(z.float()[None])[0], 64)))
+    _, values = render({"seed": 3, "mix": {"seed": 8, "t": 0.5}, "edits": [_edit(value=2.0)]})
+    assert values[NAMES.index("happy")] == pytest.approx(2.0, abs=1e-9)
+    for bad in ({"seed": 8, "t": 1.5}, {"seed": -1, "t": 0.5}, {"seed": 8}, {"seed": 8, "t": 0.5, "x": 1}):
+        assert client.post("/api/render", json={"seed": 3, "mix": bad}).status_code == 422
+
+
+# ---- several knob sets ---------------------------------------------------------------------
+def test_several_knob_sets_in_one_app(model):
+    from webtools import subset_axes
+
+    from tlgan.apps.web import create_multi_app
+
+    generator, axes = model
+    light = subset_axes(axes, ["yaw", "brightness", "warmth"])
+    app = create_multi_app(generator, [("faces", axes), ("light", light)], StatsExtractor())
+    with TestClient(app, base_url=LOCAL) as c:
+        first, second = c.get("/api/model").json(), c.get("/sets/light/api/model").json()
+        listing = [{"name": "faces", "url": "/"}, {"name": "light", "url": "/sets/light/"}]
+        assert first["sets"] == second["sets"] == listing and (first["set"], second["set"]) == ("faces", "light")
+        assert [k["name"] for k in second["knobs"]] == ["yaw", "brightness", "warmth"]
+        assert c.get("/sets/light/").status_code == 200 and c.get("/sets/light/static/app.js").status_code == 200
+        edit = {"op": "set", "knob": "brightness", "value": 1.5, "locks": ["yaw"]}
+        res = c.post("/sets/light/api/render", json={"seed": 4, "edits": [edit], "size": 64})
+        _, pixels = expected(model, 4, [edit], size=64)
+        assert res.status_code == 200 and np.array_equal(decode(res.content), pixels)
+        assert json.loads(res.headers["x-knob-values"])[1] == pytest.approx(1.5, abs=1e-9)
+        bad = c.post("/sets/light/api/render", json={"seed": 4, "edits": [_edit()]})
+        assert bad.status_code == 422 and "unknown feature 'happy'" in bad.json()["detail"]
+        assert c.get("/sets/light/api/model", headers={"host": "evil.example"}).status_code == 403
+    with pytest.raises(TlganError, match="different names"):
+        create_multi_app(generator, [("a", axes), ("a", light)], None)
+
+
+def test_work_pool_finishes_started_requests_before_newer_ones():
+    import asyncio
+    import time
+
+    from tlgan.apps.web.work import WorkPool
+
+    pool = WorkPool(workers=1, max_pending=10)
+    order: list[str] = []
+
+    def step(name):
+        time.sleep(0.1)
+        order.append(name)
+
+    async def request(name, delay):
+        await asyncio.sleep(delay)
+        async with pool.slot() as admitted:
+            await pool.call(admitted, step, name + "1")
+            await pool.call(admitted, step, name + "2")
+
+    async def main():
+        await asyncio.gather(request("A", 0), request("B", 0.02), request("C", 0.04))
+
+    try:
+        asyncio.run(main())
+    finally:
+        pool.close()
+    assert sorted(order) == ["A1", "A2", "B1", "B2", "C1", "C2"]
+    assert order.index("A2") < order.index("C1")  # FIFO would run every first step before any second one

@@ -46,10 +46,19 @@ def test_serve_command_serves_the_axis_set_on_loopback(tmp_path):
     _, axes = web_model()
     path = tmp_path / "axes.safetensors"
     axes.save(path)
-    proc, url, info = _start_server(["--axes", str(path), "--extractor", "none"])
+    from webtools import subset_axes
+
+    subset_axes(axes, ["yaw", "warmth"]).save(tmp_path / "pose.safetensors")
+    proc, url, info = _start_server(["--axes", str(path), "--axes", str(tmp_path / "pose.safetensors"),
+                                     "--extractor", "none"])
     try:
         assert [k["name"] for k in info["knobs"]] == [k[0] for k in KNOBS] and info["extractor"] is None
         assert httpx.post(url + "/api/render", json={"seed": 1, "size": 64}).headers["content-type"] == "image/png"
+        assert info["sets"] == [{"name": "axes", "url": "/"}, {"name": "pose", "url": "/sets/pose/"}]
+        pose = httpx.get(url + "/sets/pose/api/model").json()
+        assert [k["name"] for k in pose["knobs"]] == ["yaw", "warmth"]
+        # bound to loopback: other Host names are refused (DNS rebinding)
+        assert httpx.get(url + "/api/model", headers={"host": "rebind.example:8000"}).status_code == 403
     finally:
         _stop(proc)
     assert proc.returncode == 0
@@ -82,5 +91,17 @@ def test_serve_with_original_assets_shows_the_original_knobs(tmp_path):
         reply = httpx.post(url + "/api/render", json={"seed": 1, "size": 64, "edits": [
             {"op": "set", "knob": "Age", "value": 1.0, "locks": ["Male"]}]})
         assert reply.status_code == 200 and reply.headers["content-type"] == "image/png"
+    finally:
+        _stop(proc)
+
+
+def test_serve_on_all_addresses_answers_any_host_name(tmp_path):
+    _, axes = web_model()
+    path = tmp_path / "axes.safetensors"
+    axes.save(path)
+    proc, url, _ = _start_server(["--axes", str(path), "--extractor", "none", "--host", "0.0.0.0"])
+    try:
+        res = httpx.get(url + "/api/model", headers={"host": "my-machine.lan:8000"})
+        assert res.status_code == 200 and res.headers["x-content-type-options"] == "nosniff"
     finally:
         _stop(proc)

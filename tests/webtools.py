@@ -102,3 +102,11 @@ def web_model():
         generator = load_generator("digiface", "cpu")
         _SETUP.update(generator=generator, axes=make_axes(generator))
     return _SETUP["generator"], _SETUP["axes"]
+
+
+def subset_axes(axes: AxisSet, names: list[str]) -> AxisSet:
+    """Another knob set of the same generator: only ``names``' rows."""
+    rows = [axes.index(n) for n in names]
+    return AxisSet(names=list(names), axes=axes.axes[rows].clone(), kinds=[axes.kinds[i] for i in rows],
+                   groups=[axes.groups[i] for i in rows], generator=axes.generator, latent_dim=axes.latent_dim,
+                   method=axes.method, quality={n: axes.quality[n] for n in names if n in axes.quality})

@@ -40,3 +40,21 @@ def latent_for_seed(seed: int, dim: int) -> torch.Tensor:
     """The face called ``seed``: latent (dim,) float32 ~ N(0, I), from its own seeded stream."""
     gen = torch.Generator().manual_seed(check_seed(seed))
     return torch.randn(dim, generator=gen, dtype=torch.float32)
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
+    """Spherical interpolation between latents a and b (D,), t in [0, 1], in float64.
+
+    Gaussian latents live near a sphere: a straight line between two of them
+    passes through short, atypical latents (washed-out faces), the arc does
+    not. The length is interpolated linearly between the two norms.
+    """
+    a64, b64 = a.to(torch.float64), b.to(torch.float64)
+    na, nb = a64.norm(), b64.norm()
+    ua, ub = a64 / na, b64 / nb
+    omega = torch.arccos(torch.clamp(ua @ ub, -1.0, 1.0))
+    if float(omega) < 1e-6:
+        direction = ua
+    else:
+        direction = (torch.sin((1 - t) * omega) * ua + torch.sin(t * omega) * ub) / torch.sin(omega)
+    return direction * ((1 - t) * na + t * nb)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from .common import AXES_HELP
 
 
 @click.command("serve")
-@click.option("--axes", type=click.Path(dir_okay=False), default=None, help=AXES_HELP)
+@click.option("--axes", type=click.Path(dir_okay=False), multiple=True,
+              help=AXES_HELP + "; give it several times to serve several knob sets, switchable in the page")
 @click.option("--generator", default=None, help="generator spec [default: digiface]")
 @click.option("--extractor", default=None,
               help="extractors for the live readings, comma-separated, or 'none' "
@@ -21,8 +24,13 @@ from .common import AXES_HELP
 @click.option("--assets", "assets_dir", type=click.Path(file_okay=False), default=None,
               help="a folder with the original TL-GAN layout (asset_model/, asset_results/): serve its PG-GAN "
                    "with the original knobs")
-def serve_command(axes: str | None, generator: str | None, extractor: str | None, host: str, port: int,
-                  open_browser: bool, device: str, assets_dir: str | None) -> None:
+@click.option("--report", "report_dir", type=click.Path(file_okay=False, exists=True), default=None,
+              help="an evaluation report folder (tlgan evaluate --report DIR) to link from the page")
+@click.option("--leaks/--no-leaks", default=True, show_default=True,
+              help="measure once (in the background, cached on disk) what else each knob moves, and show it")
+def serve_command(axes: tuple[str, ...], generator: str | None, extractor: str | None, host: str, port: int,
+                  open_browser: bool, device: str, assets_dir: str | None, report_dir: str | None,
+                  leaks: bool) -> None:
     """Serve the web app: a face, one knob per feature, locks, undo, share links.
 
     \b
@@ -30,10 +38,13 @@ def serve_command(axes: str | None, generator: str | None, extractor: str | None
       tlgan serve                         # http://127.0.0.1:8000, default model
       tlgan serve --open --port 8080
       tlgan serve --axes my-axes.safetensors --extractor none
+      tlgan serve --axes faces.safetensors --axes lighting.safetensors   # two knob sets
       tlgan serve --host 0.0.0.0          # reachable from your network (no authentication!)
       tlgan serve --assets ~/transparent_latent_gan   # the original TL-GAN assets and knobs
     """
     from tlgan.apps.web.app import bind, create_app, serve
+    from tlgan.apps.web.sets import create_multi_app
+    from tlgan.apps.web.leaks import default_cache_dir
     from tlgan.axes.defaults import (
         DEFAULT_EXTRACTORS,
         DEFAULT_GENERATOR,
@@ -48,6 +59,7 @@ def serve_command(axes: str | None, generator: str | None, extractor: str | None
 
     bind(host, port).close()  # fail fast on a busy port, before loading models
     set_cpu_threads()
+    extras = {"report": report_dir, "leaks_cache": default_cache_dir() if leaks else None}
     if assets_dir:
         if axes or generator:
             raise TlganError("--assets brings its own generator and axes; drop --axes/--generator")
@@ -56,13 +68,16 @@ def serve_command(axes: str | None, generator: str | None, extractor: str | None
         spec = extractor or original.extractor_spec or "none"
         ext = None if spec.strip().lower() == "none" else load_extractor(spec, device)
         app = create_app(gen, original.axis_set(gen.identity), ext, default_view=original.default_knobs,
-                         display={"title": "TL-GAN (original assets)"})
+                         display={"title": "TL-GAN (original assets)"}, **extras)
         serve(app, host=host, port=port, open_browser=open_browser)
         return
-    axis_set = load_axes(axes) if axes else load_default_axes()
+    sets = [(Path(a).stem, load_axes(a)) for a in axes] if axes else [("default", load_default_axes())]
+    axis_set = sets[0][1]
     gen = load_generator(generator or DEFAULT_GENERATOR, device)
-    axis_set.check_generator(gen)
+    for _, one in sets:
+        one.check_generator(gen)
     if extractor is None:
         extractor = axis_set.extractor_spec() if axis_set.extractor else DEFAULT_EXTRACTORS
     ext = None if extractor.strip().lower() == "none" else load_extractor(extractor, device)
-    serve(create_app(gen, axis_set, ext), host=host, port=port, open_browser=open_browser)
+    app = create_app(gen, axis_set, ext, **extras) if len(sets) == 1 else create_multi_app(gen, sets, ext, **extras)
+    serve(app, host=host, port=port, open_browser=open_browser)

@@ -5,162 +5,131 @@ Endpoints (OpenAPI at /openapi.json):
   POST /api/render    seed + edits + locks -> PNG or WebP; knob values in the X-Knob-Values header
   POST /api/readings  seed + edits + locks -> knob values and the extractor's readings of the image
   POST /api/strip     one knob swept −span…+span σ from the current state -> one PNG row
+  POST /api/check     seed + edits + locks -> how many of the edits replay, and why the next one does not
 Requests are stateless (the client holds the state; the server replays it),
 so any state can be shared as a link. Bad input gets 422 with a one-line
-``detail``; bodies over MAX_BODY_BYTES get 413. No endpoint reads a path the
-client gives: the page's three files are read once, at start-up.
+``detail``; bodies over MAX_BODY_BYTES get 413; when more heavy requests are
+queued than the server accepts, 503 with Retry-After. No endpoint reads a
+path the client gives: the page's files are read once, at start-up.
+
+Extensions add routes with ``create_app(..., routers=[...])``; a route finds
+the models, replayer, renderer and work pool in ``request.app.state.tlgan``
+(a WebContext), and should run model work through ``ctx.work.run``.
 """
 
-from __future__ import annotations
-
+import asyncio
 import json
 import math
 import socket
 import time
 import webbrowser
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from importlib import resources
-from typing import Any, AsyncIterator
+from pathlib import Path
+from typing import Any, AsyncIterator, Sequence
 
 import torch
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tlgan.axes.store import AxisSet
-from tlgan.editing.editor import DEFAULT_STEP, MAX_KNOB, Editor
+from tlgan.editing.editor import Editor
 from tlgan.errors import TlganError
-from tlgan.models.extractors import GROUPS, Extractor
+from tlgan.models.extractors import Extractor
 from tlgan.models.generators import Generator
 
-from .frames import encode_frame, png_bytes, tile_row, upscale
+from .frames import animation, encode_frame, png_bytes, tile_row, upscale
+from .hardening import Hardening
+from .leaks import LeakTable
+from .report import read_report, report_route
+from .info import ModelOut, ReadingsOut, check_display, error_response, model_info
 from .limits import BodyLimit
 from .renderer import BatchRenderer
-from .schemas import MAX_BODY_BYTES, MAX_EDITS, MAX_SIZE, RenderIn, StateIn, StripIn
+from .schemas import MAX_BODY_BYTES, StateIn, knob_schemas
 from .state import Replayer
+from .work import Busy, WorkPool
 
-SLIDER_RANGE = 4.0     # the page's sliders span ±4σ
-WEAK_R2 = 0.3          # knobs whose held-out R² is below this are marked weak
-DISPLAY_KEYS = {"title": str, "labels": dict, "weak_r2": float, "image_size": int}
 MEDIA = {"png": "image/png", "webp": "image/webp"}
-STATIC = {"app.js": "text/javascript; charset=utf-8", "style.css": "text/css; charset=utf-8"}
+INLINE_ENCODE_PX = 128   # PNG frames up to this size are encoded on the event loop (the page's frames)
+STATIC_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
 PAGE_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; "
                                "script-src 'self'; connect-src 'self'; base-uri 'none'; frame-ancestors 'none'",
-    "X-Content-Type-Options": "nosniff",
     "Cache-Control": "no-cache",
+}
+BAD = error_response("bad request: the one-line reason is in `detail` (also for bodies that are not JSON)",
+                     "edits.0.knob: unknown feature 'hapy'; valid names: happy, yaw")
+ERRORS: dict[int | str, dict[str, Any]] = {
+    422: BAD,
+    413: error_response("request body too large", "request body too large (200000 bytes); the limit is 131072 bytes"),
+    503: error_response("too many requests queued; retry after the seconds in the Retry-After header",
+                        "the server is busy (18 requests queued); retry in a moment"),
 }
 
 
-# ---- response models (for the OpenAPI document) ------------------------------
-class KnobOut(BaseModel):
-    name: str
-    label: str
-    kind: str
-    group: str
-    r2: float | None
-    weak: bool
-    description: str
-    shown: bool
+@dataclass
+class WebContext:
+    """What the app's routes share; extension routers find it in ``request.app.state.tlgan``."""
+
+    generator: Generator
+    axes: AxisSet
+    extractor: Extractor | None
+    replayer: Replayer
+    renderer: BatchRenderer
+    work: WorkPool
+    schemas: dict[str, Any]
+    info: dict[str, Any]
+
+    def editor(self, state: StateIn) -> Editor:
+        """The Editor a request's state names (replayed; raises TlganError)."""
+        return self.replayer.editor(state.seed, state.edit_list(), state.locks, state.start())
 
 
-class FeatureOut(BaseModel):
-    name: str
-    kind: str
-    group: str
-    description: str
-
-
-class ModelOut(BaseModel):
-    title: str
-    generator: dict[str, Any]
-    axes: dict[str, Any]
-    knobs: list[KnobOut]
-    groups: list[str]
-    extractor: dict[str, Any] | None
-    step: float
-    slider_range: float
-    max_value: float
-    weak_r2: float
-    image_size: int
-    limits: dict[str, int]
-
-
-class ReadingOut(BaseModel):
-    name: str
-    value: float | None
-    kind: str
-    group: str
-
-
-class ReadingsOut(BaseModel):
-    values: dict[str, float]
-    extractor: str | None
-    readings: list[ReadingOut]
-
-
-ERROR = {"description": "bad request: the one-line reason is in `detail`",
-         "content": {"application/json": {"example": {"detail": "unknown feature 'hapy'; valid names: happy, yaw"}}}}
-
-
-def _check_display(display: dict[str, Any] | None, axes: AxisSet) -> dict[str, Any]:
-    display = dict(display or {})
-    for key, value in display.items():
-        if key not in DISPLAY_KEYS:
-            raise TlganError(f"unknown display option '{key}'; valid: {', '.join(DISPLAY_KEYS)}")
-        wanted = DISPLAY_KEYS[key]
-        if not isinstance(value, wanted) and not (wanted is float and isinstance(value, int)):
-            raise TlganError(f"display option '{key}' must be a {wanted.__name__}")
-    for name in display.get("labels", {}):
-        axes.index(name)
-    return display
-
-
-def _validation_message(exc: RequestValidationError) -> str:
+def _validation_message(exc: RequestValidationError, names: Sequence[str]) -> str:
     parts = []
     for err in exc.errors()[:3]:
-        where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
-        parts.append(f"{where}: {err.get('msg', 'invalid')}")
+        loc = [str(p) for p in err.get("loc", ()) if p != "body"]
+        where = ".".join(loc) or "body"
+        if err.get("type") == "literal_error" and any(p in ("knob", "locks") for p in loc):
+            message = f"unknown feature {err.get('input')!r}; valid names: {', '.join(names)}"
+        elif err.get("type") == "json_invalid":
+            where, message = "body", f"not valid JSON ({err.get('ctx', {}).get('error', 'decode error')} " \
+                                     f"at character {loc[0] if loc else 0})"
+        else:
+            message = err.get("msg", "invalid")
+        parts.append(f"{where}: {message}")
     more = len(exc.errors()) - 3
     return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
 
 
-def _model_info(generator: Generator, axes: AxisSet, extractor: Extractor | None, shown: set[str],
-                display: dict[str, Any]) -> dict[str, Any]:
-    weak_r2 = float(display.get("weak_r2", WEAK_R2))
-    labels = display.get("labels", {})
-    knobs = []
-    for name, kind, group in zip(axes.names, axes.kinds, axes.groups):
-        r2 = axes.r2(name)
-        knobs.append({
-            "name": name, "label": str(labels.get(name, name.replace("_", " "))), "kind": kind,
-            "group": group if group in GROUPS else "other",
-            "r2": None if r2 is None or not math.isfinite(r2) else float(r2),
-            "weak": r2 is not None and math.isfinite(r2) and r2 < weak_r2,
-            "description": axes.descriptions.get(name, ""), "shown": name in shown,
-        })
-    present = {k["group"] for k in knobs}
-    return {
-        "title": str(display.get("title", "tlgan")),
-        "generator": {"name": generator.name, "identity": generator.identity, "latent_dim": generator.latent_dim,
-                      "resolution": generator.resolution},
-        "axes": {"method": axes.method, "latent_space": axes.latent_space, "samples": axes.samples,
-                 "extractor": axes.extractor},
-        "knobs": knobs,
-        "groups": [g for g in GROUPS if g in present],
-        "extractor": None if extractor is None else {
-            "name": extractor.name,
-            "features": [{"name": f.name, "kind": f.kind, "group": f.group, "description": f.description}
-                         for f in extractor.features]},
-        "step": DEFAULT_STEP, "slider_range": SLIDER_RANGE, "max_value": MAX_KNOB, "weak_r2": weak_r2,
-        "image_size": int(display.get("image_size", 512)),
-        "limits": {"max_edits": MAX_EDITS, "max_body_bytes": MAX_BODY_BYTES, "max_size": MAX_SIZE},
-    }
+def state_json(request: Any) -> str:
+    """The state a request names (seed, edits, locks), as compact JSON: what a PNG's metadata stores."""
+    state = {"seed": request.seed, "edits": [e.to_edit().to_dict() for e in request.edits],
+             "locks": sorted(set(request.locks))}
+    if request.mix is not None:
+        state["mix"] = request.mix.model_dump()
+    return json.dumps(state, separators=(",", ":"))
+
+
+def _static_files() -> dict[str, tuple[bytes, str]]:
+    """The page's scripts and style sheets, read once: {file name: (bytes, media type)}."""
+    folder = resources.files("tlgan.apps.web") / "static"
+    files = {}
+    for entry in folder.iterdir():
+        kind = next((t for ext, t in STATIC_TYPES.items() if entry.name.endswith(ext)), None)
+        if kind and entry.is_file():
+            files[entry.name] = (entry.read_bytes(), kind)
+    return files
 
 
 def create_app(generator: Generator, axes: AxisSet, extractor: Extractor | None, default_view: list[str] | None = None,
-               display: dict[str, Any] | None = None, *, max_batch: int = 64) -> FastAPI:
+               display: dict[str, Any] | None = None, *, max_batch: int = 64, workers: int = 2,
+               max_pending: int | None = None, routers: Sequence[APIRouter] = (),
+               leaks_cache: str | Path | None = None, report: str | Path | None = None,
+               shared: tuple[BatchRenderer, WorkPool, dict[str, Any]] | None = None) -> FastAPI:
     """Build the app for one generator and axis set.
 
     Args:
@@ -171,6 +140,14 @@ def create_app(generator: Generator, axes: AxisSet, extractor: Extractor | None,
         display: optional page settings: ``title`` (str), ``labels`` ({knob: label}),
             ``weak_r2`` (knobs with held-out R² below it are marked weak, default 0.3),
             ``image_size`` (px of the main image, default 512).
+        workers, max_pending: the WorkPool that runs model work (threads; requests in
+            progress beyond which more get 503 with Retry-After).
+        routers: extra APIRouters to include (they find a WebContext in ``app.state.tlgan``).
+        leaks_cache: a folder where each knob's largest re-scoring leaks are cached (computed once in
+            the background, see leaks.py); None: no leaks (GET /api/leaks says 'off').
+        report: a folder written by ``tlgan evaluate --report``: read at start-up, served under /report/.
+        shared: (renderer, work pool, host settings) shared with other knob sets' apps (create_multi_app);
+            the caller then closes them.
     """
     axes.check_generator(generator)
     if extractor is not None:
@@ -178,26 +155,36 @@ def create_app(generator: Generator, axes: AxisSet, extractor: Extractor | None,
     shown = set(axes.names if default_view is None else default_view)
     for name in shown:
         axes.index(name)
-    display = _check_display(display, axes)
-    info = _model_info(generator, axes, extractor, shown, display)
-    if not 64 <= info["image_size"] <= MAX_SIZE:
-        raise TlganError(f"display image_size must be within 64..{MAX_SIZE}")
-    static_dir = resources.files("tlgan.apps.web") / "static"
-    page = (static_dir / "index.html").read_text(encoding="utf-8")
-    assets = {name: (static_dir / name).read_bytes() for name in STATIC}
-    replayer = Replayer(generator, axes)
-    renderer = BatchRenderer(generator, extractor, max_batch=max_batch)
+    display = check_display(display, axes)
+    info = model_info(generator, axes, extractor, shown, display)
+    report_files = read_report(report) if report is not None else {}
+    info["report"] = "report/index.html" if "index.html" in report_files else None  # relative: see create_multi_app
+    page = (resources.files("tlgan.apps.web") / "static" / "index.html").read_text(encoding="utf-8")
+    static = _static_files()
+    schemas = knob_schemas(axes.names)
+    renderer, work, hosts = shared if shared is not None else (
+        BatchRenderer(generator, extractor, max_batch=max_batch), WorkPool(workers, max_pending), {"local_only": True})
+    ctx = WebContext(generator, axes, extractor, Replayer(generator, axes), renderer, work, schemas, info)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
-        renderer.close()
+        if shared is None:
+            ctx.renderer.close()
+            ctx.work.close()
 
     app = FastAPI(title="tlgan", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Edit a generator's images with one knob per feature. State is (seed, edits, locks); "
                               "every request carries it, so the API is stateless and any state can be shared.")
-    app.state.renderer, app.state.replayer = renderer, replayer
+    app.state.tlgan = ctx
+    app.state.renderer, app.state.replayer = ctx.renderer, ctx.replayer
+    app.state.hardening = hosts   # serve() relaxes it when bound to a public address
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(Hardening, settings=app.state.hardening)
+
+    @app.exception_handler(Busy)
+    async def busy(_: Request, exc: Busy) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": str(exc.retry_after)})
 
     @app.exception_handler(TlganError)
     async def tlgan_error(_: Request, exc: TlganError) -> JSONResponse:
@@ -205,82 +192,147 @@ def create_app(generator: Generator, axes: AxisSet, extractor: Extractor | None,
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse({"detail": _validation_message(exc)}, status_code=422)
+        return JSONResponse({"detail": _validation_message(exc, axes.names)}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:  # FastAPI's "error parsing the body" (e.g. bytes that are not UTF-8)
+            return JSONResponse({"detail": "body: not valid JSON (not UTF-8 text)"}, status_code=422)
+        return JSONResponse({"detail": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(Exception)
     async def server_error(_: Request, exc: Exception) -> JSONResponse:
         return JSONResponse({"detail": f"server error: {type(exc).__name__}: {exc}"}, status_code=500)
 
-    def frame(state: StateIn, read: bool = False) -> tuple[Editor, Any]:
-        editor = replayer.editor(state.seed, state.edit_list(), state.locks)
-        return editor, renderer.render(editor.latent()[None], read=read)
-
     # ---- the page --------------------------------------------------------------
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def index() -> HTMLResponse:
+    async def index() -> HTMLResponse:
         return HTMLResponse(page, headers=PAGE_HEADERS)
 
-    @app.get("/static/app.js", include_in_schema=False)
-    def script() -> Response:
-        return Response(assets["app.js"], media_type=STATIC["app.js"], headers=PAGE_HEADERS)
+    def static_route(name: str, data: bytes, kind: str) -> None:
+        async def serve_file() -> Response:
+            return Response(data, media_type=kind, headers=PAGE_HEADERS)
+        app.add_api_route(f"/static/{name}", serve_file, methods=["GET"], include_in_schema=False,
+                          name=f"static:{name}")
 
-    @app.get("/static/style.css", include_in_schema=False)
-    def style() -> Response:
-        return Response(assets["style.css"], media_type=STATIC["style.css"], headers=PAGE_HEADERS)
+    for name, (data, kind) in sorted(static.items()):
+        static_route(name, data, kind)
 
-    # ---- the API ---------------------------------------------------------------
+    for name, (data, kind) in sorted(report_files.items()):
+        report_route(app, name, data, kind)
+
+    # ---- the API: cheap answers on the event loop, model work on ctx.work -----------
+    RenderIn, StripIn, CheckIn = schemas["RenderIn"], schemas["StripIn"], schemas["CheckIn"]
+
     @app.get("/api/model", response_model=ModelOut, summary="Model info: knobs, groups, quality")
-    def model() -> dict[str, Any]:
+    async def model() -> dict[str, Any]:
         return info
+
+    async def frame(request: Any, admitted: float, read: bool = False) -> tuple[Editor, Any]:
+        """Replay the request's state on a worker, then wait (holding no worker) for the renderer."""
+        editor = await ctx.work.call(admitted, ctx.editor, request)
+        frames = await asyncio.wrap_future(ctx.renderer.submit(editor.latent()[None], read=read))
+        return editor, frames
 
     @app.post("/api/render", response_class=Response, summary="Render a state as PNG or WebP",
               responses={200: {"content": {"image/png": {}, "image/webp": {}},
                                "description": "the image; header X-Knob-Values holds every knob's value in σ "
-                                              "(JSON list in /api/model's knob order)"},
-                         422: ERROR, 413: {"description": "request body too large"}})
-    def render(request: RenderIn) -> Response:
-        start = time.perf_counter()
-        editor, frames = frame(request)
-        data = encode_frame(frames.pixels[0], request.size, request.format)
+                                              "(JSON list in /api/model's knob order)"}, **ERRORS})
+    async def render(request: RenderIn) -> Response:  # type: ignore[valid-type]
+        async with ctx.work.slot() as admitted:
+            start = time.perf_counter()
+            editor, frames = await frame(request, admitted)
+            text = {"tlgan": state_json(request), "Software": "tlgan"} if request.meta and request.format == "png" \
+                else None
+            if request.size <= INLINE_ENCODE_PX and request.format == "png":  # ~0.1 ms: not worth a thread hop
+                data = encode_frame(frames.pixels[0], request.size, request.format, text)
+            else:
+                data = await ctx.work.call(admitted, encode_frame, frames.pixels[0], request.size, request.format,
+                                           text)
         values = editor.values()
         headers = {
             "X-Knob-Values": json.dumps([values[n] for n in axes.names]),
             "Server-Timing": f"frame;dur={(time.perf_counter() - start) * 1000:.2f}",
-            "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff",
+            "Cache-Control": "no-store",
         }
         return Response(data, media_type=MEDIA[request.format], headers=headers)
 
     @app.post("/api/readings", response_model=ReadingsOut, summary="Knob values and the extractor's readings",
-              responses={422: ERROR})
-    def readings(request: StateIn) -> dict[str, Any]:
-        if extractor is None:
-            editor = replayer.editor(request.seed, request.edit_list(), request.locks)
-            return {"values": editor.values(), "extractor": None, "readings": []}
-        editor, frames = frame(request, read=True)
+              responses=ERRORS)
+    async def readings(request: schemas["StateIn"]) -> dict[str, Any]:  # type: ignore[valid-type]
+        async with ctx.work.slot() as admitted:
+            if extractor is None:
+                editor = await ctx.work.call(admitted, ctx.editor, request)
+                return {"values": editor.values(), "extractor": None, "readings": []}
+            editor, frames = await frame(request, admitted, read=True)
         row = frames.readings[0]
         return {"values": editor.values(), "extractor": extractor.name, "readings": [
             {"name": f.name, "value": float(v) if math.isfinite(float(v)) else None, "kind": f.kind, "group": f.group}
             for f, v in zip(extractor.features, row)]}
 
-    @app.post("/api/strip", response_class=Response, summary="One knob swept from −span to +span σ, as a PNG row",
-              responses={200: {"content": {"image/png": {}},
-                               "description": "the tiles left to right; header X-Strip-Values lists their σ values"},
-                         422: ERROR})
-    def strip(request: StripIn) -> Response:
-        base = replayer.editor(request.seed, request.edit_list(), request.locks)
-        axes.index(request.knob)
-        values = [-request.span + 2 * request.span * i / (request.steps - 1) for i in range(request.steps)]
+    def strip_latents(request: Any, steps: int | None = None) -> tuple[list[float], torch.Tensor]:
+        base = ctx.editor(request)
+        steps = steps or request.steps
+        values = [-request.span + 2 * request.span * i / (steps - 1) for i in range(steps)]
         latents = []
         for value in values:
             editor = Editor(generator, axes, request.seed)
             editor.z, editor.locks = base.z.clone(), set(base.locks)
             editor.set(request.knob, value)
             latents.append(editor.latent())
-        frames = renderer.render(torch.stack(latents))
-        row = tile_row([upscale(p, request.size) for p in frames.pixels])
-        return Response(png_bytes(row), media_type="image/png",
+        return values, torch.stack(latents)
+
+    def strip_png(pixels: Any, size: int) -> bytes:
+        return png_bytes(tile_row([upscale(p, size) for p in pixels]))
+
+    @app.post("/api/strip", response_class=Response, summary="One knob swept from −span to +span σ, as a PNG row",
+              responses={200: {"content": {"image/png": {}},
+                               "description": "the tiles left to right; header X-Strip-Values lists their σ values"},
+                         **ERRORS})
+    async def strip(request: StripIn) -> Response:  # type: ignore[valid-type]
+        async with ctx.work.slot() as admitted:
+            values, latents = await ctx.work.call(admitted, strip_latents, request)
+            frames = await asyncio.wrap_future(ctx.renderer.submit(latents))
+            data = await ctx.work.call(admitted, strip_png, frames.pixels, request.size)
+        return Response(data, media_type="image/png",
                         headers={"X-Strip-Values": json.dumps(values), "Cache-Control": "no-store"})
 
+    def sweep_file(pixels: Any, request: Any) -> bytes:
+        frames = [upscale(p, request.size) for p in pixels]
+        return animation(frames + frames[-2:0:-1], request.format, request.frame_ms)  # there and back
+
+    @app.post("/api/sweep", response_class=Response, summary="One knob swept −span…+span σ and back, animated",
+              responses={200: {"content": {"image/gif": {}, "image/webp": {}},
+                               "description": "a looping GIF or lossless WebP animation"}, **ERRORS})
+    async def sweep(request: schemas["SweepIn"]) -> Response:  # type: ignore[valid-type]
+        async with ctx.work.slot() as admitted:
+            _, latents = await ctx.work.call(admitted, strip_latents, request, request.frames)
+            frames = await asyncio.wrap_future(ctx.renderer.submit(latents))
+            data = await ctx.work.call(admitted, sweep_file, frames.pixels, request)
+        return Response(data, media_type=f"image/{request.format}", headers={"Cache-Control": "no-store"})
+
+    leak_table = LeakTable(generator, axes, extractor, Path(leaks_cache)) \
+        if leaks_cache is not None and extractor is not None else None
+
+    @app.get("/api/leaks", summary="Each knob's largest re-scoring leaks (what else it moves)")
+    async def leaks() -> dict[str, Any]:
+        """``status`` is 'computing' (ask again later), 'ready' (``leaks``: {knob: [{feature, effect}]},
+        effects in feature SDs per σ of the knob), 'failed' (``detail``) or 'off'."""
+        return leak_table.answer() if leak_table is not None else {"status": "off", "detail": None}
+
+    def check_work(request: Any) -> dict[str, Any]:
+        return ctx.replayer.check(request.seed, request.edit_list(), request.locks, request.start())
+
+    @app.post("/api/check", summary="How much of a state replays: the valid edits and locks, and why the rest not",
+              responses=ERRORS)
+    async def check(request: CheckIn) -> dict[str, Any]:  # type: ignore[valid-type]
+        """For links made elsewhere (other axes, hand-edited): knob names are plain strings here, and the
+        answer says how many edits replay in order (``valid_edits``), the first failure's reason
+        (``detail``, null when all replay), and which of the locks exist (``valid_locks``)."""
+        return await ctx.work.run(check_work, request)
+
+    for router in routers:
+        app.include_router(router)
     return app
 
 
@@ -312,6 +364,13 @@ def ipaddress_is_loopback(host: str) -> bool:
         return False
 
 
+def configure_hosts(app: FastAPI, host: str) -> None:
+    """Bound to loopback, the app answers only to local Host names (against DNS rebinding); bound to another
+    address (e.g. 0.0.0.0) it is meant to be reached under any name."""
+    if hasattr(app.state, "hardening"):
+        app.state.hardening["local_only"] = ipaddress_is_loopback(host)
+
+
 def serve(app: FastAPI, host: str = "127.0.0.1", port: int = 8000, open_browser: bool = False) -> None:
     """Run the app with uvicorn until Ctrl-C, on 127.0.0.1 unless told otherwise; optionally open a browser."""
     import threading
@@ -322,6 +381,7 @@ def serve(app: FastAPI, host: str = "127.0.0.1", port: int = 8000, open_browser:
     bound = sock.getsockname()[1]
     shown_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
     url = f"http://{'[' + shown_host + ']' if ':' in shown_host else shown_host}:{bound}/"
+    configure_hosts(app, host)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
     if open_browser:
         threading.Timer(1.0, webbrowser.open, args=(url,)).start()

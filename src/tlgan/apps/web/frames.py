@@ -10,6 +10,7 @@ time; zlib releases the GIL, so several frames encode in parallel.
 
 from __future__ import annotations
 
+import io
 import struct
 import zlib
 
@@ -27,8 +28,11 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
 
-def png_bytes(pixels: np.ndarray, level: int = 1) -> bytes:
-    """Encode an RGB image (H, W, 3) uint8 as an 8-bit truecolour PNG using the 'Up' row filter."""
+def png_bytes(pixels: np.ndarray, level: int = 1, text: dict[str, str] | None = None) -> bytes:
+    """Encode an RGB image (H, W, 3) uint8 as an 8-bit truecolour PNG using the 'Up' row filter.
+
+    ``text``: {keyword: value} stored as iTXt chunks (UTF-8), e.g. the edits that made the image.
+    """
     if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[2] != 3:
         raise TlganError(f"pixels must be (H, W, 3) uint8, got {pixels.shape} {pixels.dtype}")
     height, width, _ = pixels.shape
@@ -41,7 +45,9 @@ def png_bytes(pixels: np.ndarray, level: int = 1) -> bytes:
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     packer = zlib.compressobj(level, zlib.DEFLATED, 15, 9, zlib.Z_RLE)
     data = packer.compress(rows.tobytes()) + packer.flush()
-    return _PNG_SIGNATURE + _chunk(b"IHDR", header) + _chunk(b"IDAT", data) + _chunk(b"IEND", b"")
+    chunks = [_chunk(b"iTXt", key.encode("latin-1") + b"\0\0\0\0\0" + value.encode("utf-8"))
+              for key, value in (text or {}).items()]
+    return _PNG_SIGNATURE + _chunk(b"IHDR", header) + b"".join(chunks) + _chunk(b"IDAT", data) + _chunk(b"IEND", b"")
 
 
 def upscale(pixels: np.ndarray, size: int) -> np.ndarray:
@@ -51,11 +57,11 @@ def upscale(pixels: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(Image.fromarray(pixels, "RGB").resize((size, size), Image.Resampling.BICUBIC))
 
 
-def encode_frame(pixels: np.ndarray, size: int, fmt: str = "png") -> bytes:
-    """(H, W, 3) uint8 -> PNG (fast path) or lossless WebP bytes of the image scaled to ``size`` px."""
+def encode_frame(pixels: np.ndarray, size: int, fmt: str = "png", text: dict[str, str] | None = None) -> bytes:
+    """(H, W, 3) uint8 -> PNG (fast path; ``text`` chunks) or lossless WebP bytes of the image scaled to ``size`` px."""
     scaled = upscale(pixels, size)
     if fmt == "png":
-        return png_bytes(scaled)
+        return png_bytes(scaled, text=text)
     return encode(Image.fromarray(scaled, "RGB"), fmt)
 
 
@@ -66,3 +72,14 @@ def tile_row(tiles: list[np.ndarray], pad: int = 2) -> np.ndarray:
     for i, tile in enumerate(tiles):
         out[:, i * (size + pad): i * (size + pad) + size] = tile
     return out
+
+
+def animation(frames: list[np.ndarray], fmt: str, frame_ms: int) -> bytes:
+    """Frames (each (S, S, 3) uint8) as a looping animated GIF or lossless WebP (Pillow; same frames, same bytes)."""
+    if fmt not in ("gif", "webp"):
+        raise TlganError(f"animation format must be gif or webp, got '{fmt}'")
+    images = [Image.fromarray(f, "RGB") for f in frames]
+    buffer = io.BytesIO()
+    options = {"lossless": True, "quality": 80, "method": 0} if fmt == "webp" else {"optimize": False}
+    images[0].save(buffer, fmt.upper(), save_all=True, append_images=images[1:], duration=frame_ms, loop=0, **options)
+    return buffer.getvalue()

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+from pydantic_core import PydanticCustomError
 
 from tlgan.editing.editor import MAX_KNOB, Edit
 from tlgan.sampling.latents import MAX_SEED
@@ -14,6 +15,7 @@ MAX_NAME = 200
 MAX_LOCKS = 256
 MAX_BODY_BYTES = 128 * 1024
 MAX_SIZE = 1024
+MAX_EDIT_LOCKS = 3000  # Σ over edits of the locks each was made under: replaying one pair costs ~60 µs
 
 
 class EditIn(BaseModel):
@@ -29,21 +31,55 @@ class EditIn(BaseModel):
         return Edit(self.op, self.knob, float(self.value), tuple(sorted(set(self.locks))))
 
 
+class MixIn(BaseModel):
+    """Start from a blend of the face ``seed`` and another face: ``t`` of the way along the arc between them."""
+
+    model_config = ConfigDict(extra="forbid")
+    seed: int = Field(ge=0, le=MAX_SEED, strict=True, description="the other face")
+    t: float = Field(ge=0, le=1, allow_inf_nan=False, strict=True, description="0: this face, 1: the other")
+
+
 class StateIn(BaseModel):
-    """A face: its seed, the edits made to it (replayed in order) and the knobs locked now."""
+    """A face: its seed (optionally blended with another), the edits made to it (replayed in order) and the
+    knobs locked now."""
 
     model_config = ConfigDict(extra="forbid")
     seed: int = Field(ge=0, le=MAX_SEED, strict=True, description="the starting face")
+    mix: MixIn | None = Field(None, description="blend the starting face with another before the edits")
     edits: list[EditIn] = Field(default_factory=list, max_length=MAX_EDITS)
     locks: list[str] = Field(default_factory=list, max_length=MAX_LOCKS, description="knobs locked now")
 
+    @model_validator(mode="after")
+    def _bounded_work(self) -> "StateIn":
+        pairs = sum(len(set(e.locks)) for e in self.edits)
+        if pairs > MAX_EDIT_LOCKS:
+            raise PydanticCustomError(
+                "too_much_work", "the edits carry {pairs} locks in all (edits × locks); the limit is {limit}: "
+                "start again from fewer edits (Reset) or lock fewer knobs", {"pairs": pairs, "limit": MAX_EDIT_LOCKS})
+        return self
+
     def edit_list(self) -> list[Edit]:
         return [e.to_edit() for e in self.edits]
+
+    def start(self) -> tuple[int, float] | None:
+        """The blend as (other seed, t), or None."""
+        return None if self.mix is None else (self.mix.seed, float(self.mix.t))
 
 
 class RenderIn(StateIn):
     format: Literal["png", "webp"] = "png"
     size: int = Field(512, ge=16, le=MAX_SIZE, strict=True, description="output size in px (bicubic scaling)")
+    meta: bool = Field(False, description="PNG only: store the state (seed, edits, locks) in the file, as JSON "
+                                          "in an iTXt chunk named 'tlgan'")
+
+
+class SweepIn(StateIn):
+    knob: str = Field(min_length=1, max_length=MAX_NAME, description="the knob to sweep")
+    span: float = Field(3.0, gt=0, le=MAX_KNOB, allow_inf_nan=False, strict=True, description="sweep −span…+span σ")
+    frames: int = Field(24, ge=4, le=60, strict=True, description="pictures from −span to +span (played there and back)")
+    size: int = Field(256, ge=16, le=512, strict=True, description="size in px")
+    format: Literal["gif", "webp"] = "gif"
+    frame_ms: int = Field(80, ge=20, le=2000, strict=True, description="how long each picture shows")
 
 
 class StripIn(StateIn):
@@ -51,3 +87,32 @@ class StripIn(StateIn):
     span: float = Field(3.0, gt=0, le=MAX_KNOB, allow_inf_nan=False, strict=True, description="sweep −span…+span σ")
     steps: int = Field(7, ge=2, le=15, strict=True)
     size: int = Field(128, ge=16, le=512, strict=True, description="size of each tile in px")
+
+
+def knob_schemas(names: Sequence[str]) -> dict[str, Any]:
+    """The request models with knob names declared as an enum of ``names`` (an axis set's knobs).
+
+    Returns {"EditIn", "StateIn", "RenderIn", "StripIn", "SweepIn", "CheckIn"}: subclasses of the models above, so fields
+    added to those are inherited. Unknown names are then refused by validation, and the OpenAPI
+    description lists the valid ones.
+    """
+    knob = Literal[tuple(names)]  # type: ignore[valid-type]
+    doc = "a knob of this server's axis set"
+    edit = create_model("EditIn", __base__=EditIn, __doc__=EditIn.__doc__,
+                        knob=(knob, Field(description=doc)),
+                        locks=(list[knob], Field(default_factory=list, max_length=MAX_LOCKS)))
+    state_fields: dict[str, Any] = {
+        "edits": (list[edit], Field(default_factory=list, max_length=MAX_EDITS)),
+        "locks": (list[knob], Field(default_factory=list, max_length=MAX_LOCKS, description="knobs locked now")),
+    }
+    out: dict[str, Any] = {"EditIn": edit}
+    for base in (StateIn, RenderIn):
+        out[base.__name__] = create_model(base.__name__, __base__=base, __doc__=base.__doc__, **state_fields)
+    for base in (StripIn, SweepIn):
+        out[base.__name__] = create_model(base.__name__, __base__=base, __doc__=base.__doc__, **state_fields,
+                                          knob=(knob, Field(description="the knob to sweep")))
+    # for /api/check: knob names as plain strings, so a link made with other axes can be examined
+    link_edit = create_model("LinkEditIn", __base__=EditIn, __doc__=EditIn.__doc__)
+    out["CheckIn"] = create_model("CheckIn", __base__=StateIn, __doc__=StateIn.__doc__,
+                                  edits=(list[link_edit], Field(default_factory=list, max_length=MAX_EDITS)))
+    return out

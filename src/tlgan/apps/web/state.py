@@ -16,7 +16,9 @@ import torch
 
 from tlgan.axes.store import AxisSet
 from tlgan.editing.editor import Edit, Editor
+from tlgan.errors import TlganError
 from tlgan.models.generators import Generator
+from tlgan.sampling.latents import latent_for_seed, slerp
 
 
 class Replayer:
@@ -43,14 +45,25 @@ class Replayer:
             while len(self._cache) > self.capacity:
                 self._cache.popitem(last=False)
 
-    def editor(self, seed: int, edits: Sequence[Edit], locks: Sequence[str] = ()) -> Editor:
-        """The Editor reached from face ``seed`` by ``edits``, with ``locks`` current (raises TlganError)."""
-        edits = tuple(edits)
+    def start(self, seed: int, mix: tuple[int, float] | None = None) -> Editor:
+        """A fresh Editor on face ``seed``, or on its blend with face mix[0], mix[1] of the way (slerp)."""
         editor = Editor(self.generator, self.axes, seed)
-        key = (seed, edits)
+        if mix is not None and mix[1] > 0:
+            other = latent_for_seed(mix[0], self.generator.latent_dim)
+            editor.z = slerp(editor.z, other, mix[1]).to(editor.z.dtype)
+        return editor
+
+    def editor(self, seed: int, edits: Sequence[Edit], locks: Sequence[str] = (),
+               mix: tuple[int, float] | None = None) -> Editor:
+        """The Editor reached from face ``seed`` (blended as ``mix`` says) by ``edits``, with ``locks``
+        current (raises TlganError)."""
+        edits = tuple(edits)
+        editor = self.start(seed, mix)
+        start = (seed, mix)
+        key = (start, edits)
         z = self._get(key)
         if z is None and edits:
-            prefix = self._get((seed, edits[:-1]))
+            prefix = self._get((start, edits[:-1]))
             if prefix is not None:
                 editor.z, editor.edits = prefix.clone(), list(edits[:-1])
                 editor.apply(edits[-1])
@@ -58,9 +71,24 @@ class Replayer:
                 for i, edit in enumerate(edits):
                     editor.apply(edit)
                     if i == len(edits) - 2:
-                        self._put((seed, edits[:-1]), editor.z.clone())
+                        self._put((start, edits[:-1]), editor.z.clone())
             self._put(key, editor.z.clone())
         elif z is not None:
             editor.z, editor.edits = z.clone(), list(edits)
         editor.set_locks(locks)
         return editor
+
+    def check(self, seed: int, edits: Sequence[Edit], locks: Sequence[str] = (),
+              mix: tuple[int, float] | None = None) -> dict:
+        """How much of (seed, edits, locks) replays: {valid_edits: n, detail: the first failure or None,
+        valid_locks: the locks that name knobs}. For links made with other axes or edited by hand."""
+        editor = self.start(seed, mix)
+        detail = None
+        for edit in edits:
+            try:
+                editor.apply(edit)
+            except TlganError as exc:
+                detail = str(exc)
+                break
+        known = set(self.axes.names)
+        return {"valid_edits": len(editor.edits), "detail": detail, "valid_locks": [k for k in locks if k in known]}

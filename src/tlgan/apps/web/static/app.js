@@ -2,15 +2,19 @@
 // The state lives in the URL's #fragment, so a copied link reproduces the same image.
 // Only the newest state is ever requested: while a frame is being rendered, newer states
 // replace each other in `pending`, and only the last one is sent when the frame arrives.
+//
+// Other scripts extend the page through `window.tlgan` (see the end of this file): extra state
+// fields carried in the link and in every request, hooks on each shown frame, and the helpers.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
 const GALLERY_COUNT = 12;
 const STRIP_STEPS = 7;
 const STRIP_SPAN = 3;
+const MINUS = "\u2212";
 
 let model = null;            // GET /api/model
-const rows = new Map();      // knob name -> {row, slider, value, reading, lock, minus, plus}
+const rows = new Map();      // knob name -> {row, slider, value, reading, lock, minus, plus, strip}
 let state = { seed: 0, edits: [], locks: [] };
 let undoStack = [];
 let redoStack = [];
@@ -18,23 +22,44 @@ let values = null;           // knob values (σ) of the shown frame, in model.kn
 let shown = null;            // {key, blob, url} of the shown frame
 let lastGood = null;         // the last state the server rendered
 let dragging = null;         // knob whose slider is being dragged
-let focusedKnob = null;
 let stripKnob = null;
+// What the page knows of the *requested* state's knob values (name -> σ), before its frame arrives:
+// an edit fixes its own knob's value and the locked knobs keep theirs; the others become unknown.
+let expected = new Map();
+let deferredSteps = [];      // − / + presses waiting for the requested state's values (see stepKnob)
+
+// Extra state fields registered by other scripts: name -> {parse(text), format(value), initial}.
+const extraFields = new Map();
 
 // ---------------------------------------------------------------- state helpers
-const clone = (s) => ({ seed: s.seed, edits: s.edits.map((e) => ({ ...e, locks: [...e.locks] })), locks: [...s.locks] });
-const keyOf = (s) => JSON.stringify([s.seed, s.edits, s.locks]);
+const clone = (s) => {
+  const out = { ...s, edits: s.edits.map((e) => ({ ...e, locks: [...e.locks] })), locks: [...s.locks] };
+  if (!out.mix) delete out.mix;
+  return out;
+};
+const keyOf = (s) => JSON.stringify([s.seed, s.mix || null, s.edits, s.locks, ...[...extraFields.keys()].map((k) => s[k])]);
 const sameList = (a, b) => a.length === b.length && a.every((x, i) => x === b[i]);
 const knobIndex = (name) => model.knobs.findIndex((k) => k.name === name);
-const label = (name) => model.knobs[knobIndex(name)].label;
+const knobOf = (name) => model.knobs[knobIndex(name)];
+const label = (name) => (knobIndex(name) >= 0 ? knobOf(name).label : name);
+const freshState = (seed, locks = []) => {
+  const s = { seed, edits: [], locks: [...locks] };
+  for (const [name, field] of extraFields) s[name] = field.initial;
+  return s;
+};
 
 function encodeHash(s) {
   const enc = encodeURIComponent;
   const parts = [`seed=${s.seed}`];
+  if (s.mix) parts.push(`mix=${s.mix.seed}:${s.mix.t}`);
   if (s.locks.length) parts.push("locks=" + s.locks.map(enc).join(","));
   if (s.edits.length) {
     parts.push("edits=" + s.edits.map((e) =>
       [e.op === "set" ? "s" : "d", enc(e.knob), String(e.value), e.locks.map(enc).join(",")].join(":")).join(";"));
+  }
+  for (const [name, field] of extraFields) {
+    const text = field.format(s[name]);
+    if (text !== null && text !== undefined) parts.push(`${name}=${enc(text)}`);
   }
   return "#" + parts.join("&");
 }
@@ -59,34 +84,50 @@ function decodeHash(hash) {
     }
     return { op: op === "s" ? "set" : "step", knob: decodeURIComponent(knob), value: number, locks: names(locks) };
   });
-  return { seed: Number(fields.seed), edits, locks: names(fields.locks).sort() };
+  const s = { seed: Number(fields.seed), edits, locks: [...new Set(names(fields.locks))].sort() };
+  if (fields.mix) {
+    const [other, t, ...rest] = fields.mix.split(":");
+    if (rest.length || !/^\d{1,18}$/.test(other) || !Number.isSafeInteger(Number(other)) || !(Number(t) >= 0 && Number(t) <= 1)) {
+      throw new Error(`mix '${fields.mix}' is not seed:fraction (0 to 1)`);
+    }
+    if (Number(t) > 0) s.mix = { seed: Number(other), t: Number(t) };
+  }
+  for (const [name, field] of extraFields) {
+    s[name] = name in fields ? field.parse(decodeURIComponent(fields[name])) : field.initial;
+  }
+  return s;
 }
 
 function writeHash() {
   history.replaceState(null, "", encodeHash(state));
+  if (!$("share-box").hidden) $("share-url").value = location.href;   // the share box is never stale
 }
+
+// The request body for a state: every field but the page's own bookkeeping.
+const body = (s, extra = {}) => ({ ...clone(s), ...extra });
 
 // ---------------------------------------------------------------- API
 class ApiError extends Error {
-  constructor(status, detail) {
+  constructor(status, detail, retryAfter = null) {
     super(detail);
     this.status = status;
+    this.retryAfter = retryAfter;
   }
 }
 
 async function apiError(res) {
   let detail = `${res.status} ${res.statusText}`;
   try {
-    const body = await res.json();
-    if (body && body.detail) detail = typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail);
+    const data = await res.json();
+    if (data && data.detail) detail = typeof data.detail === "string" ? data.detail : JSON.stringify(data.detail);
   } catch (_) { /* not JSON */ }
-  return new ApiError(res.status, detail);
+  return new ApiError(res.status, detail, Number(res.headers.get("Retry-After")) || null);
 }
 
-async function post(path, body, signal) {
+async function post(path, data, signal) {
   let res;
   try {
-    res = await fetch(path, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body), signal });
+    res = await fetch(path, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(data), signal });
   } catch (err) {
     if (err.name === "AbortError") throw err;
     throw new ApiError(0, "cannot reach the tlgan server (is it still running?)");
@@ -95,19 +136,25 @@ async function post(path, body, signal) {
   return res;
 }
 
-// ---------------------------------------------------------------- messages
+// ---------------------------------------------------------------- messages (an overlay; one live region)
 let toastTimer = null;
+function announce(text) {
+  $("announce").textContent = text;
+}
+
 function toast(text) {
   const el = $("toast");
   el.textContent = text;
   el.hidden = false;
+  announce(text);
   clearTimeout(toastTimer);
-  toastTimer = setTimeout(() => { el.hidden = true; }, 2500);
+  toastTimer = setTimeout(() => { el.hidden = true; }, 3000);
 }
 
 function showError(text) {
   $("error-text").textContent = text;
   $("error").hidden = false;
+  announce(text);
 }
 
 function clearError() {
@@ -117,6 +164,7 @@ function clearError() {
 // ---------------------------------------------------------------- rendering
 let inflight = false;
 let pending = null;
+const frameHooks = [];
 
 function requestFrame() {
   document.body.dataset.idle = "false";
@@ -131,9 +179,10 @@ async function pump() {
   inflight = true;
   $("face").classList.add("busy");
   try {
-    const res = await post("/api/render", { ...s, format: "png", size: model.image_size });
+    const res = await post("api/render", body(s, { format: "png", size: model.frame_size }));
     const blob = await res.blob();
     const knobValues = JSON.parse(res.headers.get("X-Knob-Values"));
+    retried = false;
     showFrame(s, blob, knobValues);
   } catch (err) {
     renderFailed(s, err);
@@ -141,7 +190,7 @@ async function pump() {
     inflight = false;
     if (pending) {
       pump();
-    } else {
+    } else if (!retryTimer) {
       $("face").classList.remove("busy");
       document.body.dataset.idle = "true";
       scheduleReadings();
@@ -159,34 +208,96 @@ function showFrame(s, blob, knobValues) {
   if (old) setTimeout(() => URL.revokeObjectURL(old.url), 1000);
   lastGood = clone(s);
   values = knobValues;
+  if (keyOf(s) === keyOf(state)) {
+    expected = new Map(model.knobs.map((k, i) => [k.name, knobValues[i]]));
+  }
   if (!pending) updateValues();
-  $("caption").textContent = `face #${s.seed}` + (s.edits.length ? ` · ${s.edits.length} edit${s.edits.length > 1 ? "s" : ""}` : "");
+  $("caption").textContent = `face #${s.seed}` + (s.mix ? ` blended ${Math.round(s.mix.t * 100)}% with #${s.mix.seed}` : "") +
+    (s.edits.length ? ` · ${s.edits.length} edit${s.edits.length > 1 ? "s" : ""}` : "");
+  img.alt = describe(s, knobValues);
+  for (const hook of frameHooks) hook(s, knobValues);
+  if (keyOf(s) === keyOf(state) && deferredSteps.length) {
+    const steps = deferredSteps;
+    deferredSteps = [];
+    for (const [name, delta] of steps) stepKnob(name, delta);
+  }
 }
 
+// The image's alt text: the face and the knobs its edits moved, with their values.
+function describe(s, knobValues) {
+  const moved = [...new Set(s.edits.map((e) => e.knob))].filter((n) => knobIndex(n) >= 0);
+  const parts = moved.slice(0, 6).map((n) => `${label(n)} ${fmt(knobValues[knobIndex(n)])}`);
+  if (moved.length > 6) parts.push(`and ${moved.length - 6} more`);
+  return `Generated face #${s.seed}` + (parts.length ? `, edited: ${parts.join(", ")}` : ", unedited");
+}
+
+let retried = false;
+let retryTimer = null;
 function renderFailed(s, err) {
+  deferredSteps = [];
+  if (err.status === 503 && !retried) {   // busy: try once more when the server says
+    retried = true;
+    toast(`The server is busy; retrying in ${err.retryAfter || 1} s`);
+    retryTimer = setTimeout(() => { retryTimer = null; requestFrame(); }, 1000 * (err.retryAfter || 1));
+    return;
+  }
+  retried = false;
   showError(err.message);
-  // The state the server refused is dropped: go back to the last picture it made.
-  if (!pending && keyOf(s) === keyOf(state) && lastGood && keyOf(lastGood) !== keyOf(state)) {
-    state = clone(lastGood);
+  if (!shown) $("caption").textContent = `face #${s.seed} could not be shown`;
+  if (err.status !== 422 || pending || keyOf(s) !== keyOf(state)) return;
+  // The state the server refused is dropped: go back to the last picture it made (or the seed's own face).
+  const back = lastGood && keyOf(lastGood) !== keyOf(state) ? clone(lastGood)
+    : (s.edits.length || s.locks.length ? freshState(s.seed) : null);
+  if (back) {
+    state = back;
+    expected = new Map();
     writeHash();
     updateLocks();
-    updateValues();
+    requestFrame();
   }
 }
 
 function fmt(v) {
-  return (v >= 0 ? "+" : "−") + Math.abs(v).toFixed(2) + "σ";
+  return (v >= 0 ? "+" : MINUS) + Math.abs(v).toFixed(2) + "σ";
+}
+
+function fmtNumber(v, digits = 2) {
+  return (v < 0 ? MINUS : "") + Math.abs(v).toFixed(digits);
+}
+
+function parseNumber(text) {
+  const cleaned = text.trim().replace(/[\u2212\u2013]/g, "-").replace(/σ$/, "").trim();
+  return cleaned === "" ? NaN : Number(cleaned);
+}
+
+// A value in σ as a share of faces: Φ(v) from the error function (Abramowitz–Stegun 7.1.26).
+function percentile(v) {
+  const x = Math.abs(v) / Math.SQRT2;
+  const t = 1 / (1 + 0.3275911 * x);
+  const erf = 1 - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * Math.exp(-x * x);
+  return 0.5 * (1 + Math.sign(v) * erf);
+}
+
+function percentileText(name, v) {
+  const p = percentile(v) * 100;
+  const share = (q) => (q > 99.9 ? ">99.9" : q < 0.1 ? "<0.1" : q.toFixed(q > 99 || q < 1 ? 1 : 0));
+  return v >= 0 ? `more ${label(name)} than ${share(p)}% of faces` : `less ${label(name)} than ${share(100 - p)}% of faces`;
 }
 
 function updateValues() {
   if (!values) return;
   model.knobs.forEach((k, i) => {
     const r = rows.get(k.name);
-    r.value.textContent = fmt(values[i]);
+    if (document.activeElement !== r.value) r.value.value = fmt(values[i]).slice(0, -1);
+    r.value.title = percentileText(k.name, values[i]);
     if (dragging !== k.name) r.slider.value = String(values[i]);
-    r.slider.setAttribute("aria-valuetext", fmt(values[i]));
+    r.slider.setAttribute("aria-valuetext", `${fmt(values[i])}, ${percentileText(k.name, values[i])}`);
     r.row.classList.toggle("off-scale", Math.abs(values[i]) > model.slider_range);
   });
+  if (stripKnob) placeStripMarker();
+  const last = state.edits.length ? state.edits[state.edits.length - 1].knob : null;
+  $("percentile").textContent = last && knobIndex(last) >= 0
+    ? `${label(last)} ${fmt(values[knobIndex(last)])}: ${percentileText(last, values[knobIndex(last)])}` : "";
 }
 
 function updateLocks() {
@@ -195,9 +306,13 @@ function updateLocks() {
     r.row.classList.toggle("locked", locked);
     r.lock.setAttribute("aria-pressed", String(locked));
     r.lock.title = locked ? `Unlock ${label(name)} (l)` : `Lock ${label(name)}: keep its value while other knobs move (l)`;
+    for (const b of [r.minus, r.plus]) b.title = locked ? `${label(name)} is locked` : "";
+    r.value.readOnly = locked;
   }
   $("undo").disabled = undoStack.length === 0;
   $("redo").disabled = redoStack.length === 0;
+  $("seed-input").value = String(state.seed);
+  updateMix();
 }
 
 // ---------------------------------------------------------------- readings
@@ -223,7 +338,7 @@ async function fetchReadings() {
   const ctl = new AbortController();
   readingsCtl = ctl;
   try {
-    const res = await post("/api/readings", s, ctl.signal);
+    const res = await post("api/readings", body(s), ctl.signal);
     const data = await res.json();
     if (keyOf(s) === keyOf(state)) showReadings(data.readings);
   } catch (err) {
@@ -231,20 +346,26 @@ async function fetchReadings() {
   }
 }
 
-function fmtReading(r) {
+const featureUnits = () => new Map((model.extractor ? model.extractor.features : []).map((f) => [f.name, f.unit]));
+
+function fmtReading(r, unit) {
   if (r.value === null) return "–";
-  return Math.abs(r.value) < 10 ? r.value.toFixed(2) : r.value.toPrecision(3);
+  if (unit === "%") return `${Math.round(r.value * 100)}%`;
+  const digits = Math.abs(r.value) < 10 ? 2 : 1;
+  return fmtNumber(r.value, digits) + (unit || "");
 }
 
 function showReadings(readings) {
+  const units = featureUnits();
   const others = [];
   for (const r of readings) {
     const row = rows.get(r.name);
+    const text = fmtReading(r, units.get(r.name));
     if (row) {
-      row.reading.textContent = fmtReading(r);
-      row.reading.title = `the extractor reads ${r.name} = ${fmtReading(r)} on the current image`;
+      row.reading.replaceChildren(el("span", { className: "sr", textContent: "reads " }), text);
+      row.reading.title = `the extractor reads ${r.name.replace(/_/g, " ")} = ${text} on the current image`;
     } else {
-      others.push(`${r.name.replace(/_/g, " ")} ${fmtReading(r)}`);
+      others.push(`${r.name.replace(/_/g, " ")} ${text}`);
     }
   }
   $("other-readings").textContent = others.length ? "Other readings: " + others.join(" · ") : "";
@@ -264,8 +385,20 @@ function commit() {
   requestFrame();
 }
 
+// After an edit of `name` to `value` σ: what is known of the requested state's values.
+function learn(name, value) {
+  for (const k of model.knobs) {
+    if (k.name !== name && !state.locks.includes(k.name)) expected.delete(k.name);
+  }
+  expected.set(name, value);
+}
+
 function lockedMessage(name) {
   toast(`${label(name)} is locked: unlock it to move it`);
+}
+
+function rangeError(name, target) {
+  showError(`${label(name)} would go to ${fmt(target)}; the knobs' range is ±${model.slider_range}σ`);
 }
 
 function setKnob(name, value) {
@@ -278,15 +411,23 @@ function setKnob(name, value) {
   } else {
     state.edits.push({ op: "set", knob: name, value, locks: [...state.locks] });
   }
+  learn(name, value);
   commit();
 }
 
+// A − / + press. The ±range guard checks the value in the state being requested: when that is not
+// known yet (another knob moved since the last frame), the press waits for that frame.
 function stepKnob(name, delta) {
   if (state.locks.includes(name)) return lockedMessage(name);
-  const target = values ? values[knobIndex(name)] + delta : delta;
-  if (Math.abs(target) > model.slider_range) {
-    showError(`${label(name)} would go to ${fmt(target)}; the knobs' range is ±${model.slider_range}σ`);
+  if (!expected.has(name)) {
+    deferredSteps.push([name, delta]);
+    if (!inflight && !pending) requestFrame();
     return;
+  }
+  const target = expected.get(name) + delta;
+  if (Math.abs(target) > model.slider_range + 1e-9) {
+    deferredSteps = [];
+    return rangeError(name, target);
   }
   pushHistory();
   const last = state.edits[state.edits.length - 1];
@@ -296,7 +437,19 @@ function stepKnob(name, delta) {
   } else {
     state.edits.push({ op: "step", knob: name, value: delta, locks: [...state.locks] });
   }
+  learn(name, target);
   commit();
+}
+
+// A typed value or a strip pick: one undo step, refused outside the slider range.
+function typeKnob(name, value) {
+  if (state.locks.includes(name)) return lockedMessage(name);
+  if (!Number.isFinite(value)) return showError(`${label(name)}: type a number of σ, e.g. 1.5 or −0.8`);
+  if (Math.abs(value) > model.slider_range) return rangeError(name, value);
+  if (expected.get(name) === value) return;   // already there (or already asked for)
+  pushHistory();
+  dragging = null;
+  setKnob(name, value);
 }
 
 function toggleLock(name) {
@@ -308,9 +461,14 @@ function toggleLock(name) {
 }
 
 function newFace(seed) {
+  if (shown) remember(STORE.history, state, HISTORY_LENGTH);
   pushHistory();
-  state = { seed, edits: [], locks: [...state.locks] };
+  const kept = state.locks;
+  state = freshState(seed, kept);
+  for (const [name] of extraFields) state[name] = undoStack[undoStack.length - 1][name];
+  expected = new Map();
   commit();
+  if (kept.length) toast(`New face #${seed}; locks kept: ${kept.map(label).join(", ")}`);
 }
 
 const randomSeed = () => Math.floor(Math.random() * 2147483647);
@@ -319,6 +477,7 @@ function reset() {
   if (!state.edits.length) return;
   pushHistory();
   state.edits = [];
+  expected = new Map();
   commit();
 }
 
@@ -326,6 +485,8 @@ function undo() {
   if (!undoStack.length) return;
   redoStack.push(clone(state));
   state = undoStack.pop();
+  expected = new Map();
+  deferredSteps = [];
   commit();
 }
 
@@ -333,21 +494,27 @@ function redo() {
   if (!redoStack.length) return;
   undoStack.push(clone(state));
   state = redoStack.pop();
+  expected = new Map();
+  deferredSteps = [];
   commit();
 }
 
 // ---------------------------------------------------------------- download, share
+function saveBlob(blob, name) {
+  const a = document.createElement("a");
+  a.href = URL.createObjectURL(blob);
+  a.download = name;
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(a.href), 10000);
+}
+
 async function download() {
   try {
-    let blob = shown && shown.key === keyOf(state) ? shown.blob : null;
-    if (!blob) blob = await (await post("/api/render", { ...clone(state), format: "png", size: model.image_size })).blob();
-    const a = document.createElement("a");
-    a.href = URL.createObjectURL(blob);
-    a.download = `tlgan-face-${state.seed}.png`;
-    document.body.append(a);
-    a.click();
-    a.remove();
-    setTimeout(() => URL.revokeObjectURL(a.href), 10000);
+    const size = Number($("export-size").value);
+    const res = await post("api/render", body(state, { format: "png", size, meta: true }));   // edits in the file
+    saveBlob(await res.blob(), `tlgan-face-${state.seed}.png`);
   } catch (err) {
     showError(err.message);
   }
@@ -355,79 +522,212 @@ async function download() {
 
 async function share() {
   const url = location.href;
-  const box = $("share-box");
-  const input = $("share-url");
-  input.value = url;
-  box.hidden = false;
+  $("share-url").value = url;
+  $("share-box").hidden = false;
   try {
     await navigator.clipboard.writeText(url);
     toast("Link copied: it reproduces this exact image");
   } catch (_) {
-    input.focus();
-    input.select();
-    toast("Copy the link below");
+    $("share-url").select();
+    toast("Copy the link from the box below the image");
   }
 }
 
-// ---------------------------------------------------------------- strip and gallery
-async function fetchStrip() {
-  const name = stripKnob;
-  const s = clone(state);
-  $("strip-title").textContent = `${label(name)} from −${STRIP_SPAN}σ to +${STRIP_SPAN}σ`;
+// ---------------------------------------------------------------- before / after
+let beforeUrl = null;
+let beforeSeed = null;
+
+async function beforeImage() {
+  if (beforeSeed !== state.seed) {
+    const res = await post("api/render", body(freshState(state.seed), { format: "png", size: model.frame_size }));
+    if (beforeUrl) URL.revokeObjectURL(beforeUrl);
+    beforeUrl = URL.createObjectURL(await res.blob());
+    beforeSeed = state.seed;
+  }
+  return beforeUrl;
+}
+
+async function showBefore(on) {
+  const img = $("face-before");
+  if (!on && !$("split").checked) {
+    img.hidden = true;
+    return;
+  }
   try {
-    const res = await post("/api/strip", { ...s, knob: name, span: STRIP_SPAN, steps: STRIP_STEPS, size: 96 });
-    const blob = await res.blob();
-    if (name !== stripKnob || keyOf(s) !== keyOf(state)) return;
-    const img = $("strip-img");
-    if (img.src) URL.revokeObjectURL(img.src);
-    img.src = URL.createObjectURL(blob);
-    img.alt = `${label(name)} from −${STRIP_SPAN}σ to +${STRIP_SPAN}σ`;
-    img.dataset.values = res.headers.get("X-Strip-Values");
+    img.src = await beforeImage();
+    img.hidden = false;
   } catch (err) {
     showError(err.message);
   }
 }
 
+function setSplit(on) {
+  $("face-before").parentElement.classList.toggle("split", on);
+  showBefore(on);
+}
+
+// ---------------------------------------------------------------- blend with another face
+let mixDragging = false;
+
+function mixSeed() {
+  const text = $("mix-seed").value.trim();
+  return /^\d{1,15}$/.test(text) && Number.isSafeInteger(Number(text)) ? Number(text) : null;
+}
+
+function setMix(t, oneStep) {
+  const other = mixSeed();
+  if (other === null) {
+    showError("Type the number of the face to blend with (0 or more)");
+    return;
+  }
+  if (oneStep) pushHistory();
+  if (t > 0) state.mix = { seed: other, t }; else delete state.mix;
+  expected = new Map();
+  commit();
+}
+
+function updateMix() {
+  if (mixDragging) return;
+  $("mix-t").value = String(state.mix ? state.mix.t : 0);
+  if (state.mix) $("mix-seed").value = String(state.mix.seed);
+  $("mix-t").setAttribute("aria-valuetext", state.mix ? `${Math.round(state.mix.t * 100)}% face #${state.mix.seed}` : "not blended");
+}
+
+// ---------------------------------------------------------------- strip
+let stripEl = null;
+
+function stripElement() {
+  if (!stripEl) {
+    stripEl = $("strip-template").content.firstElementChild.cloneNode(true);
+    stripEl.id = "strip";
+    stripEl.querySelector(".strip-img").addEventListener("click", stripClick);
+    stripEl.querySelector(".strip-close").addEventListener("click", closeStrip);
+    stripEl.querySelector(".strip-gif").addEventListener("click", async () => {
+      try {
+        const res = await post("api/sweep", body(state, { knob: stripKnob, span: STRIP_SPAN, frames: 24, size: 256, format: "gif" }));
+        saveBlob(await res.blob(), `tlgan-sweep-${stripKnob}-${state.seed}.gif`);
+      } catch (err) {
+        showError(err.message);
+      }
+    });
+    stripEl.querySelector(".strip-save").addEventListener("click", () => {
+      const img = stripEl.querySelector(".strip-img");
+      if (img.src) fetch(img.src).then((r) => r.blob()).then((b) => saveBlob(b, `tlgan-strip-${stripKnob}-${state.seed}.png`));
+    });
+  }
+  return stripEl;
+}
+
+async function fetchStrip() {
+  const name = stripKnob;
+  const s = clone(state);
+  try {
+    const res = await post("api/strip", body(s, { knob: name, span: STRIP_SPAN, steps: STRIP_STEPS, size: 96 }));
+    const blob = await res.blob();
+    if (name !== stripKnob || keyOf(s) !== keyOf(state)) return;
+    const img = stripEl.querySelector(".strip-img");
+    if (img.src) URL.revokeObjectURL(img.src);
+    img.src = URL.createObjectURL(blob);
+    img.alt = `${label(name)} from ${MINUS}${STRIP_SPAN}σ to +${STRIP_SPAN}σ, ${STRIP_STEPS} pictures`;
+    img.dataset.values = res.headers.get("X-Strip-Values");
+    placeStripMarker();
+  } catch (err) {
+    showError(err.message);
+  }
+}
+
+function placeStripMarker() {
+  if (!stripEl || !values) return;
+  const v = values[knobIndex(stripKnob)];
+  const marker = stripEl.querySelector(".strip-marker");
+  marker.hidden = Math.abs(v) > STRIP_SPAN;
+  // tile i's centre sits at (i + 0.5) / steps of the width; value −span maps to tile 0's centre
+  const at = (0.5 + ((v + STRIP_SPAN) / (2 * STRIP_SPAN)) * (STRIP_STEPS - 1)) / STRIP_STEPS;
+  marker.style.left = `${(at * 100).toFixed(2)}%`;
+}
+
 function openStrip(name) {
+  const el = stripElement();
   stripKnob = name;
-  $("strip").hidden = false;
+  el.querySelector(".strip-title").textContent = `${label(name)} from ${MINUS}${STRIP_SPAN}σ to +${STRIP_SPAN}σ`;
+  const scale = el.querySelector(".strip-scale");
+  scale.replaceChildren();
+  for (let i = 0; i < STRIP_STEPS; i++) {
+    const v = -STRIP_SPAN + (2 * STRIP_SPAN * i) / (STRIP_STEPS - 1);
+    const tick = document.createElement("span");
+    tick.textContent = v === 0 ? "0" : (v > 0 ? "+" : MINUS) + Math.abs(v) + "σ";
+    tick.style.left = `${(((i + 0.5) / STRIP_STEPS) * 100).toFixed(2)}%`;
+    scale.append(tick);
+  }
+  rows.get(name).row.after(el);      // below its own knob: it opens where the user is looking
+  el.querySelector(".strip-img").removeAttribute("src");
+  placeStripMarker();
+  el.scrollIntoView({ block: "nearest" });
   fetchStrip();
 }
 
+function closeStrip() {
+  const name = stripKnob;
+  stripKnob = null;
+  if (stripEl) stripEl.remove();
+  if (name) rows.get(name).strip.focus();
+}
+
 function stripClick(ev) {
-  const img = $("strip-img");
+  const img = ev.currentTarget;
   if (!stripKnob || !img.dataset.values) return;
   const stops = JSON.parse(img.dataset.values);
   const box = img.getBoundingClientRect();
   const i = Math.min(stops.length - 1, Math.max(0, Math.floor(((ev.clientX - box.left) / box.width) * stops.length)));
-  pushHistory();
-  setKnob(stripKnob, stops[i]);
+  typeKnob(stripKnob, stops[i]);
 }
 
-async function fillGallery() {
+// ---------------------------------------------------------------- gallery, help
+// The gallery: twelve random faces to start from, or twelve variations of this face (each a few random
+// knob moves, so picking one just adds its edits: it stays a link like any other state).
+async function fillGallery(variations = false) {
   const grid = $("gallery-grid");
   grid.replaceChildren();
-  const seeds = Array.from({ length: GALLERY_COUNT }, randomSeed);
-  for (const seed of seeds) {
-    const button = document.createElement("button");
-    button.type = "button";
-    button.className = "thumb";
-    button.title = `Start from face #${seed}`;
-    button.dataset.seed = String(seed);
-    const img = document.createElement("img");
-    img.alt = `face #${seed}`;
-    img.width = img.height = 128;
-    button.append(img);
+  $("gallery-title").textContent = variations ? `Variations of face #${state.seed}` : "Pick a starting face";
+  const base = clone(state);
+  const movable = model.knobs.filter((k) => k.shown && !base.locks.includes(k.name)).map((k) => k.name);
+  const known = values && lastGood && keyOf(lastGood) === keyOf(base);
+  const choices = Array.from({ length: GALLERY_COUNT }, () => {
+    if (!variations || !known || !movable.length) return freshState(randomSeed(), []);
+    const s = clone(base);
+    const picked = [...movable].sort(() => Math.random() - 0.5).slice(0, 3);
+    for (const name of picked) {
+      const now = values[knobIndex(name)];
+      const move = (0.6 + Math.random()) * (Math.random() < 0.5 ? -1 : 1);
+      const value = Math.round(Math.max(-model.slider_range, Math.min(model.slider_range, now + move)) * 100) / 100;
+      s.edits.push({ op: "set", knob: name, value, locks: [...s.locks] });
+    }
+    return s;
+  });
+  choices.forEach((s, i) => {
+    const added = s.edits.slice(base.edits.length);
+    const what = variations && known ? added.map((e) => `${label(e.knob)} ${fmt(e.value)}`).join(", ") : `face #${s.seed}`;
+    const button = el("button", { type: "button", className: "thumb", title: variations ? `Use: ${what}` : `Start from face #${s.seed}` },
+      el("img", { alt: what, width: 128, height: 128 }));
+    button.dataset.seed = String(s.seed);
+    button.dataset.index = String(i);
     button.addEventListener("click", () => {
       closeGallery();
-      newFace(seed);
+      if (variations && known) {
+        pushHistory();
+        state.edits.push(...added);
+        expected = new Map();
+        commit();
+      } else {
+        newFace(s.seed);
+      }
     });
     grid.append(button);
-  }
+  });
   // Sent together: the server renders them in one batch.
-  await Promise.all(seeds.map(async (seed, i) => {
+  await Promise.all(choices.map(async (s, i) => {
     try {
-      const res = await post("/api/render", { seed, edits: [], locks: [], format: "png", size: 128 });
+      const res = await post("api/render", body(s, { format: "png", size: 128 }));
       grid.children[i].firstChild.src = URL.createObjectURL(await res.blob());
     } catch (err) {
       showError(err.message);
@@ -436,15 +736,125 @@ async function fillGallery() {
 }
 
 function openGallery() {
+  closeHelp();
+  closeSaved();
   $("gallery").hidden = false;
   $("gallery-toggle").setAttribute("aria-expanded", "true");
-  fillGallery();
+  fillGallery(false);
+  const first = $("gallery-grid").querySelector("button");
+  (first || $("gallery")).focus();
 }
 
 function closeGallery() {
+  if ($("gallery").hidden) return;
   $("gallery").hidden = true;
   $("gallery-toggle").setAttribute("aria-expanded", "false");
   for (const img of $("gallery-grid").querySelectorAll("img")) if (img.src) URL.revokeObjectURL(img.src);
+  $("gallery-toggle").focus();
+}
+
+function openHelp() {
+  closeGallery();
+  closeSaved();
+  $("help").hidden = false;
+  $("help-toggle").setAttribute("aria-expanded", "true");
+  $("help").focus();
+}
+
+function closeHelp() {
+  if ($("help").hidden) return;
+  $("help").hidden = true;
+  $("help-toggle").setAttribute("aria-expanded", "false");
+  $("help-toggle").focus();
+}
+
+// ---------------------------------------------------------------- saved faces: favourites, history, session files
+const STORE = { favourites: "tlgan.favourites", history: "tlgan.history" };
+const HISTORY_LENGTH = 30;
+
+function stored(key) {
+  try {
+    const list = JSON.parse(localStorage.getItem(key) || "[]");
+    return Array.isArray(list) ? list.filter((x) => x && typeof x.hash === "string" && x.hash.startsWith("#seed=")) : [];
+  } catch (_) {
+    return [];
+  }
+}
+
+function store(key, list) {
+  try {
+    localStorage.setItem(key, JSON.stringify(list));
+  } catch (_) { /* storage full or off: the lists are a convenience */ }
+}
+
+function remember(key, s, limit = 200) {
+  const hash = encodeHash(s);
+  const list = stored(key).filter((x) => x.hash !== hash);
+  list.unshift({ hash, seed: s.seed, edits: s.edits.length, at: new Date().toISOString().slice(0, 16) });
+  store(key, list.slice(0, limit));
+}
+
+function fillList(key, id) {
+  const list = $(id);
+  list.replaceChildren();
+  for (const item of stored(key)) {
+    const link = el("a", { href: item.hash, textContent: `face #${item.seed}` + (item.edits ? ` · ${item.edits} edit${item.edits > 1 ? "s" : ""}` : "") });
+    link.addEventListener("click", () => closeSaved());
+    const entry = el("li", {}, link);
+    if (key === STORE.favourites) {
+      const remove = el("button", { type: "button", textContent: "remove" });
+      remove.setAttribute("aria-label", `remove face #${item.seed} from favourites`);
+      remove.addEventListener("click", () => {
+        store(key, stored(key).filter((x) => x.hash !== item.hash));
+        fillList(key, id);
+      });
+      entry.append(remove);
+    }
+    list.append(entry);
+  }
+}
+
+function openSaved() {
+  closeGallery();
+  closeHelp();
+  fillList(STORE.favourites, "favourites");
+  fillList(STORE.history, "history");
+  $("saved").hidden = false;
+  $("saved-toggle").setAttribute("aria-expanded", "true");
+  $("fav-add").focus();
+}
+
+function closeSaved() {
+  if ($("saved").hidden) return;
+  $("saved").hidden = true;
+  $("saved-toggle").setAttribute("aria-expanded", "false");
+  $("saved-toggle").focus();
+}
+
+function saveSession() {
+  const data = { format: "tlgan.session", version: 1, ...clone(state), link: location.href };
+  saveBlob(new Blob([JSON.stringify(data, null, 1)], { type: "application/json" }), `tlgan-session-${state.seed}.json`);
+}
+
+async function loadSession(file) {
+  let s;
+  try {
+    const data = JSON.parse(await file.text());
+    if (!data || data.format !== "tlgan.session") throw new Error("it is not a tlgan session file");
+    // the fields go through the link format, so a session is checked exactly as a link is
+    s = decodeHash(encodeHash({ ...data, seed: data.seed, edits: Array.isArray(data.edits) ? data.edits : [],
+      locks: Array.isArray(data.locks) ? data.locks.map(String) : [] }));
+  } catch (err) {
+    return showError(`Cannot load ${file.name}: ${err.message}`);
+  }
+  closeSaved();
+  clearError();
+  s = await loadState(s);
+  pushHistory();
+  state = s;
+  expected = new Map();
+  commit();
+  toast(`Loaded ${file.name}`);
 }
 
 // ---------------------------------------------------------------- building the knob rows
@@ -456,10 +866,10 @@ function padlock() {
   const shackle = document.createElementNS(SVG_NS, "path");
   shackle.setAttribute("class", "shackle");
   shackle.setAttribute("d", "M4.5 7V5a3.5 3.5 0 0 1 7 0v2");
-  const body = document.createElementNS(SVG_NS, "rect");
-  body.setAttribute("x", "2.5"); body.setAttribute("y", "7"); body.setAttribute("width", "11");
-  body.setAttribute("height", "8"); body.setAttribute("rx", "1.5");
-  svg.append(shackle, body);
+  const rect = document.createElementNS(SVG_NS, "rect");
+  rect.setAttribute("x", "2.5"); rect.setAttribute("y", "7"); rect.setAttribute("width", "11");
+  rect.setAttribute("height", "8"); rect.setAttribute("rx", "1.5");
+  svg.append(shackle, rect);
   return svg;
 }
 
@@ -470,32 +880,63 @@ function el(tag, props = {}, ...children) {
   return node;
 }
 
+// R² shown with enough digits that the figure agrees with the weak mark (0.2987 is 0.299, not 0.30).
+function fmtR2(r2) {
+  let text = r2.toFixed(2);
+  if ((Number(text) < model.weak_r2) !== (r2 < model.weak_r2)) text = r2.toFixed(3);
+  return text;
+}
+
 function knobRow(k) {
   const id = `knob-${knobIndex(k.name)}`;
   const lock = el("button", { type: "button", className: "lock" }, padlock());
   lock.setAttribute("aria-label", `lock ${k.label}`);
-  const name = el("label", { className: "name", htmlFor: id, textContent: k.label });
-  const quality = k.r2 === null ? "held-out R² unknown" : `held-out R² ${k.r2.toFixed(2)}`;
+  const quality = k.r2 === null ? "held-out R² unknown" : `held-out R² ${fmtR2(k.r2)}`;
+  const nameLabel = el("label", { htmlFor: id, textContent: k.label });
+  const name = el("div", { className: "name" }, nameLabel);
   name.title = (k.description ? k.description + " — " : "") + quality;
   if (k.weak) {
     name.append(" ", el("span", { className: "weak", textContent: "weak", title: `${quality}: this knob follows its feature only loosely` }));
   }
+  if (k.r2 !== null) {
+    const bar = el("span", { className: "quality", title: `${quality} (fit on held-out faces)` }, el("span"));
+    bar.firstChild.style.width = `${Math.max(0, Math.min(1, k.r2)) * 100}%`;
+    bar.setAttribute("role", "img");
+    bar.setAttribute("aria-label", `${k.label}: ${quality}`);
+    name.append(bar);
+  }
   const slider = el("input", { type: "range", id, min: String(-model.slider_range), max: String(model.slider_range), step: "0.01", value: "0" });
-  const minus = el("button", { type: "button", className: "step minus", textContent: "−" });
+  const minus = el("button", { type: "button", className: "step minus", textContent: MINUS });
   minus.setAttribute("aria-label", `decrease ${k.label} by ${model.step}σ`);
   const plus = el("button", { type: "button", className: "step plus", textContent: "+" });
   plus.setAttribute("aria-label", `increase ${k.label} by ${model.step}σ`);
-  const value = el("output", { className: "value", textContent: "" });
-  value.setAttribute("for", id);
+  const value = el("input", { type: "text", className: "value", value: "", autocomplete: "off", spellcheck: false });
+  value.inputMode = "decimal";
+  value.setAttribute("aria-label", `${k.label} value in σ (type a number and press Enter)`);
+  const valueBox = el("span", { className: "value-box" }, value, el("span", { textContent: "σ", ariaHidden: "true" }));
   const reading = el("span", { className: "reading", textContent: "" });
-  const strip = el("button", { type: "button", className: "strip-btn", textContent: "strip", title: `${k.label} from −3σ to +3σ` });
-  const row = el("div", { className: "knob" + (k.weak ? " is-weak" : "") }, lock, name, value, reading, minus, slider, plus, strip);
+  const strip = el("button", { type: "button", className: "strip-btn", title: `${k.label} from −3σ to +3σ` },
+    "strip", el("span", { className: "sr", textContent: ` for ${k.label}` }));
+  const row = el("div", { className: "knob" + (k.weak ? " is-weak" : "") }, lock, name, valueBox, reading, minus, slider, plus, strip);
   row.dataset.knob = k.name;
 
   lock.addEventListener("click", () => toggleLock(k.name));
   minus.addEventListener("click", () => stepKnob(k.name, -model.step));
   plus.addEventListener("click", () => stepKnob(k.name, model.step));
   strip.addEventListener("click", () => openStrip(k.name));
+  value.addEventListener("focus", () => value.select());
+  value.addEventListener("change", () => {
+    const v = parseNumber(value.value);
+    typeKnob(k.name, v);
+    if ((!Number.isFinite(v) || Math.abs(v) > model.slider_range) && values) {   // refused: show the value again
+      value.value = fmt(values[knobIndex(k.name)]).slice(0, -1);
+      value.select();
+    }
+  });
+  value.addEventListener("keydown", (ev) => {
+    if (ev.key === "Escape") { value.blur(); updateValues(); }
+  });
+  value.addEventListener("blur", () => updateValues());
   slider.addEventListener("input", () => {
     if (state.locks.includes(k.name)) {
       slider.value = String(values ? values[knobIndex(k.name)] : 0);
@@ -512,16 +953,16 @@ function knobRow(k) {
     if (!pending && !inflight) updateValues();
   });
   row.addEventListener("focusin", () => {
-    focusedKnob = k.name;
     for (const r of rows.values()) r.row.classList.toggle("focused", r.row === row);
   });
-  rows.set(k.name, { row, slider, value, reading, lock, minus, plus });
+  rows.set(k.name, { row, slider, value, reading, lock, minus, plus, strip });
   return row;
 }
 
 function buildKnobs() {
   const container = $("knobs");
   container.replaceChildren();
+  rows.clear();
   const section = (title, knobs) => {
     const box = el("section", { className: "group" }, el("h2", { textContent: title }));
     for (const k of knobs) box.append(knobRow(k));
@@ -546,14 +987,54 @@ function buildKnobs() {
   }
 }
 
+// ---------------------------------------------------------------- trust: what else each knob moves
+async function fetchLeaks(tries = 0) {
+  let data;
+  try {
+    data = await (await fetch("api/leaks")).json();
+  } catch (_) {
+    return;
+  }
+  if (data.status === "computing" && tries < 120) {
+    setTimeout(() => fetchLeaks(tries + 1), 5000);
+    return;
+  }
+  if (data.status !== "ready") return;
+  const name = (f) => (knobIndex(f) >= 0 ? label(f) : f.replace(/_/g, " "));
+  for (const [knob, leaks] of Object.entries(data.leaks)) {
+    const r = rows.get(knob);
+    if (!r) continue;
+    let line = r.row.querySelector(".drags");
+    if (!line) line = r.row.appendChild(el("span", { className: "drags" }));
+    line.textContent = leaks.length
+      ? "also moves " + leaks.slice(0, 2).map((l) => `${name(l.feature)} ${l.effect > 0 ? "+" : MINUS}${Math.abs(l.effect).toFixed(1)}`).join(", ")
+      : "moves little else";
+    line.title = `per σ of this knob, in standard deviations of each feature, measured on ${data.faces} fresh faces: ` +
+      (leaks.map((l) => `${name(l.feature)} ${fmtNumber(l.effect)}`).join(", ") || "no other feature moves by 0.1 or more");
+  }
+}
+
 // ---------------------------------------------------------------- keyboard
 function onKey(ev) {
-  if (ev.target.matches && ev.target.matches("input[type=text], textarea")) return;
-  if ((ev.ctrlKey || ev.metaKey) && ev.key.toLowerCase() === "z") {
+  if (ev.key === "Escape") {
+    if (!$("gallery").hidden) return closeGallery();
+    if (!$("help").hidden) return closeHelp();
+    if (!$("saved").hidden) return closeSaved();
+    if (stripKnob && stripEl && stripEl.contains(document.activeElement)) return closeStrip();
+    if (!$("error").hidden) return clearError();
+    return;
+  }
+  if (ev.target.matches && ev.target.matches("input[type=text], textarea, select")) return;
+  const mod = ev.ctrlKey || ev.metaKey;
+  if (mod && ev.key.toLowerCase() === "z") {
     ev.preventDefault();
     return ev.shiftKey ? redo() : undo();
   }
-  if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
+  if (mod && ev.key.toLowerCase() === "y") {
+    ev.preventDefault();
+    return redo();
+  }
+  if (mod || ev.altKey) return;
   const row = ev.target.closest ? ev.target.closest(".knob") : null;
   const knob = row ? row.dataset.knob : null;
   if (knob && ["ArrowLeft", "ArrowDown", "ArrowRight", "ArrowUp"].includes(ev.key)) {
@@ -562,27 +1043,94 @@ function onKey(ev) {
   } else if (ev.key === "r") {
     ev.preventDefault();
     newFace(randomSeed());
-  } else if (ev.key === "l" && (knob || focusedKnob)) {
+  } else if (ev.key === "l" && knob) {   // only the knob that has the focus, never one off-screen
     ev.preventDefault();
-    toggleLock(knob || focusedKnob);
+    toggleLock(knob);
+  } else if (ev.key === "b" && !ev.repeat) {
+    showBefore(true);
   }
+}
+
+function onKeyUp(ev) {
+  if (ev.key === "b") showBefore(false);
+}
+
+// ---------------------------------------------------------------- loading a link
+// A link the page cannot show as it is (unknown knobs, values out of range, a move of a locked knob,
+// made with other axes) keeps what replays, drops the rest, and says what was dropped.
+async function loadState(s) {
+  const dropped = [];
+  const known = new Set(model.knobs.map((k) => k.name));
+  const unknownLocks = s.locks.filter((k) => !known.has(k));
+  if (unknownLocks.length) dropped.push(`unknown lock${unknownLocks.length > 1 ? "s" : ""} ${unknownLocks.join(", ")}`);
+  s.locks = s.locks.filter((k) => known.has(k));
+  let keep = s.edits.findIndex((e, i) => i >= model.limits.max_edits || Math.abs(e.value) > model.max_value);
+  let reason = keep >= 0 ? (keep >= model.limits.max_edits ? `more than ${model.limits.max_edits} edits`
+    : `${e2s(s.edits[keep])} is outside ±${model.max_value}σ`) : null;
+  if (keep < 0) keep = s.edits.length;
+  try {
+    const res = await post("api/check", body({ ...s, edits: s.edits.slice(0, keep) }));
+    const check = await res.json();
+    if (check.valid_edits < keep) {
+      reason = check.detail;
+      keep = check.valid_edits;
+    }
+  } catch (err) {
+    reason = err.message;
+    keep = 0;
+  }
+  if (keep < s.edits.length) {
+    const n = s.edits.length - keep;
+    dropped.unshift(`${n === 1 ? "edit" : `${n} edits from`} ${e2s(s.edits[keep])}${n > 1 ? " on" : ""} (${reason})`);
+    s.edits = s.edits.slice(0, keep);
+  }
+  if (dropped.length) {
+    showError(`This link could not be shown whole; dropped ${dropped.join("; ")}. ` +
+      (s.edits.length ? `Showing the ${s.edits.length} edit${s.edits.length > 1 ? "s" : ""} before.` : `Showing face #${s.seed} as it is.`));
+  }
+  return s;
+}
+
+const e2s = (e) => `${e.op === "set" ? "set" : "step"} ${e.knob} ${e.op === "set" ? "to" : "by"} ${e.value}σ`;
+
+async function stateFromHash() {
+  if (location.hash.length > 1) {
+    let s;
+    try {
+      s = decodeHash(location.hash);
+    } catch (err) {
+      const seed = /(?:^#|&)seed=(\d{1,15})(?:&|$)/.exec(location.hash);
+      showError(`This link is malformed (${err.message}); showing ${seed ? `face #${seed[1]} as it is` : "a random face"} instead.`);
+      return freshState(seed ? Number(seed[1]) : randomSeed());
+    }
+    return loadState(s);
+  }
+  return freshState(randomSeed());
+}
+
+async function onHashChange() {
+  if (location.hash === encodeHash(state)) return;
+  document.body.dataset.idle = "false";   // busy until the new link's frame is shown
+  clearError();
+  const s = await stateFromHash();
+  pushHistory();
+  state = s;
+  expected = new Map();
+  writeHash();
+  updateLocks();
+  requestFrame();
 }
 
 // ---------------------------------------------------------------- start
-function loadFromHash() {
-  if (location.hash.length > 1) {
-    try {
-      state = decodeHash(location.hash);
-      return;
-    } catch (err) {
-      showError(`This link is malformed (${err.message}); showing a random face instead.`);
-    }
-  }
-  state = { seed: randomSeed(), edits: [], locks: [] };
-  writeHash();
+function trackBarHeight() {
+  const bar = document.querySelector(".bar");
+  const set = () => document.documentElement.style.setProperty("--bar-h", `${bar.offsetHeight}px`);
+  new ResizeObserver(set).observe(bar);
+  set();
 }
 
 async function start() {
+  trackBarHeight();
   $("random").addEventListener("click", () => newFace(randomSeed()));
   $("reset").addEventListener("click", reset);
   $("undo").addEventListener("click", undo);
@@ -591,23 +1139,51 @@ async function start() {
   $("share").addEventListener("click", share);
   $("error-close").addEventListener("click", clearError);
   $("gallery-toggle").addEventListener("click", () => ($("gallery").hidden ? openGallery() : closeGallery()));
-  $("gallery-more").addEventListener("click", fillGallery);
+  $("gallery-more").addEventListener("click", () => fillGallery(false));
+  $("gallery-variations").addEventListener("click", () => fillGallery(true));
   $("gallery-close").addEventListener("click", closeGallery);
-  $("strip-close").addEventListener("click", () => { stripKnob = null; $("strip").hidden = true; });
-  $("strip-img").addEventListener("click", stripClick);
-  document.addEventListener("keydown", onKey);
-  window.addEventListener("hashchange", () => {
-    if (location.hash === encodeHash(state)) return;
-    pushHistory();
-    clearError();
-    loadFromHash();
-    writeHash();
-    updateLocks();
-    requestFrame();
+  $("help-toggle").addEventListener("click", () => ($("help").hidden ? openHelp() : closeHelp()));
+  $("help-close").addEventListener("click", closeHelp);
+  $("saved-toggle").addEventListener("click", () => ($("saved").hidden ? openSaved() : closeSaved()));
+  $("saved-close").addEventListener("click", closeSaved);
+  $("fav-add").addEventListener("click", () => {
+    remember(STORE.favourites, state);
+    fillList(STORE.favourites, "favourites");
+    toast(`Face #${state.seed} added to favourites`);
   });
+  $("session-save").addEventListener("click", saveSession);
+  $("session-load").addEventListener("change", (ev) => {
+    if (ev.target.files.length) loadSession(ev.target.files[0]);
+    ev.target.value = "";
+  });
+  const compare = $("compare");
+  compare.addEventListener("pointerdown", () => showBefore(true));
+  for (const type of ["pointerup", "pointerleave", "pointercancel"]) compare.addEventListener(type, () => showBefore(false));
+  compare.addEventListener("keydown", (ev) => { if (ev.key === " " || ev.key === "Enter") showBefore(true); });
+  compare.addEventListener("keyup", () => showBefore(false));
+  $("split").addEventListener("change", () => setSplit($("split").checked));
+  $("mix-t").addEventListener("input", () => {
+    setMix(Number($("mix-t").value), !mixDragging);
+    mixDragging = true;
+  });
+  $("mix-t").addEventListener("change", () => { mixDragging = false; updateMix(); });
+  $("mix-seed").addEventListener("change", () => { if (state.mix) setMix(state.mix.t, true); });
+  $("seed-input").addEventListener("change", () => {
+    const text = $("seed-input").value.trim();
+    if (!/^\d{1,15}$/.test(text) || !Number.isSafeInteger(Number(text))) {
+      showError("The seed must be a whole number (0 or more)");
+      $("seed-input").value = String(state.seed);
+  updateMix();
+      return;
+    }
+    if (Number(text) !== state.seed) newFace(Number(text));
+  });
+  document.addEventListener("keydown", onKey);
+  document.addEventListener("keyup", onKeyUp);
+  window.addEventListener("hashchange", onHashChange);
 
   try {
-    const res = await fetch("/api/model");
+    const res = await fetch("api/model");
     if (!res.ok) throw await apiError(res);
     model = await res.json();
   } catch (err) {
@@ -617,11 +1193,50 @@ async function start() {
   document.title = model.title;
   $("title").textContent = model.title;
   $("face").width = $("face").height = model.image_size;
+  document.documentElement.style.setProperty("--face-max", `${model.image_size}px`);
   buildKnobs();
-  loadFromHash();
+  if (model.report) {
+    for (const where of [$("legend"), $("help")]) {
+      where.append(" ", el("a", { href: model.report, target: "_blank", rel: "noopener", textContent: "Evaluation report" }),
+        " (how well each knob does on fresh faces).");
+    }
+  }
+  fetchLeaks();
+  if (model.sets && model.sets.length > 1) {   // several knob sets: switch, keeping the face
+    const select = $("knob-set");
+    for (const set of model.sets) select.append(el("option", { value: set.url, textContent: set.name, selected: set.name === model.set }));
+    select.addEventListener("change", () => { location.href = new URL(select.value, location.origin).href + encodeHash(state); });
+    $("set-box").hidden = false;
+  }
+  for (const hook of startHooks) hook(model);
+  state = await stateFromHash();
+  $("mix-seed").value = String(state.mix ? state.mix.seed : (state.seed + 1) % 2147483647);
+  writeHash();
   updateLocks();
   requestFrame();
   document.body.dataset.ready = "true";
 }
+
+// ---------------------------------------------------------------- for other scripts
+const startHooks = [];
+window.tlgan = {
+  // A state field carried in the link (name=format(value)) and sent with every request.
+  addStateField(name, { parse, format, initial }) {
+    extraFields.set(name, { parse, format, initial });
+    if (!(name in state)) state[name] = initial;
+  },
+  get model() { return model; },
+  get state() { return clone(state); },
+  // Change the state as one undoable step: fn gets a copy and returns the new state.
+  change(fn) {
+    pushHistory();
+    state = fn(clone(state));
+    expected = new Map();
+    commit();
+  },
+  onStart(fn) { startHooks.push(fn); },
+  onFrame(fn) { frameHooks.push(fn); },
+  post, showError, toast, newFace, el,
+};
 
 start();
