@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -86,13 +87,16 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
 
 
 def _probe(module: str) -> tuple[str, str | None, str | None]:
-    """(host, version, error) of importing ``module`` on a worker. Sent by value, so it runs without tlgan."""
+    """(host, version of its top package, error) of importing ``module`` on a worker. Sent by value, so it runs without tlgan."""
     import importlib
     import socket as _socket
 
+    import sys as _sys
+
     try:
-        mod = importlib.import_module(module)
-        return _socket.gethostname(), getattr(mod, "__version__", "?"), None
+        importlib.import_module(module)
+        top = _sys.modules[module.split(".")[0]]
+        return _socket.gethostname(), getattr(top, "__version__", "?"), None
     except Exception as exc:  # noqa: BLE001 - any import failure is the answer
         return _socket.gethostname(), None, f"{type(exc).__name__}: {exc}"
 
@@ -130,12 +134,11 @@ class Cluster:
 
     def __init__(self, address: str, ship_code: bool = False) -> None:
         ray = _ray()
-        import tlgan
-
         self.address, self.ray = address, ray
         if address != "local" and address != "auto" and not address.startswith("ray://"):
             _check_reachable(address)
-        runtime_env = {"py_modules": [str(Path(tlgan.__file__).parent)]} if ship_code else None
+        package = Path(__file__).resolve().parents[1]  # this tlgan package
+        runtime_env = {"py_modules": [str(package)]} if ship_code else None
         kwargs: dict[str, Any] = {"logging_level": "ERROR", "log_to_driver": False, "runtime_env": runtime_env,
                                   "configure_logging": True}
         if ray.is_initialized():
@@ -148,7 +151,8 @@ class Cluster:
         except (ConnectionError, ValueError, RuntimeError, SystemExit) as exc:
             raise TlganError(f"cannot connect to the Ray cluster at {address}: {error_line(exc)}") from None
         try:
-            self.check_module("tlgan", tlgan.__version__)
+            # tlgan is imported, as this module's parent package
+            self.check_module("tlgan.sampling.distributed", getattr(sys.modules["tlgan"], "__version__", "?"))
         except BaseException:
             self.close()
             raise
@@ -169,10 +173,10 @@ class Cluster:
             raise TlganError(f"the Ray workers at {self.address} could not run a task: {error_line(exc)}") from None
         for host, found, error in answers:
             if error is not None:
-                raise TlganError(f"{module} is not importable on Ray node {host} ({error}); install it on every node "
-                                 "or pass --ray-ship to send this one")
+                raise TlganError(f"{module} is not importable on Ray node {host} ({error}); install tlgan on every "
+                                 "node or pass --ray-ship to send this one")
             if version is not None and found != version:
-                raise TlganError(f"Ray node {host} has {module} {found}, the driver {version}; install the same "
+                raise TlganError(f"Ray node {host} has tlgan {found}, the driver {version}; install the same "
                                  "version or pass --ray-ship")
 
     def resources(self) -> dict[str, float]:
