@@ -124,10 +124,11 @@ class LocalCluster:
                 os.killpg(proc.pid, signal.SIGKILL)  # whatever of this node is left
             except (ProcessLookupError, PermissionError):
                 pass
-        for pid in leftovers:  # workers the nodes did not take down with them
+        for pid, cmd in leftovers.items():  # workers the nodes did not take down with them (still the same process)
             try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
+                if Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace") == cmd:
+                    os.kill(pid, signal.SIGKILL)
+            except (OSError, ProcessLookupError):
                 pass
         self.procs = []
         if self._short is not None:

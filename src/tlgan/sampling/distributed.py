@@ -128,11 +128,11 @@ class Cluster:
 
     address: HOST:PORT of a running head node, 'auto' (the cluster this machine
     belongs to), ray://HOST:PORT (Ray client), or 'local' (start a cluster here
-    with this machine's CPUs, shut down on close). ship_code uploads this
+    with this machine's CPUs, or ``local_cpus`` logical ones, shut down on close). ship_code uploads this
     tlgan package to the workers (Ray runtime environment ``py_modules``).
     """
 
-    def __init__(self, address: str, ship_code: bool = False) -> None:
+    def __init__(self, address: str, ship_code: bool = False, local_cpus: int | None = None) -> None:
         ray = _ray()
         self.address, self.ray = address, ray
         if address != "local" and address != "auto" and not address.startswith("ray://"):
@@ -145,7 +145,7 @@ class Cluster:
             raise TlganError("Ray is already initialised in this process")
         try:
             if address == "local":
-                ray.init(num_cpus=cpu_budget(), include_dashboard=False, **kwargs)
+                ray.init(num_cpus=local_cpus or cpu_budget(), include_dashboard=False, **kwargs)
             else:
                 ray.init(address=address, **kwargs)
         except (ConnectionError, ValueError, RuntimeError, SystemExit) as exc:

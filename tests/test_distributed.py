@@ -1,0 +1,180 @@
+"""tlgan build/evaluate --ray on a real Ray cluster: a head node and a second node started with `ray start` on loopback.
+
+The cluster (1 CPU per node, so two workers) is started once for the module
+and shut down afterwards. Builds use a small N in small shards and the cheap
+extractors, so each takes seconds once the workers have loaded the models.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+
+pytest.importorskip("ray")
+# One cluster for the module; each build is seconds on an idle 2-core machine, but a cluster start and the workers'
+# model loading add up to minutes when the machine is busy.
+pytestmark = pytest.mark.slow
+
+from raycluster import LocalCluster, free_port  # noqa: E402
+
+from tlgan.axes.distributed import comparable_header  # noqa: E402
+
+TLGAN = shutil.which("tlgan", path=str(Path(sys.executable).parent)) or "tlgan"
+N, SHARD, SEED = 1024, 64, 3
+BUILD = ["build", "--n", str(N), "--shard-size", str(SHARD), "--seed", str(SEED), "--extractor", "imagestats,emotion"]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    c = LocalCluster(tmp_path_factory.mktemp("ray"), cpus=[1, 1])
+    yield c
+    c.stop()
+
+
+def tlgan(*args, env=None, check=True, timeout=600):
+    proc = subprocess.run([TLGAN, *args], capture_output=True, text=True, env=env, timeout=timeout)
+    if check:
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def read_axis_file(path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
+    with safe_open(str(path), "pt") as f:
+        return json.loads(f.metadata()["tlgan"]), {k: f.get_tensor(k) for k in f.keys()}
+
+
+def assert_same_axis_file(a: Path, b: Path) -> None:
+    """Bit-identical tensors and the same header but for timing fields (the whole file when it has none)."""
+    (ha, ta), (hb, tb) = read_axis_file(a), read_axis_file(b)
+    assert ta.keys() == tb.keys()
+    for name in ta:
+        assert torch.equal(ta[name], tb[name]), name
+    assert comparable_header(ha) == comparable_header(hb)
+    if comparable_header(ha) == ha and comparable_header(hb) == hb:
+        assert a.read_bytes() == b.read_bytes()
+
+
+def shard_files(folder: Path) -> list[Path]:
+    return sorted(folder.glob("shard-*.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def local_build(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("local")
+    tlgan(*BUILD, "--samples", str(tmp / "samples"), "--out", str(tmp / "axes.safetensors"))
+    return tmp / "axes.safetensors", tmp / "samples"
+
+
+@pytest.fixture(scope="module")
+def ray_build(cluster, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("raybuild")
+    proc = tlgan(*BUILD, "--samples", str(tmp / "samples"), "--out", str(tmp / "axes.safetensors"),
+                 "--ray", cluster.address, env=cluster.env)
+    return tmp / "axes.safetensors", tmp / "samples", proc
+
+
+def test_ray_build_equals_local_build(local_build, ray_build):
+    local_axes, local_samples = local_build
+    ray_axes, ray_samples, proc = ray_build
+    assert "2 Ray worker(s)" in proc.stderr
+    assert_same_axis_file(local_axes, ray_axes)
+    # the stored samples too, shard for shard
+    assert [p.name for p in shard_files(ray_samples)] == [p.name for p in shard_files(local_samples)]
+    assert len(shard_files(ray_samples)) == N // SHARD
+    for a, b in zip(shard_files(local_samples), shard_files(ray_samples)):
+        assert a.read_bytes() == b.read_bytes(), a.name
+    assert json.loads((ray_samples / "manifest.json").read_text()) == \
+        json.loads((local_samples / "manifest.json").read_text())
+
+
+def test_ray_samples_folder_is_readable_by_tlgan_fit(local_build, ray_build, tmp_path):
+    _, local_samples = local_build
+    _, ray_samples, _ = ray_build
+    tlgan("fit", str(ray_samples), "--out", str(tmp_path / "ray-fit.safetensors"))
+    tlgan("fit", str(local_samples), "--out", str(tmp_path / "local-fit.safetensors"))
+    assert_same_axis_file(tmp_path / "local-fit.safetensors", tmp_path / "ray-fit.safetensors")
+    # and a classifier method reads the folder as well
+    tlgan("fit", str(ray_samples), "--method", "logistic", "--out", str(tmp_path / "logistic.safetensors"))
+
+
+def test_killed_worker_is_retried_with_the_same_result(cluster, local_build, tmp_path):
+    local_axes, _ = local_build
+    samples = tmp_path / "samples"
+    cmd = [TLGAN, *BUILD, "--samples", str(samples), "--out", str(tmp_path / "axes.safetensors"), "--ray",
+           cluster.address]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cluster.env)
+    try:
+        deadline = time.monotonic() + 300
+        while not shard_files(samples) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        workers = cluster.pids("ray::ShardWorker")
+        assert proc.poll() is None and workers, "the build ended before a worker could be killed"
+        done_before = len(shard_files(samples))
+        victim = workers[0]
+        os.kill(victim, signal.SIGKILL)
+        assert done_before < N // SHARD, "every shard was finished before the kill"
+        _, err = proc.communicate(timeout=600)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err[-3000:]
+    assert victim not in cluster.pids("ray::ShardWorker")
+    assert_same_axis_file(local_axes, tmp_path / "axes.safetensors")
+
+
+def test_streaming_ray_build_equals_local_streaming_build(cluster, tmp_path):
+    args = [*BUILD[:-2], "--extractor", "imagestats", "--n", "600", "--no-store-samples"]
+    tlgan(*args, "--out", str(tmp_path / "local.safetensors"))
+    proc = tlgan(*args, "--out", str(tmp_path / "ray.safetensors"), "--ray", cluster.address, env=cluster.env)
+    assert "fitted while sampling" in proc.stderr
+    assert_same_axis_file(tmp_path / "local.safetensors", tmp_path / "ray.safetensors")
+    assert not list(tmp_path.glob("*.samples"))
+
+
+def test_bad_address_is_one_line_error(tmp_path):
+    closed = free_port()
+    for address, fragment in ((f"127.0.0.1:{closed}", "cannot reach a Ray cluster"),
+                              ("not-an-address", "Ray address must be HOST:PORT")):
+        start = time.monotonic()
+        proc = tlgan(*BUILD, "--out", str(tmp_path / "a.safetensors"), "--ray", address, check=False)
+        assert proc.returncode == 1
+        lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], proc.stderr
+        assert time.monotonic() - start < 60
+    assert not (tmp_path / "a.safetensors").exists()
+
+
+CHECKS = """
+import sys
+from tlgan.errors import TlganError
+from tlgan.sampling.distributed import Cluster, WorkerPool
+with Cluster(sys.argv[1]) as c:
+    for check in (lambda: c.check_module("tlgan_not_installed_here"),
+                  lambda: WorkerPool(c, "digiface", "imagestats", device="cuda")):
+        try:
+            check()
+            print("no error")
+        except TlganError as exc:
+            print(exc)
+"""
+
+
+def test_missing_package_and_gpus_are_one_line_errors(cluster):
+    # In a fresh process: Ray reads its authentication settings from the environment once, at import.
+    proc = subprocess.run([sys.executable, "-c", CHECKS, cluster.address], capture_output=True, text=True,
+                          env=cluster.env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    missing, gpus = proc.stdout.strip().splitlines()
+    assert "tlgan_not_installed_here is not importable on Ray node" in missing and "ModuleNotFoundError" in missing
+    assert "install tlgan on every node or pass --ray-ship" in missing
+    assert "has no GPUs (2 CPUs); use --device cpu" in gpus
