@@ -178,3 +178,20 @@ def test_missing_package_and_gpus_are_one_line_errors(cluster):
     assert "tlgan_not_installed_here is not importable on Ray node" in missing and "ModuleNotFoundError" in missing
     assert "install tlgan on every node or pass --ray-ship" in missing
     assert "has no GPUs (2 CPUs); use --device cpu" in gpus
+
+
+def test_ray_evaluate_equals_local_evaluate(cluster, tmp_path):
+    args = ["evaluate", "--n", "6", "--steps", "3", "--no-locked", "--extractor", "imagestats,emotion"]
+    tlgan(*args, "--json", str(tmp_path / "local.json"))
+    proc = tlgan(*args, "--json", str(tmp_path / "ray.json"), "--ray", cluster.address, env=cluster.env)
+    assert "2 Ray worker(s)" in proc.stderr
+    local, ray = (json.loads((tmp_path / f"{name}.json").read_text()) for name in ("local", "ray"))
+    assert local.keys() == ray.keys()
+    assert local["settings"] == ray["settings"] and local["features"] == ray["features"]
+    assert len(ray["axes"]) == len(local["axes"]) > 5
+    # Same faces, same batches; a worker runs each batch on one thread, the local command on all: the readings
+    # agree to float32 rounding (and exactly where the convolutions do not split work by thread).
+    a = torch.tensor(local["rescoring"]["values"], dtype=torch.float64)
+    b = torch.tensor(ray["rescoring"]["values"], dtype=torch.float64)
+    assert torch.allclose(a, b, rtol=1e-3, atol=1e-4, equal_nan=True)
+    assert torch.allclose(torch.tensor(local["feature_mean"]), torch.tensor(ray["feature_mean"]), rtol=1e-4)
