@@ -195,3 +195,31 @@ def test_ray_evaluate_equals_local_evaluate(cluster, tmp_path):
     b = torch.tensor(ray["rescoring"]["values"], dtype=torch.float64)
     assert torch.allclose(a, b, rtol=1e-3, atol=1e-4, equal_nan=True)
     assert torch.allclose(torch.tensor(local["feature_mean"]), torch.tensor(ray["feature_mean"]), rtol=1e-4)
+
+
+def test_interrupted_ray_build_resumes_from_finished_shards(cluster, local_build, tmp_path):
+    local_axes, _ = local_build
+    samples = tmp_path / "samples"
+    args = [*BUILD, "--samples", str(samples), "--out", str(tmp_path / "axes.safetensors"), "--ray", cluster.address]
+    proc = subprocess.Popen([TLGAN, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=cluster.env)
+    try:
+        deadline = time.monotonic() + 300
+        while len(shard_files(samples)) < 2 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert proc.poll() is None, "the build ended before it could be interrupted"
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err[-3000:]
+    assert "finished work is kept" in err
+    kept = {p.name: p.stat().st_mtime_ns for p in shard_files(samples)}
+    assert 2 <= len(kept) < N // SHARD
+    assert not (tmp_path / "axes.safetensors").exists()
+    tlgan(*args, env=cluster.env)
+    assert_same_axis_file(local_axes, tmp_path / "axes.safetensors")
+    # the finished shards were read back, not labelled and written again
+    assert all(p.stat().st_mtime_ns == kept[p.name] for p in shard_files(samples) if p.name in kept)
+    assert len(shard_files(samples)) == N // SHARD
