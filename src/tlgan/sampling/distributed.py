@@ -148,7 +148,7 @@ class Cluster:
                 ray.init(num_cpus=local_cpus or cpu_budget(), include_dashboard=False, **kwargs)
             else:
                 ray.init(address=address, **kwargs)
-        except (ConnectionError, ValueError, RuntimeError, SystemExit) as exc:
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - Ray raises many kinds (and SystemExit on timeouts)
             raise TlganError(f"cannot connect to the Ray cluster at {address}: {error_line(exc)}") from None
         try:
             # tlgan is imported, as this module's parent package
