@@ -31,7 +31,7 @@ def targets(name: str, log: str) -> list[tuple[str, float | None, float, str]]:
     if name == "pipeline":
         m = re.search(rf"run_samples\s+best {NUMBER}", log)
         out.append(("labelled samples/s (run_samples, best)", number(m.group(1)) if m else None, 250_000, "min"))
-    if name == "build-1M":
+    if name == "build":
         m = re.search(rf"\(fit while sampling\): {NUMBER} s end to end, peak host memory {NUMBER} MiB", log)
         out.append(("N = 1M end to end, s", number(m.group(1)) if m else None, 15, "max"))
         out.append(("peak host memory, MiB", number(m.group(2)) if m else None, 2048, "max"))
@@ -46,7 +46,7 @@ def main() -> None:
     logs, device, steps = Path(sys.argv[1]), sys.argv[2], sys.argv[3:]
     on_gpu = device.startswith("cuda")
     print()
-    print(f"{'step':<10} {'status':<44} {'time':>6}  figures")
+    print(f"{'step':<10} {'status':<56} {'time':>6}  figures")
     print("-" * 110)
     checks = []
     for step in steps:
@@ -54,9 +54,9 @@ def main() -> None:
         path = logs / f"{name}.log"
         log = path.read_text(errors="replace") if path.exists() else ""
         lines = figures(log) if status == "ok" else []
-        print(f"{name:<10} {status:<44} {seconds + ' s':>6}  {lines[0] if lines else ''}")
+        print(f"{name:<10} {status:<56} {seconds + ' s':>6}  {lines[0] if lines else ''}")
         for line in lines[1:6]:
-            print(f"{'':<10} {'':<44} {'':>6}  {line}")
+            print(f"{'':<10} {'':<56} {'':>6}  {line}")
         if status == "ok":
             checks += [(name, *t) for t in targets(name, log)]
     if checks:

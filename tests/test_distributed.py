@@ -166,18 +166,27 @@ with Cluster(sys.argv[1]) as c:
             print("no error")
         except TlganError as exc:
             print(exc)
+with Cluster(sys.argv[1], ship_code=True) as c:  # --ray-ship: the workers import the package sent from here
+    def where():
+        import tlgan.sampling.distributed
+        return tlgan.__file__
+    print(c.ray.get(c.ray.remote(where).remote()))
 """
 
 
-def test_missing_package_and_gpus_are_one_line_errors(cluster):
+def test_missing_package_and_gpus_are_one_line_errors_and_ship_sends_the_package(cluster):
     # In a fresh process: Ray reads its authentication settings from the environment once, at import.
     proc = subprocess.run([sys.executable, "-c", CHECKS, cluster.address], capture_output=True, text=True,
                           env=cluster.env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    missing, gpus = proc.stdout.strip().splitlines()
+    missing, gpus, shipped = proc.stdout.strip().splitlines()
     assert "tlgan_not_installed_here is not importable on Ray node" in missing and "ModuleNotFoundError" in missing
     assert "install tlgan on every node or pass --ray-ship" in missing
     assert "has no GPUs (2 CPUs); use --device cpu" in gpus
+    import tlgan
+
+    assert shipped.endswith("tlgan/__init__.py") and "runtime_resources" in shipped
+    assert Path(shipped).parent != Path(tlgan.__file__).parent
 
 
 def test_ray_evaluate_equals_local_evaluate(cluster, tmp_path):
