@@ -393,6 +393,8 @@ class WorkerPool:
                         raise TlganError(f"Ray workers died {item.tries} times on the same work; see `ray logs`") from None
                     queue.append(item)
                     continue
+                except ray.exceptions.RayError as exc:  # out of memory, a runtime environment that fails, ...
+                    raise TlganError(f"Ray: {error_line(exc)}") from None
                 on_result(item, result)
                 if item.counts:
                     bar.update(item.samples)
