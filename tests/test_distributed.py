@@ -98,13 +98,11 @@ def test_ray_build_equals_local_build(local_build, ray_build):
 
 
 def test_ray_samples_folder_is_readable_by_tlgan_fit(local_build, ray_build, tmp_path):
-    _, local_samples = local_build
+    local_axes, _ = local_build
     _, ray_samples, _ = ray_build
     tlgan("fit", str(ray_samples), "--out", str(tmp_path / "ray-fit.safetensors"))
-    tlgan("fit", str(local_samples), "--out", str(tmp_path / "local-fit.safetensors"))
-    assert_same_axis_file(tmp_path / "local-fit.safetensors", tmp_path / "ray-fit.safetensors")
-    # and a classifier method reads the folder as well
-    tlgan("fit", str(ray_samples), "--method", "logistic", "--out", str(tmp_path / "logistic.safetensors"))
+    # the local build fitted its own folder the same way: same file
+    assert_same_axis_file(local_axes, tmp_path / "ray-fit.safetensors")
 
 
 def test_killed_worker_is_retried_with_the_same_result(cluster, local_build, tmp_path):
