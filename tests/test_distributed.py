@@ -158,7 +158,8 @@ from tlgan.errors import TlganError
 from tlgan.sampling.distributed import Cluster, WorkerPool
 with Cluster(sys.argv[1]) as c:
     for check in (lambda: c.check_module("tlgan_not_installed_here"),
-                  lambda: WorkerPool(c, "digiface", "imagestats", device="cuda")):
+                  lambda: WorkerPool(c, "digiface", "imagestats", device="cuda"),
+                  lambda: WorkerPool(c, "pggan:/nonexistent/g.pkl", "imagestats", device="cpu")):
         try:
             check()
             print("no error")
@@ -172,15 +173,17 @@ with Cluster(sys.argv[1], ship_code=True) as c:  # --ray-ship: the workers impor
 """
 
 
-def test_missing_package_and_gpus_are_one_line_errors_and_ship_sends_the_package(cluster):
+def test_missing_package_gpus_and_models_are_one_line_errors_and_ship_sends_the_package(cluster):
     # In a fresh process: Ray reads its authentication settings from the environment once, at import.
     proc = subprocess.run([sys.executable, "-c", CHECKS, cluster.address], capture_output=True, text=True,
                           env=cluster.env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    missing, gpus, shipped = proc.stdout.strip().splitlines()
+    missing, gpus, load, shipped = proc.stdout.strip().splitlines()
     assert "tlgan_not_installed_here is not importable on Ray node" in missing and "ModuleNotFoundError" in missing
     assert "install tlgan on every node or pass --ray-ship" in missing
     assert "has no GPUs (2 CPUs); use --device cpu" in gpus
+    assert "could not load the models: TensorFlow-1 network pickle not found: /nonexistent/g.pkl" in load
+    assert "Traceback" not in proc.stderr
     import tlgan
 
     assert shipped.endswith("tlgan/__init__.py") and "runtime_resources" in shipped

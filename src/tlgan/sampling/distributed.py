@@ -207,11 +207,17 @@ class ShardWorker:
         from tlgan.models.generators import load_generator
 
         torch.set_num_threads(threads)
-        self.generator = load_generator(generator, device)
-        self.extractor = load_extractor(extractor, device)
-        self.labeller = Labeller(self.generator, self.extractor, options)
+        self.error: str | None = None
+        try:
+            self.generator = load_generator(generator, device)
+            self.extractor = load_extractor(extractor, device)
+            self.labeller = Labeller(self.generator, self.extractor, options)
+        except Exception as exc:  # noqa: BLE001 - reported by describe(): an actor that raises here is restarted
+            self.error = error_line(exc)
 
     def describe(self) -> dict[str, Any]:
+        if self.error is not None:
+            return {"error": self.error, "host": socket.gethostname()}
         return {"generator": self.generator.identity, "extractor": self.extractor.identity,
                 "latent_dim": self.generator.latent_dim, "features": [asdict(f) for f in self.extractor.features],
                 "device": str(self.labeller.device), "batch_size": self.labeller.options.batch_size,
@@ -259,7 +265,8 @@ class ShardWorker:
         return read_faces(self.generator, self.extractor, z, batch_size)
 
     def close(self) -> None:
-        self.labeller.close()
+        if self.error is None:
+            self.labeller.close()
 
 
 # ---- the driver --------------------------------------------------------------------------------------------------------
@@ -317,6 +324,10 @@ class WorkerPool:
         except Exception as exc:  # noqa: BLE001 - a model that fails to load on a worker
             self.close()
             raise TlganError(f"Ray workers could not load the models: {error_line(exc)}") from None
+        failed = next((info for info in infos if "error" in info), None)
+        if failed is not None:
+            self.close()
+            raise TlganError(f"Ray worker on {failed['host']} could not load the models: {failed['error']}")
         first = {k: infos[0][k] for k in ("generator", "extractor", "latent_dim", "features")}
         for info in infos[1:]:
             if {k: info[k] for k in first} != first:
