@@ -365,12 +365,14 @@ class WorkerPool:
             for i, (_, sent) in list(self._pings.items()):
                 if now - sent > PING_LATE:
                     self.alive.discard(i)
-        if now - self._last_ping >= PING_EVERY:
+        refresh = now - self._last_ping >= PING_EVERY
+        if refresh:  # also redraws the bar, so that rate and workers stay current during long shards
             self._last_ping = now
             for i, actor in enumerate(self.actors):
                 if i not in self._pings and actor is not None:
                     self._pings[i] = (actor.ping.options(concurrency_group="ping").remote(), now)
-        bar.set_postfix_str(f"workers alive {len(self.alive)}/{sum(a is not None for a in self.actors)}", refresh=False)
+        bar.set_postfix_str(f"workers alive {len(self.alive)}/{sum(a is not None for a in self.actors)}",
+                            refresh=refresh)
 
     def run(self, items: Sequence[_Item], on_result: Callable[[_Item, Any], None], bar: tqdm) -> None:
         """Run every item on some actor, at most IN_FLIGHT per actor, calling ``on_result`` as each finishes."""
