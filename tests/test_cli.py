@@ -1,7 +1,6 @@
 """The CLI run as a user runs it: the installed `tlgan` command in a subprocess."""
 
 import json
-import os
 import shutil
 import signal
 import subprocess

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from planted import PlantedExtractor, PlantedGenerator
+from planted import PlantedGenerator
 
 from tlgan.axes.store import AxisSet
 from tlgan.editing.editor import Edit, Editor

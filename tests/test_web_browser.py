@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import base64
-import io
 import json
 import os
 import re
 import shutil
-import time
 import urllib.parse
 
 import httpx

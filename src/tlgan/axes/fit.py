@@ -20,7 +20,7 @@ from tlgan import timing
 from tlgan.errors import TlganError
 from tlgan.models.extractors import Extractor, Feature
 from tlgan.models.generators import Generator
-from tlgan.sampling.fused import Labeller, LabelOptions
+from tlgan.sampling.fused import Labeller, LabelOptions, single_threaded
 from tlgan.sampling.latents import check_seed
 from tlgan.sampling.pipeline import (
     SHARD_SIZE,
@@ -62,6 +62,15 @@ class RunningMoments:
         self.s += y.sum(0)
         self.ss += (y * y).sum(0)
 
+    def state(self) -> dict[str, torch.Tensor | int]:
+        return {"n": self.n, "s": self.s.cpu(), "ss": self.ss.cpu()}
+
+    def merge(self, state: dict[str, torch.Tensor | int]) -> None:
+        """Add another instance's ``state()`` (exactly as ``update`` with its rows would, when it started empty)."""
+        self.n += int(state["n"])
+        self.s += state["s"].to(self.s.device, torch.float64)
+        self.ss += state["ss"].to(self.ss.device, torch.float64)
+
     def mean(self) -> torch.Tensor:
         return self.s / max(self.n, 1)
 
@@ -96,6 +105,15 @@ class LinearFitter:
     def update(self, start: int, z: torch.Tensor, y: torch.Tensor) -> None:
         if self._train is None:
             self._start(z.device)
+        if self._device.type == "cpu":
+            # One thread: a float64 matmul's bits depend on the thread count (MKL splits the work), and a
+            # shard's sums must come out the same in a Ray worker as in a local fit (distributed.py).
+            with single_threaded():
+                self._update(start, z, y)
+        else:
+            self._update(start, z, y)
+
+    def _update(self, start: int, z: torch.Tensor, y: torch.Tensor) -> None:
         z, y = z.to(self._device), y.to(self._device)
         count = z.shape[0]
         held = validation_mask(start, count, self.val_fraction, self._device)
@@ -108,6 +126,22 @@ class LinearFitter:
     @property
     def n(self) -> int:
         return 0 if self._train is None else self._train.n + self._val.n
+
+    def state(self) -> dict[str, dict]:
+        """What the fit and the held-out R² need, as CPU tensors: the training and held-out normal equations and
+        the readings' moments. Small ((D + K)² floats), whatever the number of samples."""
+        if self._train is None:
+            raise TlganError("no samples to fit")
+        return {"train": self._train.state(), "val": self._val.state(), "moments": self._moments.state()}
+
+    def merge(self, state: dict[str, dict]) -> None:
+        """Add another fitter's ``state()``. Merging per-shard states in shard order gives the same bits as one
+        fitter updated with those shards in that order."""
+        if self._train is None:
+            self._start(self._device or torch.device("cpu"))
+        self._train.merge(state["train"])
+        self._val.merge(state["val"])
+        self._moments.merge(state["moments"])
 
     def result(self, ridge: float = 0.0) -> dict[str, torch.Tensor]:
         """Tensors on the CPU: axes (K, D) unit rows, weights (D, K), intercepts (K,),

@@ -126,6 +126,23 @@ class NormalEquations:
         self.zy += zw.T @ y
         self.yy += (yw * y).sum(0)
 
+    _SUMS = ("sz", "sy", "zz", "zy", "yy")
+
+    def state(self) -> dict[str, torch.Tensor | int]:
+        """The sums as CPU tensors (and n), e.g. to send one shard's contribution to another process."""
+        self._check_finite()
+        return {"n": self.n, **{name: getattr(self, name).cpu() for name in self._SUMS}}
+
+    def merge(self, state: dict[str, torch.Tensor | int]) -> None:
+        """Add another accumulator's ``state()``. Adding shards' states in shard order gives the same bits as
+        updating one accumulator with the same shards in that order (each shard's sums start from zero)."""
+        for name in self._SUMS:
+            part = state[name]
+            if part.shape != getattr(self, name).shape:
+                raise TlganError(f"cannot merge sums of shape {tuple(part.shape)} into {tuple(getattr(self, name).shape)}")
+            getattr(self, name).add_(part.to(self.device, torch.float64))
+        self.n += int(state["n"])
+
     def _check_finite(self) -> None:
         if self.device.type != "cpu" and int(self._nonfinite):
             raise TlganError("samples contain NaN or infinite values")

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -224,9 +224,13 @@ def evaluate(
     batch_size: int = 256,
     strip_faces: int = 2,
     progress: bool = True,
+    reader: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> Evaluation:
     """Evaluate every axis of ``axis_set`` on ``n`` fresh faces of evaluation ``seed`` (see module docstring).
 
+    ``reader`` (latents (M, D) float32 on the CPU -> readings (M, F) float32 on
+    the CPU) renders and reads the faces elsewhere, e.g. on a Ray cluster
+    (``tlgan evaluate --ray``); strips are still rendered here.
     Raises TlganError for a seed equal to the fit's (those would not be fresh
     faces), a sweep without 0 or with fewer than 3 points, or n < 2.
     """
@@ -249,7 +253,7 @@ def evaluate(
     K, D = axes64.shape
 
     z0 = sample_latents(seed, 0, n, D)
-    y0 = read_faces(generator, extractor, z0, batch_size)
+    y0 = reader(z0) if reader is not None else read_faces(generator, extractor, z0, batch_size)
     spread = y0.to(torch.float64).std(0)
     can_lock = locked and sum(supervised) >= 2
     matrix = torch.full((K, len(features)), math.nan, dtype=torch.float64)
@@ -271,7 +275,7 @@ def evaluate(
                 locked_at = len(moves)
                 moves.append((d, float(d @ axes64[k])))
         slots.append((free_at, locked_at))
-    readings = read_sweeps(generator, extractor, z0, moves, offsets, y0, batch_size, progress)
+    readings = read_sweeps(generator, extractor, z0, moves, offsets, y0, batch_size, progress, reader)
 
     results: list[dict[str, Any]] = []
     strips: dict[str, list[list[torch.Tensor]]] = {}

@@ -24,14 +24,16 @@ from typing import Callable, Iterator
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load as load_bytes
+from safetensors.torch import load_file, save, save_file
 from tqdm.auto import tqdm
 
-from tlgan.atomic import atomic_path, make_folder, write_text_atomic
+from tlgan.atomic import atomic_path
 from tlgan.errors import TlganError
 from tlgan.models.extractors import Extractor, Feature
 from tlgan.models.generators import Generator
 
+from .folder import SampleFolder
 from .fused import Labeller, LabelOptions, set_cpu_threads
 from .latents import check_seed, sample_latents
 
@@ -64,14 +66,56 @@ class Manifest:
         return a == b
 
 
-def read_manifest(folder: str | Path) -> Manifest:
-    path = Path(folder) / "manifest.json"
-    if not path.is_file():
+def read_manifest(folder: str | Path | SampleFolder) -> Manifest:
+    """The manifest of a sample folder (a path or a URI, see folder.py)."""
+    folder = folder if isinstance(folder, SampleFolder) else SampleFolder(folder)
+    if not folder.exists("manifest.json"):
         raise TlganError(f"{folder} is not a sample folder (no manifest.json)")
     try:
-        return Manifest(**json.loads(path.read_text()))
-    except (json.JSONDecodeError, TypeError) as exc:
-        raise TlganError(f"{path} is corrupt: {exc}") from None
+        return Manifest(**json.loads(folder.read_bytes("manifest.json")))
+    except (json.JSONDecodeError, UnicodeDecodeError, TypeError) as exc:
+        raise TlganError(f"{folder.path('manifest.json')} is corrupt: {exc}") from None
+
+
+def prepare_folder(folder: SampleFolder, manifest: Manifest) -> None:
+    """Check that ``folder`` holds nothing or samples compatible with ``manifest``, then write the manifest."""
+    if folder.exists("manifest.json"):
+        old = read_manifest(folder)
+        if not old.compatible(manifest):
+            raise TlganError(f"{folder} holds samples from another generator, extractor, seed, shard size or dtype; "
+                             "use another --samples folder or delete it")
+    folder.makedirs()
+    folder.write_bytes("manifest.json", json.dumps(asdict(manifest), indent=1).encode())
+
+
+def shard_name(start: int, count: int) -> str:
+    return f"shard-{start:010d}-{count}.safetensors"
+
+
+def write_shard(folder: SampleFolder, start: int, z: torch.Tensor, features: torch.Tensor) -> None:
+    """Write one shard (z (B, D), features (B, F) on the CPU) atomically."""
+    tensors = {"z": z.contiguous(), "features": features.contiguous()}
+    if folder.local is not None:
+        with atomic_path(folder.local / shard_name(start, z.shape[0])) as tmp:
+            save_file(tensors, str(tmp))
+    else:
+        folder.write_bytes(shard_name(start, z.shape[0]), save(tensors))
+
+
+def read_shard(folder: SampleFolder, manifest: Manifest, start: int, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(z (count, D), features (count, F)) of one shard, checked against the manifest."""
+    name = shard_name(start, count)
+    if not folder.exists(name):
+        raise TlganError(f"{folder} is incomplete (missing {name}); rerun the sampling command to resume")
+    where = folder.path(name)
+    try:
+        tensors = load_file(where) if folder.local is not None else load_bytes(folder.read_bytes(name))
+    except (SafetensorError, OSError) as exc:
+        raise TlganError(f"{where} is corrupt ({exc}); delete it and rerun to resume") from None
+    z, f = tensors.get("z"), tensors.get("features")
+    if z is None or f is None or z.shape != (count, manifest.latent_dim) or f.shape != (count, len(manifest.features)):
+        raise TlganError(f"{where} does not match the manifest; delete it and rerun to resume")
+    return z, f
 
 
 def shard_ranges(n: int, shard_size: int) -> list[tuple[int, int]]:
@@ -80,7 +124,7 @@ def shard_ranges(n: int, shard_size: int) -> list[tuple[int, int]]:
 
 
 def shard_path(folder: Path, start: int, count: int) -> Path:
-    return folder / f"shard-{start:010d}-{count}.safetensors"
+    return folder / shard_name(start, count)
 
 
 @torch.inference_mode()
@@ -263,23 +307,15 @@ def run_samples(
     check_sample_count(n)
     check_seed(seed)
     labeller = Labeller(generator, extractor, LabelOptions(batch_size, dtype, compile))
-    folder = Path(folder)
+    folder = SampleFolder(folder)
     manifest = Manifest(generator.identity, extractor.identity, generator.latent_dim,
                         [asdict(f) for f in extractor.features], seed, n, shard_size, dtype)
-    if (folder / "manifest.json").exists():
-        old = read_manifest(folder)
-        if not old.compatible(manifest):
-            raise TlganError(f"{folder} holds samples from another generator, extractor, seed, shard size or dtype; "
-                             "use another --samples folder or delete it")
-    make_folder(folder)
-    write_text_atomic(folder / "manifest.json", json.dumps(asdict(manifest), indent=1))
-
-    todo = [(s, c) for s, c in shard_ranges(n, shard_size) if not shard_path(folder, s, c).exists()]
+    prepare_folder(folder, manifest)
+    todo = [(s, c) for s, c in shard_ranges(n, shard_size) if not folder.exists(shard_name(s, c))]
 
     def write(unit: LabelledUnit) -> None:
         for start, lo, hi in unit.spans:
-            with atomic_path(shard_path(folder, start, hi - lo)) as tmp:
-                save_file({"z": unit.z[lo:hi].contiguous(), "features": unit.features[lo:hi].contiguous()}, str(tmp))
+            write_shard(folder, start, unit.z[lo:hi], unit.features[lo:hi])
 
     units = group_ranges(todo, labeller.options.batch_size)
     try:
@@ -291,22 +327,13 @@ def run_samples(
 
 def iter_shards(folder: str | Path, n: int | None = None) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
     """Yield (start, z (B, D), features (B, F)) for the shards covering the first ``n`` samples (all by default)."""
-    folder = Path(folder)
+    folder = SampleFolder(folder)
     manifest = read_manifest(folder)
     n = manifest.n if n is None else n
     if n > manifest.n:
         raise TlganError(f"{folder} holds {manifest.n} samples, {n} asked for")
     for start, count in shard_ranges(n, manifest.shard_size):
-        path = shard_path(folder, start, count)
-        if not path.exists():
-            raise TlganError(f"{folder} is incomplete (missing {path.name}); rerun the sampling command to resume")
-        try:
-            tensors = load_file(str(path))
-        except (SafetensorError, OSError) as exc:
-            raise TlganError(f"{path} is corrupt ({exc}); delete it and rerun to resume") from None
-        z, f = tensors.get("z"), tensors.get("features")
-        if z is None or f is None or z.shape != (count, manifest.latent_dim) or f.shape != (count, len(manifest.features)):
-            raise TlganError(f"{path} does not match the manifest; delete it and rerun to resume")
+        z, f = read_shard(folder, manifest, start, count)
         yield start, z, f
 
 
@@ -317,5 +344,5 @@ def load_samples(folder: str | Path) -> tuple[Manifest, torch.Tensor, torch.Tens
     return manifest, torch.cat([p[1] for p in parts]), torch.cat([p[2] for p in parts])
 
 
-__all__ = ["Manifest", "run_samples", "iter_shards", "load_samples", "label", "label_ranges",
+__all__ = ["Manifest", "run_samples", "prepare_folder", "write_shard", "read_shard", "shard_name", "iter_shards", "load_samples", "label", "label_ranges",
            "group_ranges", "shard_ranges", "set_cpu_threads", "LabelledUnit"]

@@ -7,7 +7,7 @@ t / gain along the direction. Readings come back as (P, n, F) float32 on CPU.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -56,12 +56,15 @@ def read_sweeps(
     base: torch.Tensor | None = None,
     batch_size: int = 256,
     progress: bool = False,
+    reader: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> list[torch.Tensor]:
     """Readings (P, n, F) per move: faces z0 (n, D) moved by offsets[p] / gain along each (direction (D,), gain).
 
     ``base`` (n, F), the readings of the unmoved faces, is reused for offset 0.
     The moved faces of every move and offset go through the models together,
-    in full batches of ``batch_size``.
+    in full batches of ``batch_size``. ``reader`` (latents (M, D) float32 on the
+    CPU -> readings (M, F)) reads them elsewhere instead, e.g. on a Ray cluster
+    (``distributed.WorkerPool.read_faces``, in the same batches).
     """
     n, d = z0.shape
     moving = [p for p, t in enumerate(offsets.tolist()) if not (t == 0 and base is not None)]
@@ -71,10 +74,13 @@ def read_sweeps(
                    for direction, gain in moves]) if moves else torch.empty(0, d, dtype=torch.float64)
     device = _device(generator)
     out = []
-    with tqdm(total=z.shape[0], unit="img", desc="evaluate", disable=not progress, dynamic_ncols=True) as bar:
-        for i in range(0, z.shape[0], batch_size):
-            out.append(label(generator, extractor, z[i: i + batch_size].to(device, torch.float32)).cpu())
-            bar.update(min(batch_size, z.shape[0] - i))
+    if reader is not None:
+        out = [reader(z.float())] if z.shape[0] else []
+    else:
+        with tqdm(total=z.shape[0], unit="img", desc="evaluate", disable=not progress, dynamic_ncols=True) as bar:
+            for i in range(0, z.shape[0], batch_size):
+                out.append(label(generator, extractor, z[i: i + batch_size].to(device, torch.float32)).cpu())
+                bar.update(min(batch_size, z.shape[0] - i))
     moved = torch.cat(out).reshape(len(moves), len(moving), n, -1) if out else torch.empty(0)
     results = []
     for m in range(len(moves)):

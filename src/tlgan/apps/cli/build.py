@@ -10,7 +10,7 @@ import click
 from tlgan.axes.methods import METHODS, UNSUPERVISED
 from tlgan.errors import TlganError
 
-from .common import format_info
+from .common import absolute_spec, format_info, is_uri, ray_options
 
 
 @click.command()
@@ -40,21 +40,26 @@ from .common import format_info
               help="keep labelled samples on disk (resumable, refittable) or fit while sampling (flat memory, "
                    "nothing written but the axes; an interrupted run starts over)")
 @click.option("--out", type=click.Path(dir_okay=False), default="axes.safetensors", show_default=True)
+@ray_options
 def build(generator: str, extractor: str | None, n: int, seed: int, device: str, batch_size: int | None, dtype: str,
           compile_: bool, threads: int | None, method: str, ridge: float | None, percent: float | None,
-          c: float | None, shard_size: int, samples_dir: str | None, store_samples: bool, out: str) -> None:
+          c: float | None, shard_size: int, samples_dir: str | None, store_samples: bool, out: str,
+          ray_address: str | None, ray_workers: int | None, ray_ship: bool) -> None:
     """Sample N latents, render and label them, and fit one axis per feature.
 
     \b
     Examples:
       tlgan build --n 20000 --out my-axes.safetensors
       tlgan build --n 1000000 --device cuda --dtype float16 --no-store-samples --out big.safetensors
+      tlgan build --n 1000000 --ray HEAD:6379 --samples /shared/run1 --out big.safetensors
     Interrupt with Ctrl-C at any time: rerunning the same command resumes (with --store-samples).
+    With --ray the shards are labelled on a Ray cluster (docs/scale.md): the same file as without.
     """
     from tlgan.atomic import prepare_output
     from tlgan.axes.fit import fit_streaming, resolve_method
     from tlgan.models.extractors import DEFAULT_EXTRACTORS, load_extractor
     from tlgan.models.generators import load_generator
+    from tlgan.sampling.fused import LabelOptions
     from tlgan.sampling.pipeline import run_samples, set_cpu_threads
 
     set_cpu_threads(threads)
@@ -68,6 +73,12 @@ def build(generator: str, extractor: str | None, n: int, seed: int, device: str,
         raise TlganError("--samples names a folder to store samples in; drop it or --no-store-samples")
     if not store_samples:
         resolve_method(method, ridge)  # fail before hours of sampling, not after
+    if ray_address:
+        samples = (samples_dir or str(Path(out).with_suffix(".samples"))) if store_samples else None
+        _build_on_ray(ray_address, ray_workers, ray_ship, generator, extractor or DEFAULT_EXTRACTORS, device,
+                      LabelOptions(batch_size, dtype, compile_), n, seed, method, ridge, percent, c, shard_size,
+                      samples, out)
+        return
     gen = load_generator(generator, device)
     ext = load_extractor(extractor or DEFAULT_EXTRACTORS, device)
     if not store_samples:
@@ -81,6 +92,25 @@ def build(generator: str, extractor: str | None, n: int, seed: int, device: str,
     run_samples(gen, ext, n, seed, samples, batch_size=batch_size, shard_size=shard_size, dtype=dtype,
                 compile=compile_)
     _fit_and_save(str(samples), method, ridge, out, percent, c)
+
+
+def _build_on_ray(address: str, workers: int | None, ship: bool, generator: str, extractor: str, device: str,
+                  options: Any, n: int, seed: int, method: str, ridge: float | None, percent: float | None,
+                  c: float | None, shard_size: int, samples: str | None, out: str) -> None:
+    """``tlgan build --ray``: the shards are labelled by a Ray cluster's workers, the axes fitted here."""
+    from tlgan.axes.distributed import build_on_cluster
+    from tlgan.sampling.distributed import Cluster, WorkerPool
+
+    if samples is not None and not is_uri(samples):
+        samples = str(Path(samples).resolve())  # workers may start elsewhere: give them the full path
+    with Cluster(address, ship_code=ship) as cluster:
+        with WorkerPool(cluster, absolute_spec(generator), absolute_spec(extractor), device, options, workers) as pool:
+            where = f" into {samples}" if samples else ", fitted while sampling"
+            click.echo(f"{pool.info['generator']} + {pool.info['extractor']}: {n:,} samples{where} on "
+                       f"{len(pool.actors)} Ray worker(s) ({pool.device}) at {address}", err=True)
+            axis_set = build_on_cluster(pool, n, seed, method=method, ridge=ridge, samples=samples,
+                                        shard_size=shard_size, percent=percent, c=c)
+    _save(axis_set, out)
 
 
 def _fit_and_save(samples: str, method: str, ridge: float | None, out: str, percent: float | None = None,

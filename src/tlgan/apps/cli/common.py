@@ -4,9 +4,41 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
+from pathlib import Path
+from typing import Any, Callable
+
+import click
 
 from tlgan.errors import TlganError
+
+def ray_options(command: Callable) -> Callable:
+    """The options of commands that can run on a Ray cluster (docs/scale.md)."""
+    command = click.option("--ray-ship", is_flag=True,
+                           help="send this tlgan package to the Ray workers (else they use their own install)")(command)
+    command = click.option("--ray-workers", type=click.IntRange(1, 100000), default=None,
+                           help="at most this many Ray workers [default: one per GPU, or per CPU on CPUs]")(command)
+    return click.option("--ray", "ray_address", default=None, metavar="ADDRESS",
+                        help="run on a Ray cluster: HEAD_HOST:PORT, auto, ray://HOST:PORT, or local (start one "
+                             "here with this machine's cores); needs pip install 'tlgan[ray]'")(command)
+
+
+def is_uri(location: str) -> bool:
+    return "://" in location
+
+
+def absolute_spec(spec: str) -> str:
+    """A model spec with any local file in it made absolute ('pggan:g.pkl' -> 'pggan:/home/u/g.pkl'), for
+    workers that run in another directory; each comma-separated part is treated alike."""
+    parts = []
+    for part in spec.split(","):
+        family, sep, rest = part.partition(":")
+        for candidate, prefix in ((rest, family + sep), (part, "")):
+            if candidate and not is_uri(candidate) and Path(candidate).exists():
+                part = prefix + str(Path(candidate).resolve())
+                break
+        parts.append(part)
+    return ",".join(parts)
+
 
 AXES_HELP = "axis set file (.safetensors); default: the shipped knob set of the default generator"
 

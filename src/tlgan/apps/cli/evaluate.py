@@ -12,6 +12,8 @@ import click
 
 from tlgan.errors import TlganError
 
+from .common import ray_options
+
 
 @click.command()
 @click.argument("axes", required=False, type=click.Path(dir_okay=False))
@@ -30,15 +32,17 @@ from tlgan.errors import TlganError
 @click.option("--extractor", default=None, help="extractors to re-score with [default: the ones the axes name]")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--batch-size", type=click.IntRange(1, 1 << 16), default=256, show_default=True)
+@ray_options
 def evaluate(axes: str | None, n: int, seed: int | None, span: float, steps: int, no_locked: bool, json_out: str | None,
              report_dir: str | None, generator: str | None, extractor: str | None, device: str,
-             batch_size: int) -> None:
+             batch_size: int, ray_address: str | None, ray_workers: int | None, ray_ship: bool) -> None:
     """Measure every axis of AXES (default: the shipped set) on fresh faces: fit quality, re-scoring matrix (free
     and locked), monotonicity, faces kept, cosine similarity.
 
     \b
     Example:
       tlgan evaluate my-axes.safetensors --n 500 --json eval.json --report eval-report/
+      tlgan evaluate my-axes.safetensors --n 5000 --json eval.json --ray HEAD:6379
     The JSON format is documented in docs/evaluate.md.
     """
     from tlgan.evaluation.evaluate import DEFAULT_SEED
@@ -52,11 +56,16 @@ def evaluate(axes: str | None, n: int, seed: int | None, span: float, steps: int
     if not json_out and not report_dir:
         raise TlganError("nothing to write: give --json FILE and/or --report DIR")
     set_cpu_threads()
-    gen, axis_set = load_model(generator, axes, device)
-    ext = load_extractor(extractor or axis_set.extractor_spec(), device)
     offsets = sorted({round(-span + 2 * span * i / (steps - 1), 6) for i in range(steps)} | {0.0})
-    result = run_evaluation(gen, ext, axis_set, n=n, seed=DEFAULT_SEED if seed is None else seed, sweep=offsets,
-                            locked=not no_locked, batch_size=batch_size)
+    seed = DEFAULT_SEED if seed is None else seed
+    if ray_address:
+        result = _evaluate_on_ray(ray_address, ray_workers, ray_ship, generator, axes, extractor, device, n, seed,
+                                  offsets, not no_locked, batch_size)
+    else:
+        gen, axis_set = load_model(generator, axes, device)
+        ext = load_extractor(extractor or axis_set.extractor_spec(), device)
+        result = run_evaluation(gen, ext, axis_set, n=n, seed=seed, sweep=offsets, locked=not no_locked,
+                                batch_size=batch_size)
     if json_out:
         from tlgan.atomic import write_text_atomic
 
@@ -65,6 +74,32 @@ def evaluate(axes: str | None, n: int, seed: int | None, span: float, steps: int
     if report_dir:
         click.echo(f"wrote {write_report(result, report_dir)}", err=True)
     click.echo(format_summary(result.to_dict()))
+
+
+def _evaluate_on_ray(address: str, workers: int | None, ship: bool, generator: str | None, axes: str | None,
+                     extractor: str | None, device: str, n: int, seed: int, offsets: list[float], locked: bool,
+                     batch_size: int):
+    """``tlgan evaluate --ray``: the moved faces are rendered and read by a Ray cluster's workers; the driver
+    keeps a CPU copy of the generator for the strips and the arithmetic."""
+    from tlgan.axes.defaults import DEFAULT_GENERATOR
+    from tlgan.evaluation.evaluate import evaluate as run_evaluation
+    from tlgan.models.extractors import load_extractor
+    from tlgan.sampling.distributed import Cluster, WorkerPool
+
+    from .common import absolute_spec, load_model
+
+    gen, axis_set = load_model(generator, axes, "cpu")
+    spec = extractor or axis_set.extractor_spec()
+    ext = load_extractor(spec, "cpu")
+    with Cluster(address, ship_code=ship) as cluster:
+        with WorkerPool(cluster, absolute_spec(generator or DEFAULT_GENERATOR), absolute_spec(spec), device,
+                        workers=workers) as pool:
+            if pool.info["generator"] != gen.identity or pool.info["extractor"] != ext.identity:
+                raise TlganError(f"the Ray workers loaded {pool.info['generator']} + {pool.info['extractor']}, "
+                                 f"the driver {gen.identity} + {ext.identity}: the same files must be on every node")
+            click.echo(f"evaluating on {len(pool.actors)} Ray worker(s) ({pool.device}) at {address}", err=True)
+            return run_evaluation(gen, ext, axis_set, n=n, seed=seed, sweep=offsets, locked=locked,
+                                  batch_size=batch_size, reader=lambda z: pool.read_faces(z, batch_size, True))
 
 
 def format_summary(data: dict) -> str:
