@@ -1,0 +1,281 @@
+"""StyleGAN weight files -> tlgan generators: ``stylegan:FILE`` and ``tlgan convert stylegan``.
+
+Formats (the loader tells them apart by suffix and content):
+- ``.pkl``: NVlabs' PyTorch release pickles (stylegan2-ada-pytorch, stylegan3), read through
+  ``formats.nvlabs_pickle`` (the embedded module source is never run). The architecture is read
+  from the pickled modules' attributes (what the forward pass actually used), the tensors by name.
+- ``.pt`` / ``.pth``: rosinality's stylegan2-pytorch checkpoints (``g_ema`` state dict, and
+  ``latent_avg`` when converted), read with ``torch.load(weights_only=True)``; names are mapped
+  to NVlabs' and the equalised-lr scale of the modulated convolutions is folded into the weights
+  (exact, since demodulation divides it out again).
+- ``.safetensors``: written by ``convert``: NVlabs-named float32 tensors plus a JSON header with
+  the family and config. Loading it gives the same identity and the same images as the source.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tlgan.atomic import atomic_path
+from tlgan.errors import TlganError
+from tlgan.safefile import read_tlgan_file
+
+from .base import Generator
+from .stylegan2 import StyleGAN2Config
+from .stylegan2 import build as build_stylegan2
+
+FORMAT = "tlgan.stylegan"
+VERSION = 1
+FAMILIES = ("stylegan2", "stylegan3")
+
+
+@dataclass
+class StyleGANWeights:
+    """NVlabs-named tensors plus the config to build them into, and where they came from."""
+
+    family: str
+    config: Any
+    tensors: dict[str, torch.Tensor] = field(repr=False)
+    source: str
+    origin: str
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+# --- NVlabs pickles ----------------------------------------------------------------------------------
+def _stylegan2_config(G: Any, source: str) -> StyleGAN2Config:
+    """StyleGAN2Config from a pickled NVlabs Generator module (networks.py / networks_stylegan2.py)."""
+    mapping, synthesis = G.child("mapping"), G.child("synthesis")
+    resolution = int(G.attr("img_resolution"))
+    fc0 = mapping.child("fc0")
+    num_layers = int(mapping.attr("num_layers"))
+    blocks = [synthesis.child(f"b{2 ** i}") for i in range(2, int(math.log2(resolution)) + 1)]
+    channels = tuple(int(b.child("conv1").state["_parameters"]["weight"].shape[0]) for b in blocks)
+    layer = blocks[0].child("conv1")
+    kernel = tuple(layer.state["_parameters"]["weight"].shape[2:])
+    if kernel != (3, 3):
+        raise TlganError(f"{source}: StyleGAN2 with {kernel} convolution kernels is not supported (3x3 only)")
+    flt = blocks[0].state["_buffers"]["resample_filter"]
+    taps = flt.sum(dim=0) if flt.ndim == 2 else flt
+    clamp = layer.attr("conv_clamp")
+    first = mapping.child(f"fc{num_layers - 1}")
+    config = StyleGAN2Config(
+        z_dim=int(G.attr("z_dim")), w_dim=int(G.attr("w_dim")), img_resolution=resolution,
+        img_channels=int(G.attr("img_channels")), channels=channels, mapping_layers=num_layers,
+        mapping_features=int(fc0.state["_parameters"]["weight"].shape[0]) if num_layers > 1 else int(G.attr("w_dim")),
+        mapping_lr_multiplier=float(fc0.attr("bias_gain", 1.0)), mapping_activation=str(fc0.attr("activation", "lrelu")),
+        num_fp16_res=sum(bool(b.attr("use_fp16", False)) for b in blocks),
+        conv_clamp=None if clamp is None else float(clamp), architecture=str(blocks[-1].attr("architecture", "skip")),
+        activation=str(layer.attr("activation", "lrelu")), use_noise=bool(layer.attr("use_noise", True)),
+        resample_filter=tuple(float(t) for t in (taps / taps.sum()).tolist()),
+    )
+    for block in blocks:
+        if bool(block.attr("use_fp16", False)) != config.use_fp16(int(block.attr("resolution"))):
+            raise TlganError(f"{source}: the fp16 layout of the pickled blocks does not follow NVlabs' num_fp16_res rule")
+    if first.state["_parameters"]["weight"].shape[0] != config.w_dim:
+        raise TlganError(f"{source}: the mapping network's last layer does not output w_dim={config.w_dim}")
+    return config
+
+
+def read_nvlabs(path: str | Path) -> StyleGANWeights:
+    """Read ``G_ema`` of an NVlabs PyTorch pickle (StyleGAN2 or StyleGAN3) without running its code."""
+    from tlgan.models.formats.nvlabs_pickle import pick_generator, read_nvlabs_pickle
+
+    path = Path(path)
+    G = pick_generator(read_nvlabs_pickle(path), path)
+    if G.class_name != "Generator":
+        raise TlganError(f"{path}: the generator is a pickled {G.class_name}, not an NVlabs Generator")
+    c_dim = int(G.attr("c_dim", 0) or 0)
+    if c_dim:
+        raise TlganError(f"{path}: conditional StyleGAN (c_dim={c_dim}) is not supported; tlgan renders G(z, None)")
+    tensors = {name: value.detach().to(torch.float32).contiguous() for name, value in G.tensors()}
+    synthesis = G.child("synthesis")
+    info = {"init_kwargs": _plain(G.init_kwargs)}
+    if "input" in synthesis.children:
+        from .stylegan3 import config_from_pickle
+
+        return StyleGANWeights("stylegan3", config_from_pickle(G, str(path)), tensors, str(path), "nvlabs-pickle", info)
+    if "b4" in synthesis.children:
+        return StyleGANWeights("stylegan2", _stylegan2_config(G, str(path)), tensors, str(path), "nvlabs-pickle", info)
+    raise TlganError(f"{path}: the pickled generator is neither StyleGAN2 (synthesis.b4) nor StyleGAN3 (synthesis.input)")
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe copy of pickled constructor kwargs (anything else becomes its repr)."""
+    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
+        return value.item()
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return repr(value)[:200]
+
+
+# --- rosinality -----------------------------------------------------------------------------------
+def _load_torch(path: Path) -> Any:
+    import argparse
+
+    try:
+        # Training checkpoints hold the run's argparse.Namespace; it is plain data, allowed explicitly.
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for corrupt or unsafe files
+        raise TlganError(f"cannot read {path} as a weights-only torch file: {str(exc).splitlines()[0][:300]}") from None
+
+
+def read_rosinality(path: str | Path) -> StyleGANWeights:
+    """A rosinality stylegan2-pytorch checkpoint (``g_ema`` [+ ``latent_avg``]) as NVlabs-named tensors."""
+    path = Path(path)
+    ckpt = _load_torch(path)
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("g_ema"), dict):
+        raise TlganError(f"{path} is not a rosinality stylegan2-pytorch checkpoint (no 'g_ema' state dict)")
+    sd: dict[str, torch.Tensor] = {k: v.to(torch.float32) for k, v in ckpt["g_ema"].items() if isinstance(v, torch.Tensor)}
+    src = str(path)
+
+    def take(name: str) -> torch.Tensor:
+        if name not in sd:
+            raise TlganError(f"{src}: rosinality checkpoint lacks '{name}'")
+        return sd[name]
+
+    n_mlp = 0
+    while f"style.{n_mlp + 1}.weight" in sd:
+        n_mlp += 1
+    if n_mlp == 0:
+        raise TlganError(f"{src}: no mapping layers ('style.1.weight') in g_ema")
+    n_rgbs = 0
+    while f"to_rgbs.{n_rgbs}.conv.weight" in sd:
+        n_rgbs += 1
+    resolution = 2 ** (n_rgbs + 2)
+    w_dim = int(take("style.1.weight").shape[0])
+    channels = (int(take("input.input").shape[1]),) + tuple(int(take(f"to_rgbs.{k}.conv.weight").shape[2]) for k in range(n_rgbs))
+    args = ckpt.get("args")
+    lr_mlp = float(getattr(args, "lr_mlp", 0.01) or 0.01)
+    config = StyleGAN2Config(z_dim=w_dim, w_dim=w_dim, img_resolution=resolution, img_channels=3, channels=channels,
+                             mapping_layers=n_mlp, mapping_features=w_dim, mapping_lr_multiplier=lr_mlp,
+                             num_fp16_res=0, conv_clamp=None)
+    out: dict[str, torch.Tensor] = {}
+    for i in range(n_mlp):
+        out[f"mapping.fc{i}.weight"] = take(f"style.{i + 1}.weight")
+        out[f"mapping.fc{i}.bias"] = take(f"style.{i + 1}.bias")
+    out["synthesis.b4.const"] = take("input.input")[0]
+
+    def styled(src_name: str, dst: str, noise: str) -> None:
+        weight = take(f"{src_name}.conv.weight")[0]
+        out[f"{dst}.weight"] = weight / math.sqrt(weight[0].numel())  # fold rosinality's run-time scale
+        out[f"{dst}.affine.weight"] = take(f"{src_name}.conv.modulation.weight")
+        out[f"{dst}.affine.bias"] = take(f"{src_name}.conv.modulation.bias")
+        out[f"{dst}.noise_strength"] = take(f"{src_name}.noise.weight").reshape(())
+        out[f"{dst}.bias"] = take(f"{src_name}.activate.bias")
+        out[f"{dst}.noise_const"] = take(f"noises.{noise}")[0, 0]
+
+    def to_rgb(src_name: str, dst: str) -> None:
+        out[f"{dst}.weight"] = take(f"{src_name}.conv.weight")[0]
+        out[f"{dst}.affine.weight"] = take(f"{src_name}.conv.modulation.weight")
+        out[f"{dst}.affine.bias"] = take(f"{src_name}.conv.modulation.bias")
+        out[f"{dst}.bias"] = take(f"{src_name}.bias").reshape(-1)
+
+    styled("conv1", "synthesis.b4.conv1", "noise_0")
+    to_rgb("to_rgb1", "synthesis.b4.torgb")
+    for k in range(n_rgbs):
+        block = f"synthesis.b{2 ** (k + 3)}"
+        styled(f"convs.{2 * k}", f"{block}.conv0", f"noise_{2 * k + 1}")
+        styled(f"convs.{2 * k + 1}", f"{block}.conv1", f"noise_{2 * k + 2}")
+        to_rgb(f"to_rgbs.{k}", f"{block}.torgb")
+    info: dict[str, Any] = {}
+    if isinstance(ckpt.get("latent_avg"), torch.Tensor):
+        out["mapping.w_avg"] = ckpt["latent_avg"].to(torch.float32).reshape(-1)
+    else:
+        info["w_avg"] = "estimated from 10,000 mapped z (seed 0): the checkpoint has no latent_avg"
+    # Buffers rosinality keeps elsewhere (FIR filters) or not at all: the standard values.
+    from .stylegan2 import StyleGAN2
+
+    fresh = StyleGAN2(config).state_dict()
+    for name, value in fresh.items():
+        if name.endswith("resample_filter"):
+            out[name] = value
+    if "mapping.w_avg" not in out:
+        out["mapping.w_avg"] = _estimate_w_avg(config, out)
+    return StyleGANWeights("stylegan2", config, out, src, "rosinality", info)
+
+
+def _estimate_w_avg(config: StyleGAN2Config, tensors: dict[str, torch.Tensor]) -> torch.Tensor:
+    from .stylegan2 import MappingNetwork
+
+    mapping = MappingNetwork(config)
+    mapping.load_state_dict({k[len("mapping."):]: v for k, v in tensors.items() if k.startswith("mapping.") and k != "mapping.w_avg"},
+                            strict=False)
+    z = torch.randn(10_000, config.z_dim, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        return mapping(z).mean(dim=0)
+
+
+# --- tlgan's conversion ----------------------------------------------------------------------------
+def _config_from_json(family: str, data: dict[str, Any]) -> Any:
+    if family == "stylegan2":
+        return StyleGAN2Config.from_json(data)
+    from .stylegan3 import StyleGAN3Config
+
+    return StyleGAN3Config.from_json(data)
+
+
+def read_converted(path: str | Path) -> StyleGANWeights:
+    tensors, header = read_tlgan_file(path, FORMAT, VERSION, "converted StyleGAN", framework="pt",
+                                      no_header_hint="; convert with: tlgan convert stylegan IN.pkl OUT.safetensors")
+    family = header.get("family")
+    if family not in FAMILIES or not isinstance(header.get("config"), dict):
+        raise TlganError(f"{path}: header names no known StyleGAN family/config (family {family!r})")
+    return StyleGANWeights(family, _config_from_json(family, header["config"]), tensors, str(path), "tlgan",
+                           dict(header.get("info") or {}))
+
+
+def read_weights(path: str | Path) -> StyleGANWeights:
+    """Read any supported StyleGAN file (see module docstring)."""
+    path = Path(path)
+    if not path.is_file():
+        raise TlganError(f"StyleGAN weights not found: {path}")
+    suffix = path.suffix.lower()
+    if suffix in (".pkl", ".pickle"):
+        return read_nvlabs(path)
+    if suffix in (".pt", ".pth", ".ckpt"):
+        return read_rosinality(path)
+    if suffix == ".safetensors":
+        return read_converted(path)
+    raise TlganError(f"StyleGAN weights must be .pkl (NVlabs), .pt/.pth (rosinality) or .safetensors (converted), got {path.name}")
+
+
+def build(weights: StyleGANWeights) -> Generator:
+    """The tlgan generator for ``weights`` (eval mode, no grads); identity = family + weights hash."""
+    if weights.family == "stylegan2":
+        return build_stylegan2(weights.config, weights.tensors, weights.source)
+    from .stylegan3 import build as build_stylegan3
+
+    return build_stylegan3(weights.config, weights.tensors, weights.source)
+
+
+def convert_to_safetensors(src: str | Path, dst: str | Path) -> StyleGANWeights:
+    """Write a StyleGAN file as tlgan .safetensors (config header + NVlabs-named float32 tensors), atomically."""
+    from safetensors.torch import save_file
+
+    weights = read_weights(src)
+    build(weights)  # validate before anything is written
+    header = {"format": FORMAT, "version": VERSION, "family": weights.family, "source": Path(src).name,
+              "origin": weights.origin, "config": weights.config.to_json(), "info": weights.info}
+    tensors = {k: v.detach().to(torch.float32).contiguous() for k, v in weights.tensors.items()}
+    with atomic_path(dst) as tmp:
+        save_file(tensors, str(tmp), metadata={"tlgan": json.dumps(header, sort_keys=True)})
+    return weights
+
+
+def load_stylegan(path: str | None, device: torch.device | str = "cpu") -> Generator:
+    """Registry loader for ``stylegan:FILE``."""
+    if not path:
+        raise TlganError("stylegan needs a weights file: stylegan:stylegan2-ffhq-1024x1024.pkl "
+                         "(NVlabs .pkl, rosinality .pt, or a converted .safetensors)")
+    return build(read_weights(path)).to(device)
