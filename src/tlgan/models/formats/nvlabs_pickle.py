@@ -129,6 +129,8 @@ PERSISTENCE_ALLOWED: dict[tuple[str, str], Any] = {
     ("collections", "OrderedDict"): OrderedDict,
     ("builtins", "set"): set,
     ("builtins", "frozenset"): frozenset,
+    ("__builtin__", "set"): set,  # protocols 0-2 spell builtins the Python 2 way
+    ("__builtin__", "frozenset"): frozenset,
     ("dnnlib.util", "EasyDict"): _EasyDict,
     ("dnnlib", "EasyDict"): _EasyDict,
 }
