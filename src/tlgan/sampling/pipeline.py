@@ -33,7 +33,8 @@ from tlgan.models.extractors import Extractor, Feature
 from tlgan.models.generators import Generator
 
 from .fused import Labeller, LabelOptions, set_cpu_threads
-from .latents import check_seed, sample_latents
+from .latents import check_seed
+from .spaces import draw_latents
 
 SHARD_SIZE = 4096
 MAX_SAMPLES = 100_000_000
@@ -157,8 +158,9 @@ class _Launched:
         return LabelledUnit(self.shards, self.z, features, self.z_device, self.features_device)
 
 
-def _unit_latents(seed: int, shards: list[tuple[int, int]], dim: int, pin: bool) -> torch.Tensor:
-    z = torch.cat([sample_latents(seed, start, count, dim) for start, count in shards])
+def _unit_latents(seed: int, shards: list[tuple[int, int]], generator: Generator, pin: bool) -> torch.Tensor:
+    # The generator's own seeded latents when it is viewed in another space (spaces.SpaceView: mapped z).
+    z = torch.cat([draw_latents(generator, seed, start, count) for start, count in shards])
     return z.pin_memory() if pin else z
 
 
@@ -193,7 +195,7 @@ def label_ranges(
 
     def enqueue(i: int) -> None:
         if i < len(units):
-            queued.append(workers.submit(_unit_latents, seed, units[i], dim, on_gpu))
+            queued.append(workers.submit(_unit_latents, seed, units[i], labeller.generator, on_gpu))
 
     def launch(i: int) -> _Launched:
         z = queued.popleft().result()
