@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from tlgan.models.generators.stylegan2 import StyleGAN2, StyleGAN2Config
+from tlgan.models.generators.stylegan2 import StyleGAN2, StyleGAN2Config, weights_hash
 
 FFHQ_LIKE = dict(z_dim=32, w_dim=32, img_resolution=32, img_channels=3, channels=(32, 32, 16, 8),
                  mapping_layers=8, mapping_features=32, num_fp16_res=4, conv_clamp=256.0)
@@ -55,7 +55,7 @@ def random_stylegan2(seed: int = 0, **overrides: Any) -> StyleGAN2:
                 p.copy_(torch.randn_like(p) * 0.1)
         z = torch.randn(256, config.z_dim)
         model.mapping.w_avg.copy_(model.mapping(z).mean(0))
-    model.identity = "stylegan2:written"
+    model.identity = f"stylegan2:{weights_hash(model.state_dict())}"
     return model.eval().requires_grad_(False)
 
 
