@@ -264,3 +264,94 @@ def rosinality_config(model: StyleGAN2) -> StyleGAN2Config:
     from dataclasses import replace
 
     return replace(model.config, num_fp16_res=0, conv_clamp=None)
+
+
+# --- StyleGAN3 -------------------------------------------------------------------------------------------
+def random_stylegan3(seed: int = 0, radial: bool = False) -> "StyleGAN3":
+    """A tiny StyleGAN3 (T, or R with radial filters and 1x1 convs) with NVlabs' filter design and random weights."""
+    from tlgan.models.generators.stylegan3 import StyleGAN3, StyleGAN3Config, design_filters
+
+    kwargs = dict(conv_kernel=1, use_radial_filters=True) if radial else {}
+    config = StyleGAN3Config.design(z_dim=16, w_dim=16, img_resolution=16, num_layers=4, channel_base=512,
+                                    channel_max=16, **kwargs)
+    torch.manual_seed(seed)
+    model = StyleGAN3(config)
+    with torch.no_grad():
+        for name, value in design_filters(config).items():
+            model.get_buffer(name).copy_(value)
+        for name, p in model.named_parameters():
+            if name.endswith(".bias") and "affine" not in name:
+                p.copy_(torch.randn_like(p) * 0.1)
+        for name, b in model.named_buffers():
+            if name.endswith("magnitude_ema"):
+                b.fill_(float(torch.rand([]) + 0.5))
+        model.mapping.w_avg.copy_(model.mapping(torch.randn(256, 16)).mean(0))
+    model.identity = f"stylegan3:{weights_hash(model.state_dict())}"
+    return model.eval().requires_grad_(False)
+
+
+def nvlabs_generator3(model: Any, w: _Writer) -> _Persistent:
+    """The persistent-module tree of NVlabs' networks_stylegan3.Generator for ``model``'s weights."""
+    c = model.config
+    sd = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    fcs = OrderedDict((f"fc{i}", _fc(w, sd, f"mapping.fc{i}", "lrelu", c.mapping_lr_multiplier, 0))
+                      for i in range(c.mapping_layers))
+    mapping = w.module("MappingNetwork", {}, {"w_avg": sd["mapping.w_avg"]}, fcs, (),
+                       dict(z_dim=c.z_dim, c_dim=0, w_dim=c.w_dim, num_ws=c.num_ws, num_layers=c.mapping_layers),
+                       z_dim=c.z_dim, c_dim=0, w_dim=c.w_dim, num_ws=c.num_ws, num_layers=c.mapping_layers,
+                       w_avg_beta=0.998)
+    p = "synthesis.input"
+    inp = w.module("SynthesisInput", _sub(sd, p, ["weight"]), _sub(sd, p, ["transform", "freqs", "phases"]),
+                   {"affine": _fc(w, sd, f"{p}.affine", "linear", 1, 0)}, (),
+                   dict(w_dim=c.w_dim, channels=c.input_channels, size=c.input_size[0],
+                        sampling_rate=c.input_sampling_rate, bandwidth=c.input_bandwidth),
+                   w_dim=c.w_dim, channels=c.input_channels, size=np.broadcast_to(np.asarray(c.input_size[0]), [2]),
+                   sampling_rate=np.float64(c.input_sampling_rate), bandwidth=np.float64(c.input_bandwidth))
+    layers = OrderedDict(input=inp)
+    for spec in c.layers:
+        lp = f"synthesis.{spec.name}"
+        buffers = OrderedDict(magnitude_ema=sd[f"{lp}.magnitude_ema"],
+                              up_filter=sd.get(f"{lp}.up_filter"), down_filter=sd.get(f"{lp}.down_filter"))
+        layers[spec.name] = w.module(
+            "SynthesisLayer", _sub(sd, lp, ["weight", "bias"]), {}, {"affine": _fc(w, sd, f"{lp}.affine", "linear", 1, 1)},
+            (), dict(w_dim=c.w_dim, is_torgb=spec.is_torgb, use_fp16=spec.use_fp16, in_channels=spec.in_channels,
+                     out_channels=spec.out_channels, conv_clamp=spec.conv_clamp),
+            w_dim=c.w_dim, is_torgb=spec.is_torgb, is_critically_sampled=False, use_fp16=spec.use_fp16,
+            in_channels=spec.in_channels, out_channels=spec.out_channels,
+            in_size=np.broadcast_to(np.asarray(spec.in_size[0]), [2]), out_size=np.broadcast_to(np.asarray(spec.out_size[0]), [2]),
+            conv_kernel=spec.conv_kernel, conv_clamp=spec.conv_clamp, magnitude_ema_beta=0.999,
+            up_factor=spec.up_factor, up_taps=spec.up_taps, down_factor=spec.down_factor, down_taps=spec.down_taps,
+            down_radial=spec.down_radial, padding=list(spec.padding))
+        layers[spec.name].meta["state"]["_buffers"] = buffers  # None filters stay as NVlabs stores them
+    synthesis = w.module("SynthesisNetwork", {}, {}, layers, (),
+                         dict(w_dim=c.w_dim, img_resolution=c.img_resolution, img_channels=c.img_channels),
+                         w_dim=c.w_dim, num_ws=c.num_ws, img_resolution=c.img_resolution, img_channels=c.img_channels,
+                         num_layers=len(c.layers) - 1, num_critical=2, margin_size=10, output_scale=c.output_scale,
+                         num_fp16_res=4, layer_names=[s.name for s in c.layers])
+    return w.module("Generator", {}, {}, OrderedDict(synthesis=synthesis, mapping=mapping), (),
+                    dict(z_dim=c.z_dim, c_dim=0, w_dim=c.w_dim, img_resolution=c.img_resolution,
+                         img_channels=c.img_channels, mapping_kwargs={"num_layers": c.mapping_layers}),
+                    z_dim=c.z_dim, c_dim=0, w_dim=c.w_dim, img_resolution=c.img_resolution,
+                    img_channels=c.img_channels, num_ws=c.num_ws)
+
+
+def write_nvlabs_pickle3(path: Path, model: Any, marker: Path, protocol: int = 4) -> Path:
+    """A stylegan3 release-style pickle of ``model`` (as G_ema; G the same weights halved)."""
+    saved = {name: sys.modules.get(name) for name in ("torch_utils", "torch_utils.persistence")}
+    persistence = _fake_persistence()
+    package = types.ModuleType("torch_utils")
+    package.persistence = persistence
+    sys.modules["torch_utils"], sys.modules["torch_utils.persistence"] = package, persistence
+    try:
+        w = _Writer(payload_src(marker), persistence._reconstruct_persistent_obj)
+        data = {"G_ema": nvlabs_generator3(model, w), "augment_pipe": None,
+                "training_set_kwargs": {"resolution": model.resolution}}
+        with open(path, "wb") as handle:
+            pickle.dump(data, handle, protocol=protocol)
+    finally:
+        for name, module in saved.items():
+            if module is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = module
+    return path

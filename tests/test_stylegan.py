@@ -179,3 +179,26 @@ def test_modulated_conv_equals_per_sample_kernels():
     # Upsampling a constant image with the normalised FIR filter keeps it constant away from the border.
     flat = upsample2d(torch.ones(1, 1, 8, 8), make_filter([1, 3, 3, 1]))
     assert flat.shape == (1, 1, 16, 16) and torch.allclose(flat[..., 2:-2, 2:-2], torch.ones(1, 1, 12, 12))
+
+
+# --- StyleGAN3 -----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("radial", [False, True], ids=["T", "R"])
+def test_stylegan3_pickle_round_trip(tmp_path, radial):
+    from _stylegan_files import random_stylegan3, write_nvlabs_pickle3
+    from tlgan.models.generators.stylegan_files import convert_to_safetensors
+
+    model = random_stylegan3(seed=1, radial=radial)
+    marker = tmp_path / "ran"
+    path = write_nvlabs_pickle3(tmp_path / "sg3.pkl", model, marker)
+    g = load_generator(f"stylegan:{path}", "cpu")
+    assert not marker.exists() and g.name == "stylegan3" and g.identity == model.identity
+    assert any(layer.spec.down_radial for layer in map(lambda n: getattr(g.synthesis, n), g.synthesis.layer_names)) == radial
+    z = z_batch(2, 16)
+    images = g.synthesize(z)
+    assert torch.equal(images, model.synthesize(z)) and images.shape == (2, 3, 16, 16) and images.std() > 0.01
+    w = g.mapping(z, truncation=0.7)
+    assert torch.allclose(w, g.w_avg + 0.7 * (g.mapping(z) - g.w_avg), atol=1e-6)
+    assert torch.equal(g.synthesize_w(w), g.synthesize_w(w[:, None].repeat(1, g.num_ws, 1)))
+    out = convert_to_safetensors(path, tmp_path / "sg3.safetensors")
+    h = load_generator(f"stylegan:{tmp_path / 'sg3.safetensors'}", "cpu")
+    assert out.family == "stylegan3" and h.identity == g.identity and torch.equal(h.synthesize(z), images)
