@@ -202,3 +202,33 @@ def test_stylegan3_pickle_round_trip(tmp_path, radial):
     out = convert_to_safetensors(path, tmp_path / "sg3.safetensors")
     h = load_generator(f"stylegan:{tmp_path / 'sg3.safetensors'}", "cpu")
     assert out.family == "stylegan3" and h.identity == g.identity and torch.equal(h.synthesize(z), images)
+
+
+def test_tensorflow_stylegan_pickle_gets_a_clear_error(tmp_path):
+    import types
+
+    module = types.ModuleType("dnnlib.tflib.network")
+
+    class Network:
+        def __getstate__(self):
+            return {"version": 4, "name": "G_synthesis", "build_module_src": "raise SystemExit", "variables": []}
+
+    Network.__module__, Network.__qualname__ = "dnnlib.tflib.network", "Network"
+    module.Network = Network
+    names = ("dnnlib", "dnnlib.tflib", "dnnlib.tflib.network")
+    saved = {name: sys.modules.get(name) for name in names}
+    for name in names[:2]:
+        sys.modules[name] = types.ModuleType(name)
+    sys.modules["dnnlib.tflib.network"] = module
+    try:
+        data = pickle.dumps((Network(), Network(), Network()), protocol=3)
+    finally:
+        for name, old in saved.items():
+            if old is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = old
+    path = tmp_path / "stylegan2-ffhq-config-f.pkl"
+    path.write_bytes(data)
+    with pytest.raises(TlganError, match="TensorFlow StyleGAN pickle"):
+        load_generator(f"stylegan:{path}", "cpu")

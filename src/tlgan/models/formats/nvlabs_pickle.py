@@ -138,7 +138,13 @@ PERSISTENCE_ALLOWED: dict[tuple[str, str], Any] = {
 
 def read_nvlabs_pickle(path: str | Path) -> dict[str, Any]:
     """The top-level dict of an NVlabs PyTorch pickle, with network modules as PersistentModule holders."""
-    data = load_pickle(path, PERSISTENCE_ALLOWED, "NVlabs network pickle")
+    try:
+        data = load_pickle(path, PERSISTENCE_ALLOWED, "NVlabs network pickle")
+    except TlganError as exc:
+        if "dnnlib.tflib" in str(exc):
+            raise TlganError(f"{path} is a TensorFlow StyleGAN pickle (dnnlib.tflib.Network), which tlgan does not read "
+                             "yet; convert it to a PyTorch pickle with NVlabs' legacy.py, then load that") from None
+        raise
     if isinstance(data, PersistentModule):
         return {"G_ema": data}
     if not isinstance(data, dict):
