@@ -28,6 +28,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel
 
+from tlgan.axes.spaces import match_space
 from tlgan.axes.store import AxisSet
 from tlgan.editing.editor import DEFAULT_STEP, MAX_KNOB, Editor
 from tlgan.errors import TlganError
@@ -173,6 +174,8 @@ def create_app(generator: Generator, axes: AxisSet, extractor: Extractor | None,
             ``image_size`` (px of the main image, default 512).
     """
     axes.check_generator(generator)
+    # A StyleGAN with axes made in its w / w+: serve the generator seen in that space (latents are centred w).
+    generator, axes = match_space(generator, axes)
     if extractor is not None:
         extractor = extractor.eval().requires_grad_(False)
     shown = set(axes.names if default_view is None else default_view)
