@@ -189,3 +189,35 @@ def test_measure_spread_matches_definition():
     s = measure_spread(axis_set, view, seed=1, n=500)
     lat = view.draw_latents(1, 0, 500)
     assert torch.allclose(s, (lat @ axis_set.axes.T).std(0))
+
+
+def test_sefa_and_ganspace_in_their_native_settings(sg2):
+    from tlgan.axes.methods.discover import discover_axes
+    from tlgan.axes.methods.pca import generator_pca
+    from tlgan.axes.methods.sefa import sefa_directions
+
+    coarse = space_view(sg2, "w", layers=parse_layers("coarse", sg2.num_ws))
+    weight = coarse.first_layer_weight()
+    assert torch.equal(weight, sg2.style_weights(range(0, 4)))
+    assert weight.shape[0] == sum(layer.affine.weight.shape[0] for i, _, layer in sg2.style_layers() if i < 4)
+    axis_set = discover_axes(coarse, "sefa", 3, None)
+    assert axis_set.latent_dim == sg2.w_dim and axis_set.generator == coarse.identity
+    expected, _ = sefa_directions(weight, 3)
+    assert torch.allclose(axis_set.axes.abs(), expected.abs().float(), atol=1e-5)  # eigenvectors of AᵀA
+    view = space_view(sg2, "w")
+    directions, ratios, layer = generator_pca(view, 3, n=600)
+    assert layer == "w" and directions.shape == (3, sg2.w_dim)
+    w = view.draw_latents(0, 0, 600).double()
+    top = torch.linalg.eigh(torch.cov(w.T))[1][:, -1]  # the principal axis of sampled w
+    assert abs(float(directions[0] @ top)) > 0.99
+
+
+def test_replay_keeps_layer_range(sg2):
+    view = space_view(sg2, "w")
+    axis_set = with_space(AxisSet(names=["p"], axes=torch.nn.functional.normalize(torch.ones(1, sg2.w_dim)),
+                                  kinds=["real"], groups=["x"], generator=view.identity, latent_dim=sg2.w_dim,
+                                  method="manual"), view, 0, 500)
+    editor = Editor(sg2, axis_set, 3, layers="middle")
+    editor.set("p", -1.0)
+    again = Editor.replay(sg2, axis_set, 3, editor.edits, layers="middle")
+    assert torch.equal(again.latent(), editor.latent()) and again.axes.layers == {"p": [4, 7]}

@@ -148,9 +148,12 @@ class Editor:
 
     @classmethod
     def replay(cls, generator: Generator, axes: AxisSet, seed: int, edits: Iterable[Edit],
-               locks: Iterable[str] = ()) -> "Editor":
-        """Rebuild the exact state reached from ``seed`` by ``edits``; ``locks`` become the current locks."""
-        editor = cls(generator, axes, seed)
+               locks: Iterable[str] = (), **space: Any) -> "Editor":
+        """Rebuild the exact state reached from ``seed`` by ``edits``; ``locks`` become the current locks.
+
+        ``space``: the Editor's ``layers`` / ``seeds`` options the edits were made with.
+        """
+        editor = cls(generator, axes, seed, **space)
         for edit in edits:
             editor.apply(edit)
         editor.set_locks(locks)
