@@ -104,6 +104,7 @@ def test_rosinality_checkpoints(tmp_path):
     assert (g2.w_avg - source.w_avg).norm() < 0.2 * source.w_avg.norm() + 0.1
 
 
+@pytest.mark.slow
 def test_convert_round_trip_cli(tmp_path, nvlabs_file):
     path, marker = nvlabs_file
     out = tmp_path / "ffhq.safetensors"

@@ -60,6 +60,7 @@ class PlantedStyleGAN(Generator):
         return self.synthesize_w(self.mapping(z))
 
 
+@pytest.mark.slow
 def test_planted_directions_recovered_in_w_not_z(tmp_path):
     from tlgan.axes.fit import fit_axes
 
@@ -159,6 +160,7 @@ def test_axes_made_in_w_refuse_other_generators_and_spaces(sg2):
         Editor(space_view(sg2, "w", truncation=0.5), axis_set)
 
 
+@pytest.mark.slow
 def test_cli_build_in_w_then_edit_layers(tmp_path, sg2):
     pkl = write_nvlabs_pickle(tmp_path / "sg2.pkl", sg2)
     out = tmp_path / "axes.safetensors"

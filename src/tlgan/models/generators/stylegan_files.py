@@ -63,7 +63,7 @@ def _stylegan2_config(G: Any, source: str) -> StyleGAN2Config:
     flt = blocks[0].state["_buffers"]["resample_filter"]
     taps = flt.sum(dim=0) if flt.ndim == 2 else flt
     clamp = layer.attr("conv_clamp")
-    first = mapping.child(f"fc{num_layers - 1}")
+    last_fc = mapping.child(f"fc{num_layers - 1}")
     config = StyleGAN2Config(
         z_dim=int(G.attr("z_dim")), w_dim=int(G.attr("w_dim")), img_resolution=resolution,
         img_channels=int(G.attr("img_channels")), channels=channels, mapping_layers=num_layers,
@@ -77,7 +77,7 @@ def _stylegan2_config(G: Any, source: str) -> StyleGAN2Config:
     for block in blocks:
         if bool(block.attr("use_fp16", False)) != config.use_fp16(int(block.attr("resolution"))):
             raise TlganError(f"{source}: the fp16 layout of the pickled blocks does not follow NVlabs' num_fp16_res rule")
-    if first.state["_parameters"]["weight"].shape[0] != config.w_dim:
+    if last_fc.state["_parameters"]["weight"].shape[0] != config.w_dim:
         raise TlganError(f"{source}: the mapping network's last layer does not output w_dim={config.w_dim}")
     return config
 
@@ -96,12 +96,16 @@ def read_nvlabs(path: str | Path) -> StyleGANWeights:
     tensors = {name: value.detach().to(torch.float32).contiguous() for name, value in G.tensors()}
     synthesis = G.child("synthesis")
     info = {"init_kwargs": _plain(G.init_kwargs)}
-    if "input" in synthesis.children:
-        from .stylegan3 import config_from_pickle
+    try:
+        if "input" in synthesis.children:
+            from .stylegan3 import config_from_pickle
 
-        return StyleGANWeights("stylegan3", config_from_pickle(G, str(path)), tensors, str(path), "nvlabs-pickle", info)
-    if "b4" in synthesis.children:
-        return StyleGANWeights("stylegan2", _stylegan2_config(G, str(path)), tensors, str(path), "nvlabs-pickle", info)
+            return StyleGANWeights("stylegan3", config_from_pickle(G, str(path)), tensors, str(path), "nvlabs-pickle", info)
+        if "b4" in synthesis.children:
+            return StyleGANWeights("stylegan2", _stylegan2_config(G, str(path)), tensors, str(path), "nvlabs-pickle", info)
+    except (KeyError, TypeError, AttributeError, ValueError, IndexError) as exc:
+        raise TlganError(f"{path}: the pickled generator's modules lack what StyleGAN needs "
+                         f"({exc.__class__.__name__}: {str(exc)[:120]})") from None
     raise TlganError(f"{path}: the pickled generator is neither StyleGAN2 (synthesis.b4) nor StyleGAN3 (synthesis.input)")
 
 
