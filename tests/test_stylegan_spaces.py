@@ -60,7 +60,6 @@ class PlantedStyleGAN(Generator):
         return self.synthesize_w(self.mapping(z))
 
 
-@pytest.mark.slow
 def test_planted_directions_recovered_in_w_not_z(tmp_path):
     from tlgan.axes.fit import fit_axes
 
@@ -75,6 +74,12 @@ def test_planted_directions_recovered_in_w_not_z(tmp_path):
     axes_w = fit_axes(tmp_path / "w", method="tlgan")
     lin = axes_w.index("lin")
     assert float(axes_w.axes[lin] @ ext.truth[0]) > 0.999  # planted w direction recovered
+    from tlgan.axes.fit import fit_streaming
+
+    streamed = with_space(fit_streaming(view, ext, 3000, 0, batch_size=500, progress=False), view, 0, 3000)
+    assert torch.allclose(streamed.axes, axes_w.axes, atol=1e-4)
+    assert streamed.latent_space == "w" and streamed.truncation == 0.7
+    assert torch.allclose(streamed.spread, (latents @ streamed.axes.T).std(0), rtol=1e-3)
     run_samples(gen, ext, 3000, 0, tmp_path / "z", batch_size=500, progress=False)
     axes_z = fit_axes(tmp_path / "z", method="tlgan")
     assert axes_z.quality["lin"]["r2"] < axes_w.quality["lin"]["r2"] - 0.05  # z is the worse space here
