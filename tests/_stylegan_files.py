@@ -355,3 +355,85 @@ def write_nvlabs_pickle3(path: Path, model: Any, marker: Path, protocol: int = 4
             else:
                 sys.modules[name] = module
     return path
+
+
+# --- NVlabs TensorFlow StyleGAN2 pickles --------------------------------------------------------------
+def tf_variables(model: StyleGAN2) -> tuple[list, list, list]:
+    """(Gs own variables, mapping variables, synthesis variables) in TF's names and layouts for ``model``."""
+    sd = {k: v.detach().numpy().astype(np.float32) for k, v in model.state_dict().items()}
+    c = model.config
+    mapping = []
+    for i in range(c.mapping_layers):
+        mapping += [(f"Dense{i}/weight", sd[f"mapping.fc{i}.weight"].T.copy()), (f"Dense{i}/bias", sd[f"mapping.fc{i}.bias"])]
+    synthesis = [("4x4/Const/const", sd["synthesis.b4.const"][None])]
+
+    def layer(src: str, dst: str, noise: int | None, flip: bool = False) -> None:
+        weight = sd[f"{src}.weight"].transpose(2, 3, 1, 0)  # (out, in, k, k) -> (k, k, in, out)
+        synthesis.extend([
+            (f"{dst}/weight", (weight[::-1, ::-1] if flip else weight).copy()), (f"{dst}/bias", sd[f"{src}.bias"]),
+            (f"{dst}/mod_weight", sd[f"{src}.affine.weight"].T.copy()), (f"{dst}/mod_bias", sd[f"{src}.affine.bias"] - 1)])
+        if noise is not None:
+            synthesis.append((f"{dst}/noise_strength", sd[f"{src}.noise_strength"]))
+            synthesis.append((f"noise{noise}", sd[f"{src}.noise_const"][None, None]))
+
+    layer("synthesis.b4.conv1", "4x4/Conv", 0)
+    layer("synthesis.b4.torgb", "4x4/ToRGB", None)
+    for res in c.block_resolutions[1:]:
+        log2 = int(math.log2(res))
+        layer(f"synthesis.b{res}.conv0", f"{res}x{res}/Conv0_up", 2 * log2 - 5, flip=True)
+        layer(f"synthesis.b{res}.conv1", f"{res}x{res}/Conv1", 2 * log2 - 4)
+        layer(f"synthesis.b{res}.torgb", f"{res}x{res}/ToRGB", None)
+    return [("dlatent_avg", sd["mapping.w_avg"])], mapping, synthesis
+
+
+def write_tf_stylegan2(path: Path, model: StyleGAN2, marker: Path, drop: str | None = None) -> Path:
+    """(G, D, Gs) of fake ``dnnlib.tflib.network.Network`` objects whose state is what TF StyleGAN2 pickled:
+    version, name, static_kwargs, components (EasyDict of mapping/synthesis Networks), build_module_src
+    (a payload here), build_func_name, variables. ``drop`` removes one synthesis variable."""
+    names = ("dnnlib", "dnnlib.util", "dnnlib.tflib", "dnnlib.tflib.network")
+    saved = {name: sys.modules.get(name) for name in names}
+    mods = {name: types.ModuleType(name) for name in names}
+
+    class Network:
+        def __init__(self, state: dict) -> None:
+            self._state = state
+
+        def __getstate__(self) -> dict:
+            return self._state
+
+    class EasyDict(dict):
+        pass
+
+    Network.__module__, Network.__qualname__ = "dnnlib.tflib.network", "Network"
+    EasyDict.__module__, EasyDict.__qualname__ = "dnnlib.util", "EasyDict"
+    mods["dnnlib.tflib.network"].Network = Network
+    mods["dnnlib.util"].EasyDict = EasyDict
+    sys.modules.update(mods)
+    try:
+        c = model.config
+        own, mapping, synthesis = tf_variables(model)
+        synthesis = [(n, v) for n, v in synthesis if n != drop]
+        src = payload_src(marker)
+        kwargs = EasyDict(latent_size=c.z_dim, dlatent_size=c.w_dim, resolution=c.img_resolution, num_channels=3,
+                          fmap_base=128, fmap_max=32, mapping_layers=c.mapping_layers, label_size=0,
+                          num_fp16_res=c.num_fp16_res, conv_clamp=c.conv_clamp, truncation_psi=0.5)
+
+        def net(name: str, variables: list, components: dict | None = None, func: str = "G_main") -> Network:
+            return Network({"version": 4, "name": name, "static_kwargs": kwargs, "components": EasyDict(components or {}),
+                            "build_module_src": src, "build_func_name": func, "variables": variables})
+
+        gs = net("Gs", own, {"mapping": net("G_mapping", mapping, func="G_mapping"),
+                             "synthesis": net("G_synthesis", synthesis, func="G_synthesis")})
+        half = lambda vs: [(n, v * 0.5) for n, v in vs]  # noqa: E731  (G differs from Gs: loading it would show)
+        g = net("G", half(own), {"mapping": net("G_mapping", half(mapping), func="G_mapping"),
+                                 "synthesis": net("G_synthesis", half(synthesis), func="G_synthesis")})
+        d = net("D", [("Output/weight", np.ones((4, 1), np.float32))], func="D_stylegan2")
+        with open(path, "wb") as handle:
+            pickle.dump((g, d, gs), handle, protocol=4)
+    finally:
+        for name, module in saved.items():
+            if module is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = module
+    return path

@@ -205,31 +205,16 @@ def test_stylegan3_pickle_round_trip(tmp_path, radial):
     assert out.family == "stylegan3" and h.identity == g.identity and torch.equal(h.synthesize(z), images)
 
 
-def test_tensorflow_stylegan_pickle_gets_a_clear_error(tmp_path):
-    import types
+def test_tensorflow_stylegan2_pickle(tmp_path, model):
+    from _stylegan_files import write_tf_stylegan2
 
-    module = types.ModuleType("dnnlib.tflib.network")
-
-    class Network:
-        def __getstate__(self):
-            return {"version": 4, "name": "G_synthesis", "build_module_src": "raise SystemExit", "variables": []}
-
-    Network.__module__, Network.__qualname__ = "dnnlib.tflib.network", "Network"
-    module.Network = Network
-    names = ("dnnlib", "dnnlib.tflib", "dnnlib.tflib.network")
-    saved = {name: sys.modules.get(name) for name in names}
-    for name in names[:2]:
-        sys.modules[name] = types.ModuleType(name)
-    sys.modules["dnnlib.tflib.network"] = module
-    try:
-        data = pickle.dumps((Network(), Network(), Network()), protocol=3)
-    finally:
-        for name, old in saved.items():
-            if old is None:
-                sys.modules.pop(name, None)
-            else:
-                sys.modules[name] = old
-    path = tmp_path / "stylegan2-ffhq-config-f.pkl"
-    path.write_bytes(data)
-    with pytest.raises(TlganError, match="TensorFlow StyleGAN pickle"):
-        load_generator(f"stylegan:{path}", "cpu")
+    marker = tmp_path / "ran"
+    path = write_tf_stylegan2(tmp_path / "stylegan2-ffhq-config-f.pkl", model, marker)
+    g = load_generator(f"stylegan:{path}", "cpu")
+    assert not marker.exists() and g.name == "stylegan2" and g.config.channels == model.config.channels
+    z = z_batch()
+    assert (g.synthesize(z) - model.synthesize(z)).abs().max() < 1e-5
+    assert torch.allclose(g.w_avg, model.w_avg)
+    broken = write_tf_stylegan2(tmp_path / "broken.pkl", model, marker, drop="16x16/Conv1/mod_bias")
+    with pytest.raises(TlganError, match="16x16/Conv1/mod_bias"):
+        load_generator(f"stylegan:{broken}", "cpu")

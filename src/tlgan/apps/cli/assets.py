@@ -40,9 +40,9 @@ def convert_pggan(src: Path, dst: Path) -> None:
 @click.argument("src", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("dst", type=click.Path(dir_okay=False, path_type=Path))
 def convert_stylegan(src: Path, dst: Path) -> None:
-    """Convert a StyleGAN2/3 file (NVlabs .pkl or rosinality .pt) to .safetensors (config + tensors).
+    """Convert a StyleGAN2/3 file (NVlabs PyTorch or TensorFlow .pkl, rosinality .pt) to .safetensors.
 
-    The NVlabs pickle is read without running the Python source it embeds. Loading
+    NVlabs pickles are read without running the Python source they embed. Loading
     the result gives the same identity and the same images as the original file.
 
     \b

@@ -4,6 +4,9 @@ Formats (the loader tells them apart by suffix and content):
 - ``.pkl``: NVlabs' PyTorch release pickles (stylegan2-ada-pytorch, stylegan3), read through
   ``formats.nvlabs_pickle`` (the embedded module source is never run). The architecture is read
   from the pickled modules' attributes (what the forward pass actually used), the tensors by name.
+  NVlabs' TensorFlow StyleGAN2 / StyleGAN2-ADA pickles ((G, D, Gs) of ``dnnlib.tflib`` Networks) are
+  read like the PG-GAN ones (``formats.tf1_network``'s holders; ``build_module_src`` never runs),
+  and their variables mapped to the PyTorch names and layouts.
 - ``.pt`` / ``.pth``: rosinality's stylegan2-pytorch checkpoints (``g_ema`` state dict, and
   ``latent_avg`` when converted), read with ``torch.load(weights_only=True)``; names are mapped
   to NVlabs' and the equalised-lr scale of the modulated convolutions is folded into the weights
@@ -16,10 +19,12 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from tlgan.atomic import atomic_path
@@ -120,6 +125,117 @@ def _plain(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
     return repr(value)[:200]
+
+
+# --- NVlabs TensorFlow StyleGAN2 pickles ------------------------------------------------------------
+def _tf_params(net: Any, path: Path, prefix: str = "") -> dict[str, Any]:
+    """Variables of a pickled dnnlib.tflib Network and its components, named 'component/.../variable'."""
+    from tlgan.models.formats.unpickle import PlainHolder
+
+    state = net.state if isinstance(net, PlainHolder) else None
+    if not isinstance(state, dict):
+        raise TlganError(f"{path}: a pickled TensorFlow Network has no state")
+    out: dict[str, Any] = {}
+    for entry in state.get("variables") or []:
+        if not (isinstance(entry, (list, tuple)) and len(entry) == 2 and isinstance(entry[0], str)):
+            raise TlganError(f"{path}: a TensorFlow Network holds a variable entry that is not (name, array)")
+        out[prefix + entry[0]] = np.asarray(entry[1])
+    for name, comp in (state.get("components") or {}).items():
+        out.update(_tf_params(comp, path, f"{prefix}{name}/"))
+    return out
+
+
+def read_tf_stylegan2(path: str | Path) -> StyleGANWeights:
+    """Gs of an NVlabs TensorFlow StyleGAN2 / StyleGAN2-ADA pickle ((G, D, Gs) of dnnlib.tflib Networks), without
+    TensorFlow and without running its build_module_src; names and layouts mapped to NVlabs' PyTorch ones."""
+    from tlgan.models.formats.tf1_network import TF1_ALLOWED
+    from tlgan.models.formats.unpickle import PlainHolder, load_pickle
+
+    path = Path(path)
+    data = load_pickle(path, TF1_ALLOWED, "TensorFlow StyleGAN pickle")
+    nets = list(data) if isinstance(data, (tuple, list)) else [data]
+    if not nets or not all(isinstance(n, PlainHolder) and isinstance(n.state, dict) for n in nets):
+        raise TlganError(f"{path} does not hold pickled dnnlib.tflib Networks")
+    G = nets[2] if len(nets) == 3 else next((n for n in nets if n.state.get("name") == "Gs"), nets[-1])
+    state = G.state
+    if int(state.get("version") or 0) < 4:
+        raise TlganError(f"{path}: TensorFlow network pickle version {state.get('version')} is too old (StyleGAN1?)")
+    kw = dict(state.get("static_kwargs") or {})
+
+    def kwarg(name: str, default: Any) -> Any:
+        value = kw.get(name, default)
+        value = value.item() if isinstance(value, np.generic) else value
+        return default if value is None else value
+
+    if int(kwarg("label_size", 0)):
+        raise TlganError(f"{path}: conditional StyleGAN (label_size={kw['label_size']}) is not supported")
+    tf = _tf_params(G, path)
+    resolution = int(kwarg("resolution", 1024))
+    architecture = str(kwarg("architecture", "skip"))
+    for name in list(tf):
+        m = re.fullmatch(r"synthesis/ToRGB_lod(\d+)/(.*)", name)
+        if m:
+            r = resolution // 2 ** int(m.group(1))
+            tf[f"synthesis/{r}x{r}/ToRGB/{m.group(2)}"] = tf[name]
+            architecture = "orig"
+    w_dim = int(kwarg("dlatent_size", 512))
+    mapping_layers = int(kwarg("mapping_layers", 8))
+    mapping_fmaps = kwarg("mapping_fmaps", None)
+    clamp = kwarg("conv_clamp", None)
+    filt = [float(t) for t in kwarg("resample_kernel", [1, 3, 3, 1])]
+    config = StyleGAN2Config(
+        z_dim=int(kwarg("latent_size", 512)), w_dim=w_dim, img_resolution=resolution,
+        img_channels=int(kwarg("num_channels", 3)),
+        channels=StyleGAN2Config.channels_for(resolution, int(kwarg("fmap_base", 16384)) * 2, int(kwarg("fmap_max", 512))),
+        mapping_layers=mapping_layers, mapping_features=int(mapping_fmaps) if mapping_fmaps else w_dim,
+        mapping_lr_multiplier=float(kwarg("mapping_lrmul", 0.01)),
+        mapping_activation=str(kwarg("mapping_nonlinearity", "lrelu")), num_fp16_res=int(kwarg("num_fp16_res", 0)),
+        conv_clamp=None if clamp is None else float(clamp), architecture=architecture,
+        activation=str(kwarg("nonlinearity", "lrelu")), use_noise=bool(kwarg("use_noise", True)),
+        resample_filter=tuple(filt))
+
+    def take(name: str) -> np.ndarray:
+        if name not in tf:
+            raise TlganError(f"{path}: TensorFlow variable '{name}' is missing; not a StyleGAN2 config E/F generator")
+        return tf[name]
+
+    def t(value: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.array(value, dtype=np.float32))  # a copy; keeps 0-d arrays 0-d
+
+    out: dict[str, torch.Tensor] = {"mapping.w_avg": t(take("dlatent_avg"))}
+    for i in range(mapping_layers):
+        out[f"mapping.fc{i}.weight"] = t(take(f"mapping/Dense{i}/weight").T)
+        out[f"mapping.fc{i}.bias"] = t(take(f"mapping/Dense{i}/bias"))
+    out["synthesis.b4.const"] = t(take("synthesis/4x4/Const/const")[0])
+
+    def layer(dst: str, src: str, noise: int | None, flip: bool = False) -> None:
+        weight = take(f"{src}/weight")
+        weight = weight[::-1, ::-1] if flip else weight  # TF's up-conv kernel is stored flipped
+        out[f"{dst}.weight"] = t(weight.transpose(3, 2, 0, 1))
+        out[f"{dst}.bias"] = t(take(f"{src}/bias"))
+        out[f"{dst}.affine.weight"] = t(take(f"{src}/mod_weight").T)
+        out[f"{dst}.affine.bias"] = t(take(f"{src}/mod_bias") + 1)  # TF adds the 1 at run time
+        if noise is not None and config.use_noise:
+            out[f"{dst}.noise_const"] = t(take(f"synthesis/noise{noise}")[0, 0])
+            out[f"{dst}.noise_strength"] = t(np.asarray(take(f"{src}/noise_strength")).reshape(()))
+
+    layer("synthesis.b4.conv1", "synthesis/4x4/Conv", 0)
+    for res in config.block_resolutions:
+        log2 = int(math.log2(res))
+        if res > 4:
+            layer(f"synthesis.b{res}.conv0", f"synthesis/{res}x{res}/Conv0_up", 2 * log2 - 5, flip=True)
+            layer(f"synthesis.b{res}.conv1", f"synthesis/{res}x{res}/Conv1", 2 * log2 - 4)
+            if architecture == "resnet":
+                out[f"synthesis.b{res}.skip.weight"] = t(take(f"synthesis/{res}x{res}/Skip/weight")[::-1, ::-1].transpose(3, 2, 0, 1))
+        if architecture == "skip" or res == resolution:
+            layer(f"synthesis.b{res}.torgb", f"synthesis/{res}x{res}/ToRGB", None)
+    from .stylegan2 import StyleGAN2
+
+    for name, value in StyleGAN2(config).state_dict().items():
+        if name.endswith("resample_filter"):
+            out[name] = value  # derived from resample_kernel, not stored by TF
+    info = {"static_kwargs": _plain(kw), "build_func_name": str(state.get("build_func_name", ""))}
+    return StyleGANWeights("stylegan2", config, out, str(path), "nvlabs-tf-pickle", info)
 
 
 # --- rosinality -----------------------------------------------------------------------------------
@@ -246,7 +362,12 @@ def read_weights(path: str | Path) -> StyleGANWeights:
         raise TlganError(f"StyleGAN weights not found: {path}")
     suffix = path.suffix.lower()
     if suffix in (".pkl", ".pickle"):
-        return read_nvlabs(path)
+        try:
+            return read_nvlabs(path)
+        except TlganError as exc:
+            if "TensorFlow StyleGAN pickle" not in str(exc):
+                raise
+        return read_tf_stylegan2(path)
     if suffix in (".pt", ".pth", ".ckpt"):
         return read_rosinality(path)
     if suffix == ".safetensors":
