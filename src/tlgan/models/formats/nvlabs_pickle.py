@@ -142,8 +142,8 @@ def read_nvlabs_pickle(path: str | Path) -> dict[str, Any]:
         data = load_pickle(path, PERSISTENCE_ALLOWED, "NVlabs network pickle")
     except TlganError as exc:
         if "dnnlib.tflib" in str(exc):
-            raise TlganError(f"{path} is a TensorFlow StyleGAN pickle (dnnlib.tflib.Network), which tlgan does not read "
-                             "yet; convert it to a PyTorch pickle with NVlabs' legacy.py, then load that") from None
+            raise TlganError(f"{path} is a TensorFlow StyleGAN pickle (dnnlib.tflib.Network), not a PyTorch one; "
+                             "load it with stylegan:FILE, which reads both") from None
         raise
     if isinstance(data, PersistentModule):
         return {"G_ema": data}
