@@ -218,3 +218,30 @@ def test_tensorflow_stylegan2_pickle(tmp_path, model):
     broken = write_tf_stylegan2(tmp_path / "broken.pkl", model, marker, drop="16x16/Conv1/mod_bias")
     with pytest.raises(TlganError, match="16x16/Conv1/mod_bias"):
         load_generator(f"stylegan:{broken}", "cpu")
+
+
+def _upfirdn_by_definition(x, f, up, down, pad, gain):
+    """Zero insertion, pad/crop, true convolution with f, keep every down-th pixel: the definition."""
+    n, c, h, w = x.shape
+    px0, px1, py0, py1 = pad
+    x = F.pad(x.reshape(n, c, h, 1, w, 1), [0, up - 1, 0, 0, 0, up - 1]).reshape(n, c, h * up, w * up)
+    x = F.pad(x, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
+    x = x[:, :, max(-py0, 0): x.shape[2] - max(-py1, 0), max(-px0, 0): x.shape[3] - max(-px1, 0)]
+    f2 = f if f.ndim == 2 else torch.outer(f, f)
+    x = F.conv2d(x, (f2 * gain).flip([0, 1])[None, None].repeat(c, 1, 1, 1), groups=c)
+    return x[:, :, ::down, ::down]
+
+
+@pytest.mark.parametrize("up,down", [(1, 1), (2, 1), (4, 2), (1, 2), (2, 2)])
+@pytest.mark.parametrize("separable", [True, False])
+def test_upfirdn2d_matches_its_definition(up, down, separable):
+    from tlgan.models.generators.stylegan_ops import upfirdn2d
+
+    gen = torch.Generator().manual_seed(up * 10 + down)
+    x = torch.randn(2, 3, 13, 15, generator=gen)
+    f = torch.rand(12 if separable else 5, generator=gen)
+    f = f if separable else torch.outer(f, torch.rand(5, generator=gen))
+    for pad in [(0, 0, 0, 0), (9, 8, 9, 8), (-1, 6, 5, -2)]:
+        expected = _upfirdn_by_definition(x, f, up, down, pad, up * up)
+        got = upfirdn2d(x, f, up, down, pad, up * up)
+        assert got.shape == expected.shape and torch.allclose(got, expected, atol=1e-5, rtol=1e-5)

@@ -48,27 +48,48 @@ def upfirdn2d(x: torch.Tensor, f: torch.Tensor | None, up: int = 1, down: int = 
 
     f: 1-D (separable) or 2-D filter, or None for identity. padding (x0, x1, y0, y1) is in
     upsampled pixels; negative values crop. The filter is applied as a true convolution
-    (flipped), scaled so that ``gain`` is the total gain over both dimensions.
+    (flipped), scaled so that ``gain`` is the total gain over both dimensions. Defined as
+    zero insertion, pad, filter, keep every ``down``-th pixel; computed without touching the
+    inserted zeros (separable filters: a strided transposed convolution per axis) and with
+    strided convolutions for the downsampling.
     """
     if f is None:
         f = torch.ones(1, 1, dtype=torch.float32, device=x.device)
-    n, c, h, w = x.shape
+    c = x.shape[1]
     px0, px1, py0, py1 = _pad4(padding)
+    f = (f * (gain ** (f.ndim / 2))).to(x.dtype)
+    if f.ndim == 1 and up > 1:
+        x = _up_axis(x, f, up, px0, px1, dim=3, down=down)
+        return _up_axis(x, f, up, py0, py1, dim=2, down=down)
     if up > 1:
-        x = x.reshape(n, c, h, 1, w, 1)
-        x = F.pad(x, [0, up - 1, 0, 0, 0, up - 1])
-        x = x.reshape(n, c, h * up, w * up)
+        n, _, h, w = x.shape
+        x = F.pad(x.reshape(n, c, h, 1, w, 1), [0, up - 1, 0, 0, 0, up - 1]).reshape(n, c, h * up, w * up)
     x = F.pad(x, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
     x = x[:, :, max(-py0, 0): x.shape[2] - max(-py1, 0), max(-px0, 0): x.shape[3] - max(-px1, 0)]
-    f = (f * (gain ** (f.ndim / 2))).to(x.dtype).flip(list(range(f.ndim)))
+    f = f.flip(list(range(f.ndim)))
     if f.ndim == 2:
-        x = F.conv2d(x, f[None, None].repeat(c, 1, 1, 1), groups=c)
-    else:
-        x = F.conv2d(x, f[None, None, None, :].repeat(c, 1, 1, 1), groups=c)
-        x = F.conv2d(x, f[None, None, :, None].repeat(c, 1, 1, 1), groups=c)
+        return F.conv2d(x, f[None, None].repeat(c, 1, 1, 1), groups=c, stride=down)
+    x = F.conv2d(x, f[None, None, None, :].repeat(c, 1, 1, 1), groups=c, stride=(1, down))
+    return F.conv2d(x, f[None, None, :, None].repeat(c, 1, 1, 1), groups=c, stride=(down, 1))
+
+
+def _up_axis(x: torch.Tensor, f: torch.Tensor, up: int, pad0: int, pad1: int, dim: int, down: int) -> torch.Tensor:
+    """One axis of separable upfirdn: zero insertion + pad + convolution with f (taps T) + keep every down-th.
+
+    The zero-inserted signal convolved with f is the stride-``up`` transposed convolution of x with f;
+    output j of the padded filter step is its sample j + T - 1 - pad0 (zero outside).
+    """
+    c, length, taps = x.shape[1], x.shape[dim], f.shape[0]
+    kernel = f[None, None, :, None] if dim == 2 else f[None, None, None, :]
+    stride = (up, 1) if dim == 2 else (1, up)
+    y = F.conv_transpose2d(x, kernel.repeat(c, 1, 1, 1), stride=stride, groups=c)
+    offset = taps - 1 - pad0
+    out_len = length * up + pad0 + pad1 - taps + 1
+    right = out_len - (y.shape[dim] - offset)
+    y = F.pad(y, [0, 0, -offset, right] if dim == 2 else [-offset, right, 0, 0])
     if down > 1:
-        x = x[:, :, ::down, ::down]
-    return x
+        y = y[:, :, ::down] if dim == 2 else y[:, :, :, ::down]
+    return y
 
 
 def filter_size(f: torch.Tensor | None) -> tuple[int, int]:
