@@ -267,9 +267,13 @@ def rosinality_config(model: StyleGAN2) -> StyleGAN2Config:
 
 
 # --- StyleGAN3 -------------------------------------------------------------------------------------------
-def random_stylegan3(seed: int = 0, radial: bool = False) -> "StyleGAN3":
+def random_stylegan3(seed: int = 0, radial: bool = False) -> Any:
     """A tiny StyleGAN3 (T, or R with radial filters and 1x1 convs) with NVlabs' filter design and random weights."""
-    from tlgan.models.generators.stylegan3 import StyleGAN3, StyleGAN3Config, design_filters
+    from tlgan.models.generators.stylegan3 import (
+        StyleGAN3,
+        StyleGAN3Config,
+        design_filters,
+    )
 
     kwargs = dict(conv_kernel=1, use_radial_filters=True) if radial else {}
     config = StyleGAN3Config.design(z_dim=16, w_dim=16, img_resolution=16, num_layers=4, channel_base=512,
@@ -424,7 +428,7 @@ def write_tf_stylegan2(path: Path, model: StyleGAN2, marker: Path, drop: str | N
 
         gs = net("Gs", own, {"mapping": net("G_mapping", mapping, func="G_mapping"),
                              "synthesis": net("G_synthesis", synthesis, func="G_synthesis")})
-        half = lambda vs: [(n, v * 0.5) for n, v in vs]  # noqa: E731  (G differs from Gs: loading it would show)
+        half = lambda vs: [(n, v * 0.5) for n, v in vs]
         g = net("G", half(own), {"mapping": net("G_mapping", half(mapping), func="G_mapping"),
                                  "synthesis": net("G_synthesis", half(synthesis), func="G_synthesis")})
         d = net("D", [("Output/weight", np.ones((4, 1), np.float32))], func="D_stylegan2")

@@ -14,10 +14,14 @@ import torch.nn.functional as F
 
 from tlgan.errors import TlganError
 from tlgan.models.generators import load_generator
-from tlgan.models.generators.stylegan_ops import modulated_conv2d, make_filter, upsample2d
+from tlgan.models.generators.stylegan_ops import (
+    make_filter,
+    modulated_conv2d,
+    upsample2d,
+)
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _stylegan_files import (  # noqa: E402
+from _stylegan_files import (
     random_stylegan2,
     write_nvlabs_pickle,
     write_rosinality,
@@ -186,6 +190,7 @@ def test_modulated_conv_equals_per_sample_kernels():
 @pytest.mark.parametrize("radial", [False, True], ids=["T", "R"])
 def test_stylegan3_pickle_round_trip(tmp_path, radial):
     from _stylegan_files import random_stylegan3, write_nvlabs_pickle3
+
     from tlgan.models.generators.stylegan_files import convert_to_safetensors
 
     model = random_stylegan3(seed=1, radial=radial)

@@ -12,7 +12,13 @@ import numpy as np
 import pytest
 import torch
 
-from tlgan.axes.spaces import match_space, measure_spread, parse_layers, to_wplus, with_space
+from tlgan.axes.spaces import (
+    match_space,
+    measure_spread,
+    parse_layers,
+    to_wplus,
+    with_space,
+)
 from tlgan.axes.store import AxisSet, load_axes
 from tlgan.editing.editor import Editor
 from tlgan.errors import TlganError
@@ -22,8 +28,8 @@ from tlgan.sampling.pipeline import load_samples, run_samples
 from tlgan.sampling.spaces import SpaceView, nvlabs_latent, space_view
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _stylegan_files import random_stylegan2, write_nvlabs_pickle  # noqa: E402
-from planted import PlantedExtractor, PlantedGenerator  # noqa: E402
+from _stylegan_files import random_stylegan2, write_nvlabs_pickle
+from planted import PlantedExtractor, PlantedGenerator
 
 TLGAN = str(Path(sys.executable).with_name("tlgan"))
 
@@ -67,7 +73,7 @@ def test_planted_directions_recovered_in_w_not_z(tmp_path):
     view = space_view(gen, "w", truncation=0.7)
     assert view.identity == "plantedsg:16@w,psi=0.7" and view.latent_dim == 16
     run_samples(view, ext, 3000, 0, tmp_path / "w", batch_size=500, progress=False)
-    manifest, latents, _ = load_samples(tmp_path / "w")
+    _, latents, _ = load_samples(tmp_path / "w")
     # samples are mapped seeded z, truncated, centred on w_avg
     z = sample_latents(0, 0, 3000, 16)
     assert torch.allclose(latents, gen.mapping(z, 0.7) - gen.w_avg, atol=1e-5)
@@ -205,14 +211,14 @@ def test_sefa_and_ganspace_in_their_native_settings(sg2):
 
     coarse = space_view(sg2, "w", layers=parse_layers("coarse", sg2.num_ws))
     weight = coarse.first_layer_weight()
-    assert torch.equal(weight, sg2.style_weights(range(0, 4)))
+    assert torch.equal(weight, sg2.style_weights(range(4)))
     assert weight.shape[0] == sum(layer.affine.weight.shape[0] for i, _, layer in sg2.style_layers() if i < 4)
     axis_set = discover_axes(coarse, "sefa", 3, None)
     assert axis_set.latent_dim == sg2.w_dim and axis_set.generator == coarse.identity
     expected, _ = sefa_directions(weight, 3)
     assert torch.allclose(axis_set.axes.abs(), expected.abs().float(), atol=1e-5)  # eigenvectors of AᵀA
     view = space_view(sg2, "w")
-    directions, ratios, layer = generator_pca(view, 3, n=600)
+    directions, _, layer = generator_pca(view, 3, n=600)
     assert layer == "w" and directions.shape == (3, sg2.w_dim)
     w = view.draw_latents(0, 0, 600).double()
     top = torch.linalg.eigh(torch.cov(w.T))[1][:, -1]  # the principal axis of sampled w

@@ -19,7 +19,13 @@ import torch
 
 from tlgan.errors import TlganError
 from tlgan.models.generators import Generator
-from tlgan.sampling.spaces import SpaceView, draw_latents, offers, space_identity, space_view
+from tlgan.sampling.spaces import (
+    SpaceView,
+    draw_latents,
+    offers,
+    space_identity,
+    space_view,
+)
 
 from .store import AxisSet
 

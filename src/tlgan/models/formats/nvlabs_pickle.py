@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import io
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
@@ -37,11 +38,11 @@ class PersistentModule:
     version: int = 0
 
     @property
-    def children(self) -> dict[str, "PersistentModule"]:
+    def children(self) -> dict[str, PersistentModule]:
         modules = self.state.get("_modules") or {}
         return {k: v for k, v in modules.items() if isinstance(v, PersistentModule)}
 
-    def child(self, name: str) -> "PersistentModule":
+    def child(self, name: str) -> PersistentModule:
         child = self.children.get(name)
         if child is None:
             raise TlganError(f"the pickled {self.class_name} has no submodule '{name}'")

@@ -31,7 +31,14 @@ from torch import nn
 from tlgan.errors import TlganError
 
 from .base import Generator
-from .stylegan_ops import ACTIVATIONS, bias_act, make_filter, modulated_conv2d, upfirdn2d, upsample2d
+from .stylegan_ops import (
+    ACTIVATIONS,
+    bias_act,
+    make_filter,
+    modulated_conv2d,
+    upfirdn2d,
+    upsample2d,
+)
 
 NOISE_MODES = ("const", "random", "none")
 
@@ -85,7 +92,7 @@ class StyleGAN2Config:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "StyleGAN2Config":
+    def from_json(cls, data: dict[str, Any]) -> StyleGAN2Config:
         known = {f for f in cls.__dataclass_fields__}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -417,4 +424,4 @@ def build(config: StyleGAN2Config, tensors: dict[str, torch.Tensor], source: str
     return model.eval().requires_grad_(False)
 
 
-__all__ = ["StyleGAN2", "StyleGAN2Config", "build", "weights_hash", "NOISE_MODES"]
+__all__ = ["NOISE_MODES", "StyleGAN2", "StyleGAN2Config", "build", "weights_hash"]

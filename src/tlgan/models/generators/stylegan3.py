@@ -75,7 +75,7 @@ class StyleGAN3Config:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "StyleGAN3Config":
+    def from_json(cls, data: dict[str, Any]) -> StyleGAN3Config:
         try:
             data = dict(data)
             data["layers"] = tuple(LayerSpec(**{**l, "in_size": tuple(l["in_size"]), "out_size": tuple(l["out_size"]),
@@ -91,7 +91,7 @@ class StyleGAN3Config:
                first_cutoff: float = 2, first_stopband: float = 2 ** 2.1, last_stopband_rel: float = 2 ** 0.3,
                margin_size: int = 10, output_scale: float = 0.25, num_fp16_res: int = 4, conv_kernel: int = 3,
                filter_size: int = 6, lrelu_upsampling: int = 2, use_radial_filters: bool = False,
-               conv_clamp: float | None = 256, mapping_layers: int = 2) -> "StyleGAN3Config":
+               conv_clamp: float | None = 256, mapping_layers: int = 2) -> StyleGAN3Config:
         """The layer schedule NVlabs' StyleGAN3 derives from its constructor arguments (T: defaults; R: conv_kernel=1,
         use_radial_filters=True, channel_base=65536, channel_max=1024)."""
         last_cutoff = img_resolution / 2

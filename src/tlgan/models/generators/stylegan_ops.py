@@ -146,7 +146,7 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
     output) is added after demodulation. Output (N, O, H*up, W*up) for 'same' padding.
     """
     n = x.shape[0]
-    out_ch, in_ch, kh, kw = weight.shape
+    in_ch, kh, kw = weight.shape[1:]
     if x.dtype == torch.float16 and demodulate:
         # Keep half-precision activations in range (pre-normalisation; cancelled by demodulation).
         weight = weight * (1 / math.sqrt(in_ch * kh * kw) / weight.norm(float("inf"), dim=[1, 2, 3], keepdim=True))
