@@ -100,6 +100,8 @@ def add_axis(
     An existing axis of that name is an error unless ``replace_existing``.
     """
     check_axis_name(name)
+    if axis_set.spread is not None:
+        raise TlganError(f"adding axes to a set in {axis_set.latent_space} (with measured spreads) is not supported yet")
     if name in axis_set.names:
         if not replace_existing:
             raise TlganError(f"the axis set already has an axis '{name}'; pass --replace to overwrite it")

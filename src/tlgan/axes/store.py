@@ -3,7 +3,9 @@
 Tensors: ``axes`` (K, D) unit rows; ``weights`` (D, K) raw regression slopes
 and ``intercepts`` (K,) in link space; ``feature_mean``/``feature_std`` (K,) of
 the raw readings over the samples (used to express effects in units of each
-feature's spread). The header (safetensors metadata key ``tlgan``) holds
+feature's spread); ``spread`` (K,), in spaces other than z, the standard deviation of the
+sampled latents along each axis (a knob's value is its position / spread, so "σ" keeps its
+meaning in StyleGAN's w). The header (safetensors metadata key ``tlgan``) holds
 the format version, generator identity and latent space, feature names, kinds
 and groups, method and parameters, sample count, seed, extractor identity and
 fit quality per axis.
@@ -25,7 +27,7 @@ from tlgan.safefile import read_tlgan_file
 
 FORMAT = "tlgan.axes"
 VERSION = 1
-_TENSORS = ("axes", "weights", "intercepts", "feature_mean", "feature_std")
+_TENSORS = ("axes", "weights", "intercepts", "feature_mean", "feature_std", "spread")
 
 
 @dataclass
@@ -54,6 +56,9 @@ class AxisSet:
     intercepts: torch.Tensor | None = None
     feature_mean: torch.Tensor | None = None
     feature_std: torch.Tensor | None = None
+    truncation: float = 1.0
+    layers: dict[str, list[int]] = field(default_factory=dict)
+    spread: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         k = len(self.names)
@@ -69,6 +74,8 @@ class AxisSet:
         if k and bool(((norms - 1).abs() > 1e-3).any()):
             raise TlganError("axes must be unit vectors")
         self.axes = self.axes.to(torch.float32).contiguous()
+        if self.spread is not None and (tuple(self.spread.shape) != (k,) or not bool((self.spread > 0).all())):
+            raise TlganError("spread must hold one positive value per axis")
 
     def __len__(self) -> int:
         return len(self.names)
@@ -84,7 +91,16 @@ class AxisSet:
         return self.quality.get(name, {}).get("r2")
 
     def check_generator(self, generator: Any) -> None:
-        """Refuse to use these axes with a generator they were not made for."""
+        """Refuse to use these axes with a generator they were not made for.
+
+        A StyleGAN given whole (in z) passes for a set made in its w or w+ if the weights match:
+        users of the set view it in that space (``axes.spaces.match_space``; the Editor does).
+        """
+        if (self.latent_space != "z" and getattr(generator, "latent_space", "z") == "z"
+                and self.latent_space in getattr(generator, "spaces", ("z",))):
+            if self.generator and generator.identity and generator.identity != self.generator.split("@")[0]:
+                raise TlganError(f"axis set was made for generator '{self.generator}', not '{generator.identity}'")
+            return
         if generator.latent_dim != self.latent_dim:
             raise TlganError(f"axis set is for latent size {self.latent_dim}, generator has {generator.latent_dim}")
         if self.generator and generator.identity and generator.identity != self.generator:
@@ -98,7 +114,8 @@ class AxisSet:
             self, names=list(names), axes=self.axes[idx], kinds=[self.kinds[i] for i in idx],
             groups=[self.groups[i] for i in idx], quality={n: self.quality[n] for n in names if n in self.quality},
             weights=pick(self.weights), intercepts=pick(self.intercepts),
-            feature_mean=pick(self.feature_mean), feature_std=pick(self.feature_std),
+            feature_mean=pick(self.feature_mean), feature_std=pick(self.feature_std), spread=pick(self.spread),
+            layers={n: self.layers[n] for n in names if n in self.layers},
         )
 
     def renamed(self, mapping: dict[str, str]) -> "AxisSet":
@@ -107,7 +124,8 @@ class AxisSet:
             self.index(old)
         names = [mapping.get(n, n) for n in self.names]
         return replace(self, names=names, quality={mapping.get(k, k): v for k, v in self.quality.items()},
-                       descriptions={mapping.get(k, k): v for k, v in self.descriptions.items()})
+                       descriptions={mapping.get(k, k): v for k, v in self.descriptions.items()},
+                       layers={mapping.get(k, k): v for k, v in self.layers.items()})
 
     def extractor_spec(self) -> str:
         """Extractor names to re-read images with, from the stored identity ('emotion:ab12,imagestats:v1' -> 'emotion,imagestats')."""
@@ -121,6 +139,7 @@ class AxisSet:
             "latent_dim": self.latent_dim, "names": self.names, "kinds": self.kinds, "groups": self.groups,
             "method": self.method, "params": self.params, "samples": self.samples, "seed": self.seed,
             "extractor": self.extractor, "quality": self.quality, "descriptions": self.descriptions,
+            "truncation": self.truncation, "layers": self.layers,
         }
 
     def save(self, path: str | Path) -> None:
@@ -146,6 +165,7 @@ def load_axes(path: str | Path) -> AxisSet:
             latent_space=header.get("latent_space", "z"), extractor=header.get("extractor", ""),
             params=header.get("params", {}), samples=int(header.get("samples", 0)), seed=header.get("seed"),
             quality=header.get("quality", {}), descriptions=header.get("descriptions", {}),
+            truncation=float(header.get("truncation", 1.0)), layers=dict(header.get("layers") or {}),
             **{name: tensors.get(name) for name in _TENSORS[1:]},
         )
     except KeyError as exc:

@@ -15,11 +15,13 @@ from typing import Any, Iterable
 import torch
 
 from tlgan.axes.math import knob_values, lock_direction, move_to_value
+from tlgan.axes.spaces import match_space
 from tlgan.axes.store import AxisSet
 from tlgan.errors import TlganError
 from tlgan.models.generators import Generator
 from tlgan.sampling.fused import module_device
-from tlgan.sampling.latents import check_seed, latent_for_seed
+from tlgan.sampling.latents import check_seed
+from tlgan.sampling.spaces import face_latent
 
 DEFAULT_STEP = 0.4
 MAX_KNOB = 10.0  # |σ| beyond this leaves the latent distribution: refused, not clamped
@@ -51,15 +53,23 @@ class Editor:
     Args:
         generator: the Generator the axes belong to (checked).
         axes: the AxisSet with the knobs.
-        seed: the starting face (``latent_for_seed``).
+        seed: the starting face (``latent_for_seed``, or NVlabs' convention with seeds='nvlabs').
+        layers: for StyleGAN axes made in w, the layer range the knobs move ('0-5', 'coarse', ...).
+
+    A StyleGAN generator is viewed in the axis set's space (w, w+); there a knob's value is
+    its position along the axis relative to the mean w, divided by the axis' stored spread.
     """
 
-    def __init__(self, generator: Generator, axes: AxisSet, seed: int = 0) -> None:
+    def __init__(self, generator: Generator, axes: AxisSet, seed: int = 0, layers: str | None = None,
+                 seeds: str = "tlgan") -> None:
+        axes.check_generator(generator)
+        generator, axes = match_space(generator, axes, layers, seeds)
         axes.check_generator(generator)
         self.generator = generator
         self._device = module_device(generator)
         self.axes = axes
         self._axes64 = axes.axes.to(torch.float64)
+        self._spread = axes.spread.to(torch.float64) if axes.spread is not None else torch.ones(len(axes), dtype=torch.float64)
         self.locks: set[str] = set()
         self.new_face(seed)
 
@@ -67,7 +77,7 @@ class Editor:
     def new_face(self, seed: int) -> None:
         """Start over from the face called ``seed``: no edits; locks are kept."""
         self.seed = check_seed(seed)
-        self.z = latent_for_seed(seed, self.generator.latent_dim).to(torch.float64)
+        self.z = face_latent(self.generator, seed).to(torch.float64)
         self.edits: list[Edit] = []
 
     def random_face(self, rng: torch.Generator | None = None) -> int:
@@ -78,11 +88,12 @@ class Editor:
 
     def values(self) -> dict[str, float]:
         """Every knob's value: the latent's position along its axis, in σ."""
-        vals = knob_values(self.z[None], self._axes64)[0]
+        vals = knob_values(self.z[None], self._axes64)[0] / self._spread
         return {n: float(v) for n, v in zip(self.axes.names, vals)}
 
     def value(self, knob: str) -> float:
-        return float(self.z @ self._axes64[self.axes.index(knob)])
+        i = self.axes.index(knob)
+        return float(self.z @ self._axes64[i] / self._spread[i])
 
     def lock(self, knob: str, locked: bool = True) -> None:
         self.axes.index(knob)
@@ -119,7 +130,8 @@ class Editor:
         if abs(target) > MAX_KNOB:
             raise TlganError(f"'{edit.knob}' would go to {target:.3g}σ; knob values must stay within ±{MAX_KNOB:g}σ")
         d = self.direction(edit.knob, edit.locks)
-        self.z = move_to_value(self.z, self._axes64[self.axes.index(edit.knob)], d, target)
+        i = self.axes.index(edit.knob)
+        self.z = move_to_value(self.z, self._axes64[i], d, target * float(self._spread[i]))
         self.edits.append(edit)
 
     def set(self, knob: str, value: float) -> None:
@@ -136,9 +148,12 @@ class Editor:
 
     @classmethod
     def replay(cls, generator: Generator, axes: AxisSet, seed: int, edits: Iterable[Edit],
-               locks: Iterable[str] = ()) -> "Editor":
-        """Rebuild the exact state reached from ``seed`` by ``edits``; ``locks`` become the current locks."""
-        editor = cls(generator, axes, seed)
+               locks: Iterable[str] = (), **space: Any) -> "Editor":
+        """Rebuild the exact state reached from ``seed`` by ``edits``; ``locks`` become the current locks.
+
+        ``space``: the Editor's ``layers`` / ``seeds`` options the edits were made with.
+        """
+        editor = cls(generator, axes, seed, **space)
         for edit in edits:
             editor.apply(edit)
         editor.set_locks(locks)

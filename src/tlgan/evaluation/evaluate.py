@@ -1,6 +1,6 @@
 """Measuring what each axis does: the re-scoring matrix, fit quality on fresh faces, monotonicity, face survival.
 
-Fresh faces z (n, D) are drawn with ``latents.sample_latents(seed, 0, n, D)``
+Fresh faces z (n, D) are drawn with ``latents.sample_latents(seed, 0, n, D)`` (mapped to w for StyleGAN axes in w)
 under an evaluation seed that differs from the fit's. Every face is moved
 along every axis by each offset t of a sweep (default −3…+3 σ of the knob),
 rendered and re-read by the extractor. For axis k and feature j the
@@ -30,11 +30,13 @@ from scipy.stats import rankdata
 
 from tlgan.axes.math import conditional_direction, link, lock_direction
 from tlgan.axes.methods import CLASSIFIERS, LINEAR, SUPERVISED
+from tlgan.axes.spaces import match_space
 from tlgan.axes.store import AxisSet
 from tlgan.errors import TlganError
 from tlgan.models.extractors import Extractor
 from tlgan.models.generators import Generator
-from tlgan.sampling.latents import check_seed, sample_latents
+from tlgan.sampling.latents import check_seed
+from tlgan.sampling.spaces import draw_latents
 from tlgan.sampling.sweeps import effect_row, read_faces, read_sweeps, strip_images
 
 FORMAT = "tlgan.evaluation"
@@ -235,6 +237,7 @@ def evaluate(
     faces), a sweep without 0 or with fewer than 3 points, or n < 2.
     """
     axis_set.check_generator(generator)
+    generator, axis_set = match_space(generator, axis_set)  # StyleGAN: evaluate in the set's space (w, w+)
     check_seed(seed)
     if axis_set.seed is not None and seed == axis_set.seed:
         raise TlganError(f"evaluation seed {seed} is the seed the axes were fitted on; pick another --seed")
@@ -252,7 +255,9 @@ def evaluate(
     axes64 = axis_set.axes.to(torch.float64)
     K, D = axes64.shape
 
-    z0 = sample_latents(seed, 0, n, D)
+    z0 = draw_latents(generator, seed, 0, n)
+    # Knob σ in units of each axis' stored spread (w); 1 in z.
+    unit = axis_set.spread.to(torch.float64) if axis_set.spread is not None else torch.ones(K, dtype=torch.float64)
     y0 = reader(z0) if reader is not None else read_faces(generator, extractor, z0, batch_size)
     spread = y0.to(torch.float64).std(0)
     can_lock = locked and sum(supervised) >= 2
@@ -263,7 +268,7 @@ def evaluate(
     slots: list[tuple[int, int | None]] = []  # per axis: (index of its free move, index of its locked move)
     for k in range(K):
         free_at = len(moves)
-        moves.append((axes64[k], 1.0))
+        moves.append((axes64[k], 1.0 / float(unit[k])))
         locked_at = None
         if can_lock and supervised[k]:
             others = axes64[[i for i in range(K) if i != k and supervised[i]]]
@@ -273,7 +278,7 @@ def evaluate(
                 d = None
             if d is not None:
                 locked_at = len(moves)
-                moves.append((d, float(d @ axes64[k])))
+                moves.append((d, float(d @ axes64[k]) / float(unit[k])))
         slots.append((free_at, locked_at))
     readings = read_sweeps(generator, extractor, z0, moves, offsets, y0, batch_size, progress, reader)
 
@@ -296,7 +301,7 @@ def evaluate(
             "target_curve": free["curve"], "face_fraction": free["face_fraction"], "faces_kept": free["faces_kept"],
             "locked": None,
         }
-        rows = [strip_images(generator, z0[:strip_faces], axes64[k], offsets)] if strip_faces else []
+        rows = [strip_images(generator, z0[:strip_faces], axes64[k], offsets, 1.0 / float(unit[k]))] if strip_faces else []
         if locked_at is not None:
             d, gain = moves[locked_at]
             held = _sweep_stats(readings[locked_at], offsets, spread, tgt, face)

@@ -35,7 +35,8 @@ from tlgan.models.generators import Generator
 
 from .folder import SampleFolder
 from .fused import Labeller, LabelOptions, set_cpu_threads
-from .latents import check_seed, sample_latents
+from .latents import check_seed
+from .spaces import draw_latents
 
 SHARD_SIZE = 4096
 MAX_SAMPLES = 100_000_000
@@ -201,8 +202,9 @@ class _Launched:
         return LabelledUnit(self.shards, self.z, features, self.z_device, self.features_device)
 
 
-def _unit_latents(seed: int, shards: list[tuple[int, int]], dim: int, pin: bool) -> torch.Tensor:
-    z = torch.cat([sample_latents(seed, start, count, dim) for start, count in shards])
+def _unit_latents(seed: int, shards: list[tuple[int, int]], generator: Generator, pin: bool) -> torch.Tensor:
+    # The generator's own seeded latents when it is viewed in another space (spaces.SpaceView: mapped z).
+    z = torch.cat([draw_latents(generator, seed, start, count) for start, count in shards])
     return z.pin_memory() if pin else z
 
 
@@ -228,7 +230,7 @@ def label_ranges(
     labelled is still consumed before the error propagates, so no finished
     work is lost.
     """
-    device, dim = labeller.device, labeller.generator.latent_dim
+    device = labeller.device
     on_gpu = device.type == "cuda"
     names = [f.name for f in labeller.extractor.features]
     total = sum(c for u in units for _, c in u) + initial if total is None else total
@@ -237,7 +239,7 @@ def label_ranges(
 
     def enqueue(i: int) -> None:
         if i < len(units):
-            queued.append(workers.submit(_unit_latents, seed, units[i], dim, on_gpu))
+            queued.append(workers.submit(_unit_latents, seed, units[i], labeller.generator, on_gpu))
 
     def launch(i: int) -> _Launched:
         z = queued.popleft().result()

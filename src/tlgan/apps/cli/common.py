@@ -71,8 +71,11 @@ def load_model(generator: str | None, axes: str | None, device: str) -> tuple[An
 
 
 def format_info(axis_set: Any) -> str:
+    space = axis_set.latent_space + (f", psi {axis_set.truncation:g}" if axis_set.truncation != 1 else "")
+    if axis_set.layers:
+        space += ", layers " + ", ".join(sorted({f"{a}-{b}" for a, b in axis_set.layers.values()}))
     lines = [
-        f"generator   {axis_set.generator} ({axis_set.latent_space}, {axis_set.latent_dim}-d)",
+        f"generator   {axis_set.generator} ({space}, {axis_set.latent_dim}-d)",
         f"extractor   {axis_set.extractor or '-'}",
         f"method      {axis_set.method} {json.dumps(axis_set.params)}",
         f"samples     {axis_set.samples:,} (seed {axis_set.seed})",

@@ -35,14 +35,21 @@ def info(axes: str | None, as_json: bool) -> None:
 @click.option("--size", type=click.IntRange(16, 4096), default=256, show_default=True, help="output size in px")
 @click.option("--json", "as_json", is_flag=True, help="print knob values before/after and the extractors' readings")
 @click.option("--extractor", default=None, help="extractors for --json readings [default: the axes' own]")
+@click.option("--layers", default=None,
+              help="StyleGAN axes in w: move only these w inputs (FIRST-LAST, e.g. 0-5, or coarse/middle/fine)")
+@click.option("--nvlabs-seeds", is_flag=True,
+              help="face SEED as NVlabs' scripts draw it (np.random.RandomState(seed).randn(1, z_dim))")
 @click.option("--device", default="auto", show_default=True)
 def edit(axes: str | None, generator: str | None, seed: int, sets: tuple[str, ...], steps: tuple[str, ...],
-         locks: tuple[str, ...], out: str | None, size: int, as_json: bool, extractor: str | None, device: str) -> None:
+         locks: tuple[str, ...], out: str | None, size: int, as_json: bool, extractor: str | None, layers: str | None,
+         nvlabs_seeds: bool, device: str) -> None:
     """Render face SEED after setting/stepping knobs, with locked knobs held fixed.
 
     \b
     Example:
       tlgan edit --seed 3 --set happy=2 --step yaw=-0.4 --lock brightness --out face.png --json
+      tlgan edit --generator stylegan:ffhq.pkl --axes ffhq-w.safetensors --seed 85 --nvlabs-seeds \\
+          --set smile=2 --layers 0-5 --out face.png
     Edits apply in order: all --set, then all --step.
     """
     from tlgan.editing.editor import Editor
@@ -52,7 +59,7 @@ def edit(axes: str | None, generator: str | None, seed: int, sets: tuple[str, ..
     if not out and not as_json:
         raise TlganError("nothing to do: give --out FILE and/or --json")
     gen, axis_set = load_model(generator, axes, device)
-    editor = Editor(gen, axis_set, seed)
+    editor = Editor(gen, axis_set, seed, layers=layers, seeds="nvlabs" if nvlabs_seeds else "tlgan")
     editor.set_locks(locks)
     before = editor.values()
     for name, value in set_pairs:
@@ -78,9 +85,13 @@ def edit(axes: str | None, generator: str | None, seed: int, sets: tuple[str, ..
 @click.option("--steps", type=click.IntRange(2, 64), default=7, show_default=True, help="images in the strip")
 @click.option("--size", type=click.IntRange(16, 1024), default=128, show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False), required=True)
+@click.option("--layers", default=None,
+              help="StyleGAN axes in w: move only these w inputs (FIRST-LAST, e.g. 0-5, or coarse/middle/fine)")
+@click.option("--nvlabs-seeds", is_flag=True,
+              help="face SEED as NVlabs' scripts draw it (np.random.RandomState(seed).randn(1, z_dim))")
 @click.option("--device", default="auto", show_default=True)
 def strip(axis: str, axes: str | None, generator: str | None, seed: int, locks: tuple[str, ...], span: float,
-          steps: int, size: int, out: str, device: str) -> None:
+          steps: int, size: int, out: str, layers: str | None, nvlabs_seeds: bool, device: str) -> None:
     """A row of images of face SEED with knob AXIS set from −RANGE to +RANGE σ."""
     from tlgan.editing.editor import Editor
     from tlgan.imaging import grid, save_image
@@ -89,7 +100,7 @@ def strip(axis: str, axes: str | None, generator: str | None, seed: int, locks: 
     axis_set.index(axis)
     images = []
     for i in range(steps):
-        editor = Editor(gen, axis_set, seed)
+        editor = Editor(gen, axis_set, seed, layers=layers, seeds="nvlabs" if nvlabs_seeds else "tlgan")
         editor.set_locks(locks)
         editor.set(axis, -span + 2 * span * i / (steps - 1))
         images.append(editor.render())

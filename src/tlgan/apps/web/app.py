@@ -35,6 +35,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from tlgan.axes.spaces import match_space
 from tlgan.axes.store import AxisSet
 from tlgan.editing.editor import Editor
 from tlgan.errors import TlganError
@@ -150,6 +151,8 @@ def create_app(generator: Generator, axes: AxisSet, extractor: Extractor | None,
             the caller then closes them.
     """
     axes.check_generator(generator)
+    # A StyleGAN with axes made in its w / w+: serve the generator seen in that space (latents are centred w).
+    generator, axes = match_space(generator, axes)
     if extractor is not None:
         extractor = extractor.eval().requires_grad_(False)
     shown = set(axes.names if default_view is None else default_view)

@@ -19,7 +19,8 @@ from tlgan.axes.store import AxisSet
 from tlgan.errors import TlganError
 from tlgan.models.extractors import Extractor
 from tlgan.models.generators import Generator
-from tlgan.sampling.latents import check_seed, sample_latents
+from tlgan.sampling.latents import check_seed
+from tlgan.sampling.spaces import draw_latents
 from tlgan.sampling.sweeps import effect_row, read_faces, read_sweeps
 
 from . import UNSUPERVISED
@@ -37,7 +38,7 @@ def label_axes(generator: Generator, extractor: Extractor, directions: torch.Ten
     raise their label feature; effects and labels are given for the flipped axes.
     """
 
-    z0 = sample_latents(seed, 0, n, directions.shape[1])
+    z0 = draw_latents(generator, seed, 0, n)
     y0 = read_faces(generator, extractor, z0, batch_size)
     spread = y0.to(torch.float64).std(0)
     offsets = torch.tensor(LABEL_SWEEP, dtype=torch.float64)

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from tlgan.errors import TlganError
-from tlgan.sampling.latents import sample_latents
+from tlgan.sampling.spaces import draw_latents
 
 from .activations import default_layer, layer_activations
 from .sefa import orient
@@ -48,9 +48,12 @@ def pca_to_latent(z: torch.Tensor, acts: torch.Tensor, k: int, seed: int = 0) ->
 def generator_pca(generator: torch.nn.Module, k: int, n: int = 5000, seed: int = 0, layer: str | None = None,
                   batch_size: int = 512) -> tuple[torch.Tensor, torch.Tensor, str]:
     """GANSpace on a Generator: (directions (k, D), explained variance ratios (k,), layer used)."""
+    z = draw_latents(generator, seed, 0, n)  # mapped w for a StyleGAN seen in w
+    if getattr(generator, "latent_space", "z") in ("w", "w+") and layer in (None, "w"):
+        # GANSpace in its native setting: PCA of the sampled w themselves.
+        directions, ratios = pca_to_latent(z, z, k, seed)
+        return directions, ratios, "w"
     layer = layer or default_layer(generator)
-    dim = generator.latent_dim
-    z = sample_latents(seed, 0, n, dim)
     device = next(generator.parameters(), torch.empty(0)).device
     acts = torch.cat([layer_activations(generator, z[i: i + batch_size].to(device), layer)
                       for i in range(0, n, batch_size)])

@@ -1,6 +1,6 @@
 """Generator registry: a spec string -> a loaded Generator.
 
-Specs: ``digiface`` (default), ``dcgan:FILE``, and ``family:ARG`` for families
+Specs: ``digiface`` (default), ``dcgan:FILE``, ``pggan:FILE``, ``stylegan:FILE`` (StyleGAN2/3), and ``family:ARG`` for families
 registered with ``register``. Loaders are imported lazily so that one
 family's dependencies never slow down another's.
 """
@@ -22,6 +22,7 @@ _LOADERS: dict[str, str] = {
     "digiface": "tlgan.models.generators.dcgan:load_digiface",
     "dcgan": "tlgan.models.generators.dcgan:load_digiface",
     "pggan": "tlgan.models.generators.pggan:load_pggan",
+    "stylegan": "tlgan.models.generators.stylegan_files:load_stylegan",
     "entrypoint": "tlgan.models.user:load_entrypoint_generator",
     "torchscript": "tlgan.models.user:load_torchscript_generator",
     "onnx": "tlgan.models.user:load_onnx_generator",

@@ -15,9 +15,13 @@ class Generator(nn.Module):
     ``identity`` (name plus a hash of the weights, stored in axis sets so that
     axes are never used with a generator they were not fitted on), and
     implement ``synthesize``. ``forward`` validates the latent first.
+    ``spaces`` names the latent spaces the generator offers: ``z`` for all;
+    StyleGAN adds ``w`` (N, w_dim) and ``w+`` (N, num_ws, w_dim) with
+    ``mapping``/``synthesize_w``.
     """
 
     name: str = "generator"
+    spaces: tuple[str, ...] = ("z",)
     latent_dim: int = 0
     resolution: int = 0
     identity: str = ""
