@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .common import AXES_HELP
+from .common import AXES_HELP, KNOBS_DIR_HELP
 
 
 @click.command("serve")
@@ -21,8 +21,9 @@ from .common import AXES_HELP
 @click.option("--assets", "assets_dir", type=click.Path(file_okay=False), default=None,
               help="a folder with the original TL-GAN layout (asset_model/, asset_results/): serve its PG-GAN "
                    "with the original knobs")
+@click.option("--knobs-dir", default=None, help=KNOBS_DIR_HELP + "; knobs taught in the page are saved there")
 def serve_command(axes: str | None, generator: str | None, extractor: str | None, host: str, port: int,
-                  open_browser: bool, device: str, assets_dir: str | None) -> None:
+                  open_browser: bool, device: str, assets_dir: str | None, knobs_dir: str | None) -> None:
     """Serve the web app: a face, one knob per feature, locks, undo, share links.
 
     \b
@@ -41,6 +42,7 @@ def serve_command(axes: str | None, generator: str | None, extractor: str | None
     )
     from tlgan.axes.original import find_original_assets
     from tlgan.axes.store import load_axes
+    from tlgan.editing.library import KnobLibrary
     from tlgan.errors import TlganError
     from tlgan.models.extractors import load_extractor
     from tlgan.models.generators import load_generator
@@ -48,6 +50,7 @@ def serve_command(axes: str | None, generator: str | None, extractor: str | None
 
     bind(host, port).close()  # fail fast on a busy port, before loading models
     set_cpu_threads()
+    library = KnobLibrary(knobs_dir)
     if assets_dir:
         if axes or generator:
             raise TlganError("--assets brings its own generator and axes; drop --axes/--generator")
@@ -56,7 +59,8 @@ def serve_command(axes: str | None, generator: str | None, extractor: str | None
         spec = extractor or original.extractor_spec or "none"
         ext = None if spec.strip().lower() == "none" else load_extractor(spec, device)
         app = create_app(gen, original.axis_set(gen.identity), ext, default_view=original.default_knobs,
-                         display={"title": "TL-GAN (original assets)"})
+                         display={"title": "TL-GAN (original assets)"}, library=library)
+        _say_notes(app)
         serve(app, host=host, port=port, open_browser=open_browser)
         return
     axis_set = load_axes(axes) if axes else load_default_axes()
@@ -65,4 +69,15 @@ def serve_command(axes: str | None, generator: str | None, extractor: str | None
     if extractor is None:
         extractor = axis_set.extractor_spec() if axis_set.extractor else DEFAULT_EXTRACTORS
     ext = None if extractor.strip().lower() == "none" else load_extractor(extractor, device)
-    serve(create_app(gen, axis_set, ext), host=host, port=port, open_browser=open_browser)
+    app = create_app(gen, axis_set, ext, library=library)
+    _say_notes(app)
+    serve(app, host=host, port=port, open_browser=open_browser)
+
+
+def _say_notes(app: object) -> None:
+    book = app.state.knobs  # type: ignore[attr-defined]
+    taught = len(book.entries)
+    click.echo(f"tlgan: knob library {book.library.folder}: {taught} taught knob{'s' * (taught != 1)} for this "
+               "generator", err=True)
+    for note in book.notes:
+        click.echo(f"tlgan: {note}", err=True)

@@ -36,6 +36,7 @@ from tlgan.models.generators import Generator
 
 from .frames import encode_frame, png_bytes, tile_row, upscale
 from .limits import BodyLimit
+from .knobs import include_knobs
 from .renderer import BatchRenderer
 from .schemas import MAX_BODY_BYTES, MAX_EDITS, MAX_SIZE, RenderIn, StateIn, StripIn
 from .state import Replayer
@@ -160,7 +161,7 @@ def _model_info(generator: Generator, axes: AxisSet, extractor: Extractor | None
 
 
 def create_app(generator: Generator, axes: AxisSet, extractor: Extractor | None, default_view: list[str] | None = None,
-               display: dict[str, Any] | None = None, *, max_batch: int = 64) -> FastAPI:
+               display: dict[str, Any] | None = None, *, max_batch: int = 64, library: Any = None) -> FastAPI:
     """Build the app for one generator and axis set.
 
     Args:
@@ -171,6 +172,8 @@ def create_app(generator: Generator, axes: AxisSet, extractor: Extractor | None,
         display: optional page settings: ``title`` (str), ``labels`` ({knob: label}),
             ``weak_r2`` (knobs with held-out R² below it are marked weak, default 0.3),
             ``image_size`` (px of the main image, default 512).
+        library: the ``tlgan.editing.library.KnobLibrary`` whose knobs for this generator are served and where
+            knobs taught in the page are saved; None keeps taught knobs in memory only.
     """
     axes.check_generator(generator)
     if extractor is not None:
@@ -198,6 +201,7 @@ def create_app(generator: Generator, axes: AxisSet, extractor: Extractor | None,
                               "every request carries it, so the API is stateless and any state can be shared.")
     app.state.renderer, app.state.replayer = renderer, replayer
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
+    include_knobs(app, generator, axes, replayer, library)  # taught knobs: /api/knobs, and replayer.axes grows
 
     @app.exception_handler(TlganError)
     async def tlgan_error(_: Request, exc: TlganError) -> JSONResponse:
@@ -231,7 +235,8 @@ def create_app(generator: Generator, axes: AxisSet, extractor: Extractor | None,
     # ---- the API ---------------------------------------------------------------
     @app.get("/api/model", response_model=ModelOut, summary="Model info: knobs, groups, quality")
     def model() -> dict[str, Any]:
-        return info
+        served = replayer.axes  # the built-in knobs plus the taught ones (always shown)
+        return _model_info(generator, served, extractor, shown | set(served.names[len(axes):]), display)
 
     @app.post("/api/render", response_class=Response, summary="Render a state as PNG or WebP",
               responses={200: {"content": {"image/png": {}, "image/webp": {}},
@@ -244,7 +249,7 @@ def create_app(generator: Generator, axes: AxisSet, extractor: Extractor | None,
         data = encode_frame(frames.pixels[0], request.size, request.format)
         values = editor.values()
         headers = {
-            "X-Knob-Values": json.dumps([values[n] for n in axes.names]),
+            "X-Knob-Values": json.dumps([values[n] for n in editor.axes.names]),
             "Server-Timing": f"frame;dur={(time.perf_counter() - start) * 1000:.2f}",
             "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff",
         }
@@ -268,11 +273,11 @@ def create_app(generator: Generator, axes: AxisSet, extractor: Extractor | None,
                          422: ERROR})
     def strip(request: StripIn) -> Response:
         base = replayer.editor(request.seed, request.edit_list(), request.locks)
-        axes.index(request.knob)
+        base.axes.index(request.knob)
         values = [-request.span + 2 * request.span * i / (request.steps - 1) for i in range(request.steps)]
         latents = []
         for value in values:
-            editor = Editor(generator, axes, request.seed)
+            editor = Editor(generator, base.axes, request.seed)
             editor.z, editor.locks = base.z.clone(), set(base.locks)
             editor.set(request.knob, value)
             latents.append(editor.latent())

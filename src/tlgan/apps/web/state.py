@@ -26,7 +26,15 @@ class Replayer:
         self.generator, self.axes, self.capacity = generator, axes, capacity
         self._cache: OrderedDict[tuple, torch.Tensor] = OrderedDict()
         self._lock = threading.Lock()
+        self._version = 0
         self.hits = 0
+
+    def set_axes(self, axes: AxisSet) -> None:
+        """Serve a new knob set (taught knobs added, refitted or removed); states cached under the old one are dropped."""
+        axes.check_generator(self.generator)
+        with self._lock:
+            self.axes, self._version = axes, self._version + 1
+            self._cache.clear()
 
     def _get(self, key: tuple) -> torch.Tensor | None:
         with self._lock:
@@ -46,11 +54,13 @@ class Replayer:
     def editor(self, seed: int, edits: Sequence[Edit], locks: Sequence[str] = ()) -> Editor:
         """The Editor reached from face ``seed`` by ``edits``, with ``locks`` current (raises TlganError)."""
         edits = tuple(edits)
-        editor = Editor(self.generator, self.axes, seed)
-        key = (seed, edits)
+        with self._lock:
+            axes, version = self.axes, self._version
+        editor = Editor(self.generator, axes, seed)
+        key = (version, seed, edits)
         z = self._get(key)
         if z is None and edits:
-            prefix = self._get((seed, edits[:-1]))
+            prefix = self._get((version, seed, edits[:-1]))
             if prefix is not None:
                 editor.z, editor.edits = prefix.clone(), list(edits[:-1])
                 editor.apply(edits[-1])
@@ -58,7 +68,7 @@ class Replayer:
                 for i, edit in enumerate(edits):
                     editor.apply(edit)
                     if i == len(edits) - 2:
-                        self._put((seed, edits[:-1]), editor.z.clone())
+                        self._put((version, seed, edits[:-1]), editor.z.clone())
             self._put(key, editor.z.clone())
         elif z is not None:
             editor.z, editor.edits = z.clone(), list(edits)
