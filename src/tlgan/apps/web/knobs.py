@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Any, Literal
+from importlib import resources
+from typing import Any, Callable, Literal
 
-from fastapi import APIRouter, FastAPI, HTTPException
+from fastapi import APIRouter, FastAPI, HTTPException, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from tlgan.axes.store import AxisSet
@@ -170,7 +171,7 @@ class KnobBook:
                 raise HTTPException(404, f"no taught knob '{name}'")
             entry = self.entries.pop(name)
             removed = None
-            if entry.status == "saved" and self.library is not None and name in self.library:
+            if entry.status != "shared" and self.library is not None and name in self.library:
                 removed = str(self.library.remove(name))
             self._publish()
             return {"deleted": name, "file": removed}
@@ -219,10 +220,29 @@ def knobs_router(book: KnobBook) -> APIRouter:
     return router
 
 
+STATIC = {"teach.js": "text/javascript; charset=utf-8", "teach.css": "text/css; charset=utf-8"}
+
+
+def static_router() -> APIRouter:
+    """The page's teaching panel (static/teach.js, teach.css), read once."""
+    folder = resources.files("tlgan.apps.web") / "static"
+    files = {name: (folder / name).read_bytes() for name in STATIC}
+    router = APIRouter(include_in_schema=False)
+    headers = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"}
+
+    def serve_file(name: str) -> Callable[[], Response]:
+        return lambda: Response(files[name], media_type=STATIC[name], headers=headers)
+
+    for name in STATIC:
+        router.add_api_route(f"/static/{name}", serve_file(name), methods=["GET"])
+    return router
+
+
 def include_knobs(app: FastAPI, generator: Generator, base: AxisSet, replayer: Replayer,
                   library: KnobLibrary | None) -> KnobBook:
     """Serve taught knobs in ``app`` (the library's for this generator at once); ``app.state.knobs`` is the book."""
     book = KnobBook(generator, base, replayer, library)
     app.state.knobs = book
     app.include_router(knobs_router(book))
+    app.include_router(static_router())
     return book

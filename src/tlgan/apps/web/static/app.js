@@ -36,6 +36,7 @@ function encodeHash(s) {
     parts.push("edits=" + s.edits.map((e) =>
       [e.op === "set" ? "s" : "d", enc(e.knob), String(e.value), e.locks.map(enc).join(",")].join(":")).join(";"));
   }
+  for (const addon of addons) if (addon.hashExtra) { const extra = addon.hashExtra(s); if (extra) parts.push(extra); }
   return "#" + parts.join("&");
 }
 
@@ -568,6 +569,36 @@ function onKey(ev) {
   }
 }
 
+// ---------------------------------------------------------------- add-ons (static/teach.js)
+// Add-on scripts push {ready(page), hashExtra(state)} onto window.tlganAddons; start() awaits each ready()
+// before the first frame, and each hashExtra adds a name=value part to the link.
+const addons = (window.tlganAddons = window.tlganAddons || []);
+
+async function fetchModel() {
+  const res = await fetch("/api/model");
+  if (!res.ok) throw await apiError(res);
+  model = await res.json();
+}
+
+const pageApi = {
+  get model() { return model; },
+  get state() { return clone(state); },
+  post, apiError, showError, clearError, toast, el, fetchModel,
+  async reloadModel() {   // after knobs were added or removed: rebuild the rows, drop the knobs that are gone
+    await fetchModel();
+    const names = new Set(model.knobs.map((k) => k.name));
+    const keep = (list) => list.filter((n) => names.has(n));
+    state = { seed: state.seed, edits: state.edits.filter((e) => names.has(e.knob)).map((e) => ({ ...e, locks: keep(e.locks) })),
+              locks: keep(state.locks) };
+    undoStack = [];
+    redoStack = [];
+    values = null;
+    rows.clear();
+    buildKnobs();
+    commit();
+  },
+};
+
 // ---------------------------------------------------------------- start
 function loadFromHash() {
   if (location.hash.length > 1) {
@@ -607,9 +638,8 @@ async function start() {
   });
 
   try {
-    const res = await fetch("/api/model");
-    if (!res.ok) throw await apiError(res);
-    model = await res.json();
+    await fetchModel();
+    for (const addon of addons) if (addon.ready) await addon.ready(pageApi);
   } catch (err) {
     showError(`Cannot load the model: ${err.message}`);
     return;
@@ -624,4 +654,4 @@ async function start() {
   document.body.dataset.ready = "true";
 }
 
-start();
+document.addEventListener("DOMContentLoaded", start);  // after every deferred script: add-ons are registered
