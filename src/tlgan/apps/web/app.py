@@ -5,6 +5,7 @@ Endpoints (OpenAPI at /openapi.json):
   POST /api/render    seed + edits + locks -> PNG or WebP; knob values in the X-Knob-Values header
   POST /api/readings  seed + edits + locks -> knob values and the extractor's readings of the image
   POST /api/strip     one knob swept −span…+span σ from the current state -> one PNG row
+  /api/knobs          taught knobs: create/refit, suggest faces to label, shared, delete (see knobs.py)
 Requests are stateless (the client holds the state; the server replays it),
 so any state can be shared as a link. Bad input gets 422 with a one-line
 ``detail``; bodies over MAX_BODY_BYTES get 413. No endpoint reads a path the
