@@ -107,3 +107,21 @@ def test_teach_into_the_library_and_edit_with_the_knob(tmp_path, default_generat
     res = run("edit", "--seed", "5", "--set", "smile2=1", "--out", str(tmp_path / "b.png"), "--no-library",
               env={ENV: str(lib)})
     assert res.returncode == 1 and "unknown feature 'smile2'" in res.stderr
+
+
+def test_the_notebook_panel_shows_library_knobs(tmp_path):
+    from webtools import web_model
+
+    from tlgan.apps.notebook import KnobPanel
+
+    generator, axes = web_model()
+    lib = KnobLibrary(tmp_path / "lib")
+    lib.save(make_knob("specs", examples(range(30)), generator.identity, D))
+    lib.save(make_knob("alien", examples(range(30)), "othergan:1", D))
+    panel = KnobPanel(generator, axes, seed=2, size=64, library=str(lib.folder))
+    assert list(panel.knobs)[-1] == "specs" and "alien" not in panel.knobs
+    assert any("alien" in note for note in panel.library_notes)
+    panel.knobs["specs"]["plus"].click()
+    assert panel.editor.value("specs") == pytest.approx(panel.editor.values()["specs"])
+    assert [e.knob for e in panel.editor.edits] == ["specs"]
+    assert list(KnobPanel(generator, axes, seed=2, size=64, library=False).knobs)[-1] != "specs"
