@@ -33,9 +33,11 @@ def library(tmp_path):
     return KnobLibrary(tmp_path / "knobs")
 
 
-def client_for(library, extractor=True):
+def client_for(library, extractor=True, prior=False):
+    # the prior (a few hundred generator backward passes) is tested on its own, and its wiring below
     generator, axes = web_model()
-    return TestClient(create_app(generator, axes, StatsExtractor() if extractor else None, library=library))
+    return TestClient(create_app(generator, axes, StatsExtractor() if extractor else None, library=library,
+                                 teach_prior=prior))
 
 
 @pytest.fixture
@@ -207,3 +209,19 @@ def test_a_shared_knob_renders_the_same_image_on_a_server_that_never_saw_it(libr
         ]:
             res = second.post("/api/knobs/shared", json=body)
             assert res.status_code == 422 and message in res.json()["detail"], res.text
+
+
+def test_the_app_fits_under_the_generator_sensitivity_prior(library, monkeypatch):
+    # a planted sensitivity: the pictures respond only to the first 5 latent dimensions
+    planted = torch.zeros(D, D, dtype=torch.float64)
+    planted[:5, :5] = torch.eye(5) * D / 5
+    calls = []
+    monkeypatch.setattr("tlgan.editing.prior.cached_sensitivity", lambda gen: calls.append(gen) or planted)
+    with client_for(library, prior=True) as client:
+        labels = rule_labels(range(40))
+        assert client.post("/api/knobs/suggest", json={"labels": labels}).status_code == 200
+        knob = client.post("/api/knobs", json={"name": "visible", "labels": labels}).json()
+    assert len(calls) == 1  # measured once per server
+    saved = library.load("visible")
+    assert saved.params["taught"]["visible"]["prior"] == "sensitivity" and knob["labels"] == 40
+    assert float(saved.axes[0, :5].double().norm()) > 0.95  # pulled into the directions the pictures respond to

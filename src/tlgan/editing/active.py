@@ -95,16 +95,20 @@ def candidate_pool(pool: int, latent_dim: int, size: int = POOL_SIZE) -> tuple[n
         return _pool(pool, size, latent_dim)
 
 
-def quick_fit(z: torch.Tensor, y: torch.Tensor, c: float = DEFAULT_C) -> tuple[torch.Tensor, float]:
-    """Logistic regression of y (N,) on z (N, D) without cross-validation: (weights (D,) float64, intercept)."""
+def quick_fit(z: torch.Tensor, y: torch.Tensor, c: float = DEFAULT_C,
+              scale: torch.Tensor | None = None) -> tuple[torch.Tensor, float]:
+    """Logistic regression of y (N,) on z (N, D) without cross-validation: (weights (D,) float64, intercept).
+
+    ``scale`` A (D, D): fit on z·A and return A·v (the prior of ``tlgan.editing.prior``)."""
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
 
     model = LogisticRegression(C=c, max_iter=5000)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        model.fit(z.double().numpy(), y.numpy().astype(np.int64))
-    return torch.from_numpy(model.coef_[0].astype(np.float64)), float(model.intercept_[0])
+        model.fit((z.double() if scale is None else z.double() @ scale.double()).numpy(), y.numpy().astype(np.int64))
+    w = torch.from_numpy(model.coef_[0].astype(np.float64))
+    return (w if scale is None else scale.double() @ w), float(model.intercept_[0])
 
 
 @dataclass
@@ -116,14 +120,15 @@ class Suggestion:
 
 
 def suggest(examples: Sequence[Example], latent_dim: int, count: int, pool: int = 0,
-            random_share: float = RANDOM_SHARE, c: float = DEFAULT_C, pool_size: int = POOL_SIZE) -> Suggestion:
+            random_share: float = RANDOM_SHARE, c: float = DEFAULT_C, pool_size: int = POOL_SIZE,
+            scale: torch.Tensor | None = None) -> Suggestion:
     """The ``count`` unlabelled faces of candidate pool ``pool`` that would teach the most.
 
     With at least two labels of each answer, a logistic fit on the labels so
     far ranks the candidates by distance to its decision boundary
     |z·w + b| / |w|; the closest ``count − k`` are taken, plus ``k =
     max(1, round(count · random_share))`` random candidates. With fewer labels
-    every face is random. The page is shuffled, so the random faces cannot be
+    every face is random. ``scale``: the fit's prior (``quick_fit``). The page is shuffled, so the random faces cannot be
     told apart; the result is the same for the same labels.
     """
     if not 1 <= count <= 64:
@@ -143,7 +148,7 @@ def suggest(examples: Sequence[Example], latent_dim: int, count: int, pool: int 
     else:
         n_random = min(count, max(1, round(count * random_share)))
         zl = torch.stack([latent_for_seed(int(s), latent_dim) for s, _ in examples]).double()
-        w, b = quick_fit(zl, torch.tensor([y for _, y in examples]), c)
+        w, b = quick_fit(zl, torch.tensor([y for _, y in examples]), c, scale)
         margin = ((z[free] @ w + b).abs() / w.norm().clamp_min(1e-12)).numpy()
         order = free[np.argsort(margin, kind="stable")]
         uncertain = order[: count - n_random].tolist()

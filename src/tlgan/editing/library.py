@@ -95,15 +95,17 @@ def _empty_set(generator_identity: str, latent_dim: int) -> AxisSet:
 
 
 def make_knob(name: str, examples: Sequence[Example], generator_identity: str, latent_dim: int,
-              history: Sequence[Sequence[float]] = (), c: float = DEFAULT_C, source: str = "web app") -> AxisSet:
-    """Fit a one-axis knob set from (seed, label) pairs (see ``active.check_examples`` for what is refused).
+              history: Sequence[Sequence[float]] = (), c: float = DEFAULT_C, source: str = "web app",
+              scale: torch.Tensor | None = None) -> AxisSet:
+    """Fit a one-axis knob set from (seed, label) pairs (see ``active.check_examples`` for what is refused);
+    ``scale``: the fit's prior (``tlgan.editing.prior``), None for a plain L2 fit.
 
     Its record (params['taught'][name]) holds the examples and ``history``: [labels, cv accuracy] after each
     fit so far, this one appended.
     """
     check_axis_name(name)
     labels = labels_from_examples(examples, latent_dim, source)
-    knob = teach(_empty_set(generator_identity, latent_dim), name, labels, c=c, group=GROUP)
+    knob = teach(_empty_set(generator_identity, latent_dim), name, labels, c=c, group=GROUP, scale=scale)
     record = dict(knob.params["taught"][name])
     record["examples"] = [[s, int(y)] for s, y in zip(labels.ids, labels.y.tolist())]
     record["history"] = [[int(n), float(a)] for n, a in history] + [[len(labels.ids), record["cv_accuracy"]]]

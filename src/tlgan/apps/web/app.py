@@ -162,7 +162,8 @@ def _model_info(generator: Generator, axes: AxisSet, extractor: Extractor | None
 
 
 def create_app(generator: Generator, axes: AxisSet, extractor: Extractor | None, default_view: list[str] | None = None,
-               display: dict[str, Any] | None = None, *, max_batch: int = 64, library: Any = None) -> FastAPI:
+               display: dict[str, Any] | None = None, *, max_batch: int = 64, library: Any = None,
+               teach_prior: bool = True) -> FastAPI:
     """Build the app for one generator and axis set.
 
     Args:
@@ -175,6 +176,7 @@ def create_app(generator: Generator, axes: AxisSet, extractor: Extractor | None,
             ``image_size`` (px of the main image, default 512).
         library: the ``tlgan.editing.library.KnobLibrary`` whose knobs for this generator are served and where
             knobs taught in the page are saved; None keeps taught knobs in memory only.
+        teach_prior: fit taught knobs under the generator-sensitivity prior (``tlgan.editing.prior``).
     """
     axes.check_generator(generator)
     if extractor is not None:
@@ -202,7 +204,7 @@ def create_app(generator: Generator, axes: AxisSet, extractor: Extractor | None,
                               "every request carries it, so the API is stateless and any state can be shared.")
     app.state.renderer, app.state.replayer = renderer, replayer
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
-    include_knobs(app, generator, axes, replayer, library)  # taught knobs: /api/knobs, and replayer.axes grows
+    include_knobs(app, generator, axes, replayer, library, teach_prior)  # taught knobs: /api/knobs; replayer.axes grows
 
     @app.exception_handler(TlganError)
     async def tlgan_error(_: Request, exc: TlganError) -> JSONResponse:

@@ -86,11 +86,13 @@ def _examples(labels: list[LabelIn]) -> list[tuple[int, int]]:
 class KnobBook:
     """The taught knobs a server serves on top of its built-in ones; every change re-publishes ``replayer.axes``."""
 
-    def __init__(self, generator: Generator, base: AxisSet, replayer: Replayer, library: KnobLibrary | None) -> None:
+    def __init__(self, generator: Generator, base: AxisSet, replayer: Replayer, library: KnobLibrary | None,
+                 prior: bool = True) -> None:
         self.generator, self.base, self.replayer, self.library = generator, base, replayer, library
         self.entries: dict[str, _Entry] = {}
         self.notes: list[str] = []
         self._lock = threading.Lock()
+        self._use_prior, self._scale, self._prior_lock = prior, None, threading.Lock()
         if library is not None:
             knobs, self.notes = library.for_generator(generator)
             for knob in knobs:
@@ -99,6 +101,20 @@ class KnobBook:
                 else:
                     self.entries[knob.names[0]] = _Entry(knob, "saved")
             self._publish()
+
+    def scale(self) -> Any:
+        """The fit's prior (``tlgan.editing.prior``), measured on first use and cached on disk; None when off.
+
+        Measuring runs the generator with gradients in the request's thread, once per generator and machine.
+        """
+        if not self._use_prior:
+            return None
+        with self._prior_lock:
+            if self._scale is None:
+                from tlgan.editing.prior import cached_sensitivity, prior_scale
+
+                self._scale = prior_scale(cached_sensitivity(self.generator))
+            return self._scale
 
     def _publish(self) -> None:
         self.replayer.set_axes(merge_knobs(self.base, [e.knob for e in self.entries.values()]))
@@ -137,7 +153,8 @@ class KnobBook:
             history = knob_record(old.knob).get("history", []) if old is not None else []
             examples = _examples(request.labels)
             history = [h for h in history if int(h[0]) != len(examples)]
-            knob = make_knob(name, examples, self.generator.identity, self.generator.latent_dim, history)
+            knob = make_knob(name, examples, self.generator.identity, self.generator.latent_dim, history,
+                             scale=self.scale())
             if request.save and self.library is not None:
                 self.library.save(knob)
             self.entries[name] = _Entry(knob, "saved" if request.save else "draft")
@@ -198,7 +215,7 @@ def knobs_router(book: KnobBook) -> APIRouter:
     @router.post("/suggest", summary="The faces to label next")
     def suggestions(request: SuggestIn) -> dict[str, Any]:
         found = suggest(_examples(request.labels), book.generator.latent_dim, request.count, request.pool,
-                        request.random_share)
+                        request.random_share, scale=book.scale())
         return {"seeds": found.seeds, "reasons": found.reasons, "pool": request.pool}
 
     @router.post("/shared", summary="Serve a taught knob that came in a shared link")
@@ -239,9 +256,11 @@ def static_router() -> APIRouter:
 
 
 def include_knobs(app: FastAPI, generator: Generator, base: AxisSet, replayer: Replayer,
-                  library: KnobLibrary | None) -> KnobBook:
-    """Serve taught knobs in ``app`` (the library's for this generator at once); ``app.state.knobs`` is the book."""
-    book = KnobBook(generator, base, replayer, library)
+                  library: KnobLibrary | None, prior: bool = True) -> KnobBook:
+    """Serve taught knobs in ``app`` (the library's for this generator at once); ``app.state.knobs`` is the book.
+
+    ``prior``: fit taught knobs under the generator-sensitivity prior (``tlgan.editing.prior``)."""
+    book = KnobBook(generator, base, replayer, library, prior)
     app.state.knobs = book
     app.include_router(knobs_router(book))
     app.include_router(static_router())
