@@ -139,6 +139,7 @@ def main() -> None:
     parser.add_argument("--max-labels", type=int, default=300)
     parser.add_argument("--noise", type=float, default=0.10, help="share of answers flipped")
     parser.add_argument("--target", type=float, default=0.9)
+    parser.add_argument("--lower", type=float, default=0.7, help="a second, lower bar to compare strategies at")
     parser.add_argument("--prior", action=argparse.BooleanOptionalAction, default=True,
                         help="also run with the generator-sensitivity prior (what the web app uses)")
     parser.add_argument("--power", type=float, default=1.0, help="prior covariance S^power")
@@ -192,6 +193,9 @@ def main() -> None:
         medians = {s: {n: statistics.median(c[n] for c in runs if n in c) for n in runs[0]} for s, runs in curves.items()}
         need = {s: needed(m, args.target) for s, m in medians.items()}
         shown = {s: (str(v) if v is not None else f">{args.max_labels}") for s, v in need.items()}
+        lower = {s: needed(m, args.lower) for s, m in medians.items()}
+        print(f"  labels to reach cosine {args.lower}: " + ", ".join(
+            f"{k} {v if v is not None else '>' + str(args.max_labels)}" for k, v in lower.items()))
         print(f"  labels to reach cosine {args.target}: " + ", ".join(f"{k} {v}" for k, v in shown.items()))
         summary.append((rule, shown))
     print("\nsummary (labels from which the median cosine stays >= %.2f; target: active <= 60 and <= half of "
