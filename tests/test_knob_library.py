@@ -125,3 +125,44 @@ def test_the_notebook_panel_shows_library_knobs(tmp_path):
     assert panel.editor.value("specs") == pytest.approx(panel.editor.values()["specs"])
     assert [e.knob for e in panel.editor.edits] == ["specs"]
     assert list(KnobPanel(generator, axes, seed=2, size=64, library=False).knobs)[-1] != "specs"
+
+
+def test_tlgan_serve_keeps_taught_knobs_across_a_restart(tmp_path):
+    import signal
+
+    import httpx
+    from webtools import web_model
+
+    _, axes = web_model()
+    path = tmp_path / "axes.safetensors"
+    axes.save(path)
+    lib = tmp_path / "lib"
+
+    def start():
+        proc = subprocess.Popen([TLGAN, "serve", "--axes", str(path), "--extractor", "none", "--port", "0",
+                                 "--device", "cpu", "--knobs-dir", str(lib), "--no-teach-prior"],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        line = proc.stdout.readline()
+        assert line.startswith("tlgan: serving on http://127.0.0.1:"), line
+        return proc, line.split()[3].rstrip("/")
+
+    def stop(proc):
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+
+    labels = [{"seed": s, "label": y} for s, y in examples(range(30))]
+    state = {"seed": 2, "edits": [{"op": "set", "knob": "specs", "value": 1.5, "locks": []}], "size": 64}
+    proc, url = start()
+    try:
+        assert httpx.post(url + "/api/knobs", json={"name": "specs", "labels": labels}, timeout=60).status_code == 200
+        image = httpx.post(url + "/api/render", json=state, timeout=60).content
+    finally:
+        stop(proc)
+    assert KnobLibrary(lib).names() == ["specs"]
+    proc, url = start()
+    try:
+        names = [k["name"] for k in httpx.get(url + "/api/model", timeout=30).json()["knobs"]]
+        assert names[-1] == "specs"
+        assert httpx.post(url + "/api/render", json=state, timeout=60).content == image
+    finally:
+        stop(proc)

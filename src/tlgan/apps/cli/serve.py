@@ -22,8 +22,11 @@ from .common import AXES_HELP, KNOBS_DIR_HELP
               help="a folder with the original TL-GAN layout (asset_model/, asset_results/): serve its PG-GAN "
                    "with the original knobs")
 @click.option("--knobs-dir", default=None, help=KNOBS_DIR_HELP + "; knobs taught in the page are saved there")
+@click.option("--teach-prior/--no-teach-prior", default=True, show_default=True,
+              help="fit taught knobs under the generator-sensitivity prior (measured once per generator)")
 def serve_command(axes: str | None, generator: str | None, extractor: str | None, host: str, port: int,
-                  open_browser: bool, device: str, assets_dir: str | None, knobs_dir: str | None) -> None:
+                  open_browser: bool, device: str, assets_dir: str | None, knobs_dir: str | None,
+                  teach_prior: bool) -> None:
     """Serve the web app: a face, one knob per feature, locks, undo, share links.
 
     \b
@@ -59,7 +62,7 @@ def serve_command(axes: str | None, generator: str | None, extractor: str | None
         spec = extractor or original.extractor_spec or "none"
         ext = None if spec.strip().lower() == "none" else load_extractor(spec, device)
         app = create_app(gen, original.axis_set(gen.identity), ext, default_view=original.default_knobs,
-                         display={"title": "TL-GAN (original assets)"}, library=library)
+                         display={"title": "TL-GAN (original assets)"}, library=library, teach_prior=teach_prior)
         _say_notes(app)
         serve(app, host=host, port=port, open_browser=open_browser)
         return
@@ -69,15 +72,12 @@ def serve_command(axes: str | None, generator: str | None, extractor: str | None
     if extractor is None:
         extractor = axis_set.extractor_spec() if axis_set.extractor else DEFAULT_EXTRACTORS
     ext = None if extractor.strip().lower() == "none" else load_extractor(extractor, device)
-    app = create_app(gen, axis_set, ext, library=library)
+    app = create_app(gen, axis_set, ext, library=library, teach_prior=teach_prior)
     _say_notes(app)
     serve(app, host=host, port=port, open_browser=open_browser)
 
 
 def _say_notes(app: object) -> None:
-    book = app.state.knobs  # type: ignore[attr-defined]
-    taught = len(book.entries)
-    click.echo(f"tlgan: knob library {book.library.folder}: {taught} taught knob{'s' * (taught != 1)} for this "
-               "generator", err=True)
-    for note in book.notes:
+    """Say which library knob files were skipped (another generator, a clashing name) and why."""
+    for note in app.state.knobs.notes:  # type: ignore[attr-defined]
         click.echo(f"tlgan: {note}", err=True)
