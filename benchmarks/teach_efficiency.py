@@ -36,10 +36,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from tlgan.axes.defaults import DEFAULT_GENERATOR, load_default_axes  # noqa: E402
-from tlgan.editing.active import POOL_SIZE, candidate_pool, quick_fit, suggest  # noqa: E402
-from tlgan.models.generators import load_generator  # noqa: E402
-from tlgan.sampling.latents import latent_for_seed, sample_latents  # noqa: E402
+from tlgan.axes.defaults import DEFAULT_GENERATOR, load_default_axes
+from tlgan.editing.active import POOL_SIZE, candidate_pool, quick_fit, suggest
+from tlgan.models.generators import load_generator
+from tlgan.sampling.latents import latent_for_seed, sample_latents
 
 RULES = ("top_vs_bottom", "left_vs_right", "green_tint", "sharpness")
 REFERENCE_RUN = 777  # sample_latents run of the reference faces (not the shipped set's run 0)
@@ -79,7 +79,7 @@ def features(cache: Path, n_reference: int) -> dict:
     ref = render_statistics(gen, z_ref)
     pools = {}
     for pool in POOLS:
-        seeds, z = candidate_pool(pool, gen.latent_dim)
+        _, z = candidate_pool(pool, gen.latent_dim)
         pools[pool] = render_statistics(gen, z.float())
     print(f"# rendered {n_reference + POOL_SIZE * len(POOLS):,} faces in {time.perf_counter() - start:.0f} s")
     data = {"n_reference": n_reference, "z_ref": z_ref, "ref": ref, **{f"pool{p}": v for p, v in pools.items()}}

@@ -12,7 +12,15 @@ import pytest
 import torch
 
 from tlgan.axes.defaults import load_default_axes
-from tlgan.editing.library import ENV, KnobLibrary, axis_from_code, knob_code, knobs_dir, make_knob, merge_knobs
+from tlgan.editing.library import (
+    ENV,
+    KnobLibrary,
+    axis_from_code,
+    knob_code,
+    knobs_dir,
+    make_knob,
+    merge_knobs,
+)
 from tlgan.errors import TlganError
 from tlgan.sampling.latents import latent_for_seed
 

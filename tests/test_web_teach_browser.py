@@ -8,7 +8,16 @@ import urllib.parse
 
 import pytest
 import torch
-from test_web_browser import ARGS, CHROMIUM, _context, idle, open_page, shown_bytes, state_from_url, value_of
+from test_web_browser import (
+    ARGS,
+    CHROMIUM,
+    _context,
+    idle,
+    open_page,
+    shown_bytes,
+    state_from_url,
+    value_of,
+)
 from webtools import LiveServer, StatsExtractor, web_model
 
 from tlgan.apps.web import create_app

@@ -9,7 +9,14 @@ import click
 
 from tlgan.errors import TlganError
 
-from .common import AXES_HELP, KNOBS_DIR_HELP, format_info, load_model, parse_pairs, readings
+from .common import (
+    AXES_HELP,
+    KNOBS_DIR_HELP,
+    format_info,
+    load_model,
+    parse_pairs,
+    readings,
+)
 
 
 @click.command()

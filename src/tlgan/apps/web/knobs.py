@@ -22,10 +22,18 @@ from typing import Any, Callable, Literal
 from fastapi import APIRouter, FastAPI, HTTPException, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from tlgan.axes.ops import check_axis_name
 from tlgan.axes.store import AxisSet
-from tlgan.editing.active import MAX_LABELS, MIN_LABELS, MIN_PER_CLASS, RANDOM_SHARE, suggest
+from tlgan.editing.active import (
+    MAX_LABELS,
+    MIN_LABELS,
+    MIN_PER_CLASS,
+    RANDOM_SHARE,
+    suggest,
+)
 from tlgan.editing.library import (
     KnobLibrary,
+    as_knob,
     axis_from_code,
     knob_code,
     knob_examples,
@@ -146,8 +154,6 @@ class KnobBook:
         name = request.name
         with self._lock:
             self._check_new_name(name, request.replace)
-            from tlgan.axes.ops import check_axis_name
-
             check_axis_name(name)
             old = self.entries.get(name)
             history = knob_record(old.knob).get("history", []) if old is not None else []
@@ -171,8 +177,6 @@ class KnobBook:
                 raise TlganError(f"this link's knob '{name}' differs from this server's taught knob '{name}'; "
                                  "rename or delete yours to open the link")
             self._check_new_name(name, False)
-            from tlgan.editing.library import as_knob
-
             shared = AxisSet(names=[name], axes=axis[None], kinds=["probability"], groups=["taught"],
                              generator=self.generator.identity, latent_dim=self.generator.latent_dim, method="taught",
                              descriptions={name: "taught knob from a shared link"})
@@ -192,6 +196,14 @@ class KnobBook:
                 removed = str(self.library.remove(name))
             self._publish()
             return {"deleted": name, "file": removed}
+
+    def get(self, name: str) -> dict[str, Any]:
+        """One taught knob as ``describe`` says, with its labels; 404 when there is none of that name."""
+        with self._lock:
+            if name not in self.entries:
+                raise HTTPException(404, f"no taught knob '{name}'")
+            examples = knob_examples(self.entries[name].knob)
+            return {**self.describe(name), "examples": [{"seed": s, "label": y} for s, y in examples]}
 
     def listing(self) -> dict[str, Any]:
         with self._lock:
@@ -224,11 +236,7 @@ def knobs_router(book: KnobBook) -> APIRouter:
 
     @router.get("/{name}", summary="One taught knob with its labels")
     def one(name: str) -> dict[str, Any]:
-        with book._lock:
-            if name not in book.entries:
-                raise HTTPException(404, f"no taught knob '{name}'")
-            return {**book.describe(name), "examples": [{"seed": s, "label": y}
-                                                          for s, y in knob_examples(book.entries[name].knob)]}
+        return book.get(name)
 
     @router.delete("/{name}", summary="Delete a taught knob (and its library file)")
     def delete(name: str) -> dict[str, Any]:
