@@ -33,6 +33,7 @@ class KnobPanel:
         seed: the starting face.
         size: displayed image size in px (bicubic upscaling).
         step: σ per − / + click.
+        library: add the knob library's taught knobs for the generator (a str: that library folder).
 
     Attributes: ``editor`` (the Editor), ``widget`` (the root widget),
     ``image``, ``random_button``, ``reset_button``, ``message`` and ``knobs``
@@ -40,13 +41,18 @@ class KnobPanel:
     """
 
     def __init__(self, generator: Generator | None = None, axes: AxisSet | None = None, seed: int = 0,
-                 size: int = 256, step: float = DEFAULT_STEP) -> None:
+                 size: int = 256, step: float = DEFAULT_STEP, library: bool | str = True) -> None:
         if generator is None or axes is None:
             from tlgan.axes.defaults import DEFAULT_GENERATOR, load_default_axes
             from tlgan.models.generators import load_generator
 
             axes = axes if axes is not None else load_default_axes()
             generator = generator if generator is not None else load_generator(DEFAULT_GENERATOR, "cpu")
+        self.library_notes: list[str] = []
+        if library:  # the knob library's taught knobs for this generator (a str names the library folder)
+            from tlgan.editing.library import with_library
+
+            axes, self.library_notes = with_library(axes, generator, None if library is True else library)
         self.editor = Editor(generator, axes, seed)
         self.size, self.step = size, step
         self.image = widgets.Image(format="png", width=size, height=size)

@@ -125,11 +125,14 @@ def read_labels(path: str | Path, name: str, latent_dim: int, samples: str | Pat
     return Labels(z, torch.tensor(labels), ids, id_col, path.name, hashlib.sha256(data).hexdigest())
 
 
-def teach_direction(z: torch.Tensor, y: torch.Tensor, c: float = DEFAULT_C) -> tuple[torch.Tensor, float, float, int]:
+def teach_direction(z: torch.Tensor, y: torch.Tensor, c: float = DEFAULT_C,
+                    scale: torch.Tensor | None = None) -> tuple[torch.Tensor, float, float, int]:
     """Logistic regression of labels y (N,) on latents z (N, D).
 
     Returns (weights (D,) float64, intercept, cross-validated accuracy, folds):
-    stratified k-fold with k = min(5, smaller class size).
+    stratified k-fold with k = min(5, smaller class size). With ``scale`` A
+    (D, D) the fit runs on z·A and the weights are A·v: an L2 fit under the
+    prior w ~ N(0, A·Aᵀ) (see ``tlgan.editing.prior``).
     """
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
@@ -137,19 +140,22 @@ def teach_direction(z: torch.Tensor, y: torch.Tensor, c: float = DEFAULT_C) -> t
 
     if not c > 0:
         raise TlganError(f"C must be positive, got {c}")
-    x, t = z.to(torch.float64).numpy(), y.numpy().astype(np.int64)
+    x, t = z.to(torch.float64), y.numpy().astype(np.int64)
+    x = (x if scale is None else x @ scale.double()).numpy()
     folds = int(min(MAX_FOLDS, np.bincount(t, minlength=2).min()))
     model = LogisticRegression(C=c, max_iter=5000)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         cv = cross_val_score(model, x, t, cv=StratifiedKFold(folds, shuffle=True, random_state=0))
         model.fit(x, t)
-    return torch.from_numpy(model.coef_[0].astype(np.float64)), float(model.intercept_[0]), float(cv.mean()), folds
+    w = torch.from_numpy(model.coef_[0].astype(np.float64))
+    return (w if scale is None else scale.double() @ w), float(model.intercept_[0]), float(cv.mean()), folds
 
 
 def teach(axis_set: AxisSet, name: str, labels: Labels, c: float = DEFAULT_C, group: str = "other",
-          replace_existing: bool = False, samples: str | None = None) -> AxisSet:
-    """``axis_set`` plus an axis ``name`` fitted to ``labels`` (recorded in params['taught'][name])."""
+          replace_existing: bool = False, samples: str | None = None, scale: torch.Tensor | None = None) -> AxisSet:
+    """``axis_set`` plus an axis ``name`` fitted to ``labels`` (recorded in params['taught'][name]);
+    ``scale``: a prior for the fit, as in ``teach_direction``."""
     from tlgan.models.extractors import GROUPS
 
     check_axis_name(name)
@@ -157,10 +163,11 @@ def teach(axis_set: AxisSet, name: str, labels: Labels, c: float = DEFAULT_C, gr
         raise TlganError(f"group must be one of: {', '.join(GROUPS)}; got '{group}'")
     if labels.z.shape[1] != axis_set.latent_dim:
         raise TlganError(f"labels are {labels.z.shape[1]}-d latents; the axis set is {axis_set.latent_dim}-d")
-    w, b, cv, folds = teach_direction(labels.z, labels.y, c)
+    w, b, cv, folds = teach_direction(labels.z, labels.y, c, scale)
     positives = int(labels.y.sum())
     record = {"labels": len(labels.ids), "positives": positives, "C": c, "cv_accuracy": cv, "folds": folds,
-              "id_column": labels.column, "source": labels.source, "sha256": labels.sha256, "samples": samples}
+              "id_column": labels.column, "source": labels.source, "sha256": labels.sha256, "samples": samples,
+              "prior": "none" if scale is None else "sensitivity"}
     train = float((((labels.z.double() @ w + b) > 0).long() == labels.y).double().mean())
     out = add_axis(
         axis_set, name, w, kind="probability", group=group, weight=w, intercept=b,

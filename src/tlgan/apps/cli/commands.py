@@ -8,7 +8,7 @@ from .assets import check_model, convert, import_axes, ingest_celeba, train_extr
 from .build import build, discover, fit
 from .edit import edit, info, strip
 from .evaluate import evaluate
-from .knobs import rename, teach
+from .knobs import knobs, rename, teach
 from .serve import serve_command
 
 
@@ -32,6 +32,6 @@ def cli() -> None:
     """
 
 
-for _command in (build, fit, discover, info, edit, strip, evaluate, rename, teach, serve_command, convert,
+for _command in (build, fit, discover, info, edit, strip, evaluate, rename, teach, knobs, serve_command, convert,
                  import_axes, check_model, train_extractor, ingest_celeba):
     cli.add_command(_command)

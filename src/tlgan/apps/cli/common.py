@@ -58,8 +58,16 @@ def parse_pairs(items: tuple[str, ...], option: str) -> list[tuple[str, float]]:
     return pairs
 
 
-def load_model(generator: str | None, axes: str | None, device: str) -> tuple[Any, Any]:
-    """(generator, axis set) for a command; the generator defaults to the one the axes were made for."""
+KNOBS_DIR_HELP = "the knob library folder [default: $TLGAN_KNOBS_DIR, else the user data folder's tlgan/knobs]"
+
+
+def load_model(generator: str | None, axes: str | None, device: str, knobs_dir: str | None = None,
+               library: bool = True) -> tuple[Any, Any]:
+    """(generator, axis set) for a command; the generator defaults to the one the axes were made for.
+
+    With ``library``, the knob library's taught knobs for that generator are added to the axis set
+    (files it cannot use are skipped with a note on stderr).
+    """
     from tlgan.axes.defaults import DEFAULT_GENERATOR, load_default_axes
     from tlgan.axes.store import load_axes
     from tlgan.models.generators import load_generator
@@ -67,7 +75,21 @@ def load_model(generator: str | None, axes: str | None, device: str) -> tuple[An
     axis_set = load_axes(axes) if axes else load_default_axes()
     gen = load_generator(generator or DEFAULT_GENERATOR, device)
     axis_set.check_generator(gen)
+    if library:
+        axis_set = with_library_knobs(axis_set, gen, knobs_dir)
     return gen, axis_set
+
+
+def with_library_knobs(axis_set: Any, gen: Any, knobs_dir: str | None) -> Any:
+    """``axis_set`` plus the library's knobs for ``gen``; what was skipped is said on stderr."""
+    import click
+
+    from tlgan.editing.library import with_library
+
+    axis_set, notes = with_library(axis_set, gen, knobs_dir)
+    for note in notes:
+        click.echo(f"tlgan: {note}", err=True)
+    return axis_set
 
 
 def format_info(axis_set: Any) -> str:

@@ -9,7 +9,14 @@ import click
 
 from tlgan.errors import TlganError
 
-from .common import AXES_HELP, format_info, load_model, parse_pairs, readings
+from .common import (
+    AXES_HELP,
+    KNOBS_DIR_HELP,
+    format_info,
+    load_model,
+    parse_pairs,
+    readings,
+)
 
 
 @click.command()
@@ -40,9 +47,11 @@ def info(axes: str | None, as_json: bool) -> None:
 @click.option("--nvlabs-seeds", is_flag=True,
               help="face SEED as NVlabs' scripts draw it (np.random.RandomState(seed).randn(1, z_dim))")
 @click.option("--device", default="auto", show_default=True)
+@click.option("--knobs-dir", default=None, help=KNOBS_DIR_HELP)
+@click.option("--library/--no-library", default=True, show_default=True, help="add the knob library's taught knobs")
 def edit(axes: str | None, generator: str | None, seed: int, sets: tuple[str, ...], steps: tuple[str, ...],
          locks: tuple[str, ...], out: str | None, size: int, as_json: bool, extractor: str | None, layers: str | None,
-         nvlabs_seeds: bool, device: str) -> None:
+         nvlabs_seeds: bool, device: str, knobs_dir: str | None, library: bool) -> None:
     """Render face SEED after setting/stepping knobs, with locked knobs held fixed.
 
     \b
@@ -58,7 +67,7 @@ def edit(axes: str | None, generator: str | None, seed: int, sets: tuple[str, ..
     set_pairs, step_pairs = parse_pairs(sets, "--set"), parse_pairs(steps, "--step")
     if not out and not as_json:
         raise TlganError("nothing to do: give --out FILE and/or --json")
-    gen, axis_set = load_model(generator, axes, device)
+    gen, axis_set = load_model(generator, axes, device, knobs_dir, library)
     editor = Editor(gen, axis_set, seed, layers=layers, seeds="nvlabs" if nvlabs_seeds else "tlgan")
     editor.set_locks(locks)
     before = editor.values()
@@ -90,13 +99,16 @@ def edit(axes: str | None, generator: str | None, seed: int, sets: tuple[str, ..
 @click.option("--nvlabs-seeds", is_flag=True,
               help="face SEED as NVlabs' scripts draw it (np.random.RandomState(seed).randn(1, z_dim))")
 @click.option("--device", default="auto", show_default=True)
+@click.option("--knobs-dir", default=None, help=KNOBS_DIR_HELP)
+@click.option("--library/--no-library", default=True, show_default=True, help="add the knob library's taught knobs")
 def strip(axis: str, axes: str | None, generator: str | None, seed: int, locks: tuple[str, ...], span: float,
-          steps: int, size: int, out: str, layers: str | None, nvlabs_seeds: bool, device: str) -> None:
+          steps: int, size: int, out: str, layers: str | None, nvlabs_seeds: bool, device: str, knobs_dir: str | None,
+          library: bool) -> None:
     """A row of images of face SEED with knob AXIS set from −RANGE to +RANGE σ."""
     from tlgan.editing.editor import Editor
     from tlgan.imaging import grid, save_image
 
-    gen, axis_set = load_model(generator, axes, device)
+    gen, axis_set = load_model(generator, axes, device, knobs_dir, library)
     axis_set.index(axis)
     images = []
     for i in range(steps):

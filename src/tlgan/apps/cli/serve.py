@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .common import AXES_HELP
+from .common import AXES_HELP, KNOBS_DIR_HELP
 
 
 @click.command("serve")
@@ -28,9 +28,12 @@ from .common import AXES_HELP
               help="an evaluation report folder (tlgan evaluate --report DIR) to link from the page")
 @click.option("--leaks/--no-leaks", default=True, show_default=True,
               help="measure once (in the background, cached on disk) what else each knob moves, and show it")
+@click.option("--knobs-dir", default=None, help=KNOBS_DIR_HELP + "; knobs taught in the page are saved there")
+@click.option("--teach-prior/--no-teach-prior", default=True, show_default=True,
+              help="fit taught knobs under the generator-sensitivity prior (measured once per generator)")
 def serve_command(axes: tuple[str, ...], generator: str | None, extractor: str | None, host: str, port: int,
                   open_browser: bool, device: str, assets_dir: str | None, report_dir: str | None,
-                  leaks: bool) -> None:
+                  leaks: bool, knobs_dir: str | None, teach_prior: bool) -> None:
     """Serve the web app: a face, one knob per feature, locks, undo, share links.
 
     \b
@@ -52,6 +55,7 @@ def serve_command(axes: tuple[str, ...], generator: str | None, extractor: str |
     )
     from tlgan.axes.original import find_original_assets
     from tlgan.axes.store import load_axes
+    from tlgan.editing.library import KnobLibrary
     from tlgan.errors import TlganError
     from tlgan.models.extractors import load_extractor
     from tlgan.models.generators import load_generator
@@ -59,7 +63,8 @@ def serve_command(axes: tuple[str, ...], generator: str | None, extractor: str |
 
     bind(host, port).close()  # fail fast on a busy port, before loading models
     set_cpu_threads()
-    extras = {"report": report_dir, "leaks_cache": default_cache_dir() if leaks else None}
+    extras = {"report": report_dir, "leaks_cache": default_cache_dir() if leaks else None,
+              "library": KnobLibrary(knobs_dir), "teach_prior": teach_prior}
     if assets_dir:
         if axes or generator:
             raise TlganError("--assets brings its own generator and axes; drop --axes/--generator")
@@ -69,6 +74,7 @@ def serve_command(axes: tuple[str, ...], generator: str | None, extractor: str |
         ext = None if spec.strip().lower() == "none" else load_extractor(spec, device)
         app = create_app(gen, original.axis_set(gen.identity), ext, default_view=original.default_knobs,
                          display={"title": "TL-GAN (original assets)"}, **extras)
+        _say_notes(app)
         serve(app, host=host, port=port, open_browser=open_browser)
         return
     sets = [(Path(a).stem, load_axes(a)) for a in axes] if axes else [("default", load_default_axes())]
@@ -80,4 +86,11 @@ def serve_command(axes: tuple[str, ...], generator: str | None, extractor: str |
         extractor = axis_set.extractor_spec() if axis_set.extractor else DEFAULT_EXTRACTORS
     ext = None if extractor.strip().lower() == "none" else load_extractor(extractor, device)
     app = create_app(gen, axis_set, ext, **extras) if len(sets) == 1 else create_multi_app(gen, sets, ext, **extras)
+    _say_notes(app)
     serve(app, host=host, port=port, open_browser=open_browser)
+
+
+def _say_notes(app: object) -> None:
+    """Say which library knob files were skipped (another generator, a clashing name) and why."""
+    for note in app.state.knobs.notes:  # type: ignore[attr-defined]
+        click.echo(f"tlgan: {note}", err=True)

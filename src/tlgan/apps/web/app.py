@@ -48,6 +48,7 @@ from .leaks import LeakTable
 from .report import read_report, report_route
 from .info import ModelOut, ReadingsOut, check_display, error_response, model_info
 from .limits import BodyLimit
+from .knobs import include_knobs
 from .renderer import BatchRenderer
 from .schemas import MAX_BODY_BYTES, StateIn, knob_schemas
 from .state import Replayer
@@ -254,7 +255,7 @@ def create_app(generator: Generator, axes: AxisSet, extractor: Extractor | None,
                                            text)
         values = editor.values()
         headers = {
-            "X-Knob-Values": json.dumps([values[n] for n in axes.names]),
+            "X-Knob-Values": json.dumps([values[n] for n in editor.axes.names]),
             "Server-Timing": f"frame;dur={(time.perf_counter() - start) * 1000:.2f}",
             "Cache-Control": "no-store",
         }
@@ -279,7 +280,7 @@ def create_app(generator: Generator, axes: AxisSet, extractor: Extractor | None,
         values = [-request.span + 2 * request.span * i / (steps - 1) for i in range(steps)]
         latents = []
         for value in values:
-            editor = Editor(generator, axes, request.seed)
+            editor = Editor(generator, base.axes, request.seed)
             editor.z, editor.locks = base.z.clone(), set(base.locks)
             editor.set(request.knob, value)
             latents.append(editor.latent())

@@ -28,7 +28,15 @@ class Replayer:
         self.generator, self.axes, self.capacity = generator, axes, capacity
         self._cache: OrderedDict[tuple, torch.Tensor] = OrderedDict()
         self._lock = threading.Lock()
+        self._version = 0
         self.hits = 0
+
+    def set_axes(self, axes: AxisSet) -> None:
+        """Serve a new knob set (taught knobs added, refitted or removed); states cached under the old one are dropped."""
+        axes.check_generator(self.generator)
+        with self._lock:
+            self.axes, self._version = axes, self._version + 1
+            self._cache.clear()
 
     def _get(self, key: tuple) -> torch.Tensor | None:
         with self._lock:

@@ -13,7 +13,7 @@ from tlgan.errors import TlganError
 
 Kind = Literal["probability", "tanh", "real"]
 KINDS: tuple[str, ...] = ("probability", "tanh", "real")
-GROUPS: tuple[str, ...] = ("expression", "pose", "lighting and colour", "other")
+GROUPS: tuple[str, ...] = ("expression", "pose", "lighting and colour", "other", "taught")  # taught: knobs from user labels
 
 
 @dataclass(frozen=True)
