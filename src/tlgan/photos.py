@@ -22,8 +22,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import TlganError
 
-# Formats a photo may come in. MPO is what many phone cameras write for JPEGs.
-PHOTO_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "BMP", "TIFF", "GIF")
+# Formats a photo may come in (phones' MPO files open through the JPEG decoder).
+PHOTO_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF")
 MAX_PIXELS = 50_000_000        # 50 MP: a 8660x5770 camera photo; larger is refused before decoding
 MAX_BYTES = 64 * 1024 * 1024   # files above this are refused before opening
 

@@ -17,6 +17,7 @@ from .build import build, discover, fit
 from .edit import edit, info, strip
 from .evaluate import evaluate
 from .knobs import rename, teach
+from .photo import invert
 from .serve import serve_command
 
 
@@ -31,12 +32,13 @@ def cli() -> None:
       tlgan edit --seed 7 --set happy=2 --lock brightness --out face.png
       tlgan strip --axis yaw --seed 7 --out yaw.png
       tlgan build --n 20000 --out my-axes.safetensors
+      tlgan invert me.jpg --out me.json            # then: tlgan edit --latent me.json --paste-into me.jpg
       tlgan info
     """
 
 
 for _command in (build, fit, discover, info, edit, strip, evaluate, rename, teach, serve_command, convert,
-                 import_axes, check_model, train_extractor, ingest_celeba):
+                 import_axes, check_model, train_extractor, ingest_celeba, invert):
     cli.add_command(_command)
 
 
