@@ -1,7 +1,7 @@
 """Inverting a generator: the latent whose rendering best matches a target image (an aligned photo crop).
 
 Method: render many seeded latents and start from the closest one (pixel
-error), then optimise the latent with Adam (cosine-decayed step) on
+error), then optimise the latent with Adam (step ramped up, then down) on
 
     weighted pixel MSE + w_perc · perceptual distance + w_prior · prior,
 
@@ -97,6 +97,12 @@ class Perceptual(nn.Module):
             h.remove()
 
 
+def _ramp(t: float, up: float = 0.05, down: float = 0.25) -> float:
+    """Learning-rate factor at progress t in [0, 1]: StyleGAN's projector schedule (cosine ramp up over the
+    first 5%, linear ramp down over the last 25%); Adam's first full-size steps would throw the start away."""
+    return min(1.0, (1 - t) / down) * 0.5 * (1 - math.cos(math.pi * min(1.0, (t + 1e-9) / up)))
+
+
 @dataclass
 class Inversion:
     """What ``invert`` found: the latent in ``space`` ((D,) for z and w, (num_ws, w_dim) for w+) and how well it fits."""
@@ -120,7 +126,7 @@ class Inversion:
 
 def invert(generator: Generator, target: torch.Tensor, *, space: str = "z", steps: int = 300, seed: int = 0,
            candidates: int = 1024, extractor: Extractor | None = None, weight: torch.Tensor | None = None,
-           lr: float = 0.5, perceptual_weight: float = 0.01, prior_weight: float = 0.1, batch: int = 128,
+           lr: float = 0.2, perceptual_weight: float = 0.01, prior_weight: float = 0.1, batch: int = 128,
            progress: bool | Callable[[int, int, float], None] = False) -> Inversion:
     """Find the latent whose rendering best matches ``target`` (3, R, R) in [-1, 1].
 
@@ -186,16 +192,19 @@ def invert(generator: Generator, target: torch.Tensor, *, space: str = "z", step
         # 3. Adam on the latent.
         latent = latent0.detach().clone().requires_grad_(True)
         optimiser = torch.optim.Adam([latent], lr=lr * step_scale)
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda i: 0.5 * (1 + math.cos(math.pi * i / max(1, steps))))
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda i: _ramp(i / max(1, steps)))
         history: list[float] = []
         bar = None
         if progress is True:
             from tqdm import tqdm
 
             bar = tqdm(total=steps, desc="inverting", unit="step", leave=False)
+        best_loss, best = math.inf, latent0.detach().clone()
         for i in range(steps):
             optimiser.zero_grad(set_to_none=True)
             loss, image, _ = objective(latent)
+            if float(loss.detach()) < best_loss:  # the latent this loss belongs to, before the step
+                best_loss, best = float(loss), latent.detach().clone()
             loss.backward()
             optimiser.step()
             schedule.step()
@@ -211,7 +220,10 @@ def invert(generator: Generator, target: torch.Tensor, *, space: str = "z", step
         if bar is not None:
             bar.close()
         with torch.no_grad():
+            # The answer is the lowest objective seen (Adam does not decrease it monotonically).
             final = latent.detach()
+            if steps and float(objective(final)[0]) > best_loss:
+                final = best
             image = render(generator, final[None], space).float()[0]
             perc = float(perceptual.distance(perceptual.features(image[None]), target_feats)[0]) if perceptual else 0.0
     finally:
