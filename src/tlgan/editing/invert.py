@@ -204,7 +204,7 @@ def invert(generator: Generator, target: torch.Tensor, *, space: str = "z", step
             optimiser.zero_grad(set_to_none=True)
             loss, image, _ = objective(latent)
             if float(loss.detach()) < best_loss:  # the latent this loss belongs to, before the step
-                best_loss, best = float(loss), latent.detach().clone()
+                best_loss, best = float(loss.detach()), latent.detach().clone()
             loss.backward()
             optimiser.step()
             schedule.step()

@@ -36,6 +36,7 @@ from tlgan.models.generators import Generator
 
 from .frames import encode_frame, png_bytes, tile_row, upscale
 from .limits import BodyLimit
+from .photos import BODY_LIMITS, photo_router
 from .renderer import BatchRenderer
 from .schemas import MAX_BODY_BYTES, MAX_EDITS, MAX_SIZE, RenderIn, StateIn, StripIn
 from .state import Replayer
@@ -197,7 +198,8 @@ def create_app(generator: Generator, axes: AxisSet, extractor: Extractor | None,
                   description="Edit a generator's images with one knob per feature. State is (seed, edits, locks); "
                               "every request carries it, so the API is stateless and any state can be shared.")
     app.state.renderer, app.state.replayer = renderer, replayer
-    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES, overrides=BODY_LIMITS)
+    app.include_router(photo_router(generator, axes, extractor))
 
     @app.exception_handler(TlganError)
     async def tlgan_error(_: Request, exc: TlganError) -> JSONResponse:
