@@ -26,7 +26,8 @@ def detector():
 
 @pytest.fixture(scope="module")
 def layout(digiface, detector, tmp_path_factory):
-    return align.face_layout(digiface, detector, n=24, directory=tmp_path_factory.mktemp("layouts"))
+    # The same cache folder as the CLI and web tests: the default layout is measured once per test session.
+    return align.face_layout(digiface, detector, directory=tmp_path_factory.getbasetemp() / "tlgan-cache" / "layouts")
 
 
 def _face(generator, seed: int) -> torch.Tensor:
@@ -125,6 +126,7 @@ def test_no_face_is_a_clear_error(detector) -> None:
         align.pick_face(align.find_faces(photo, detector), None, "beach.jpg")
 
 
+@pytest.mark.slow
 def test_huge_photo_is_detected_on_a_bounded_copy(digiface, detector, monkeypatch) -> None:
     photo = Image.new("RGB", (8000, 6000), (90, 110, 130))
     photo.paste(to_pil(_face(digiface, 1001), 1600), (5000, 2500))
@@ -157,3 +159,24 @@ def test_paste_back_keeps_size_and_untouched_pixels(digiface, detector, layout) 
     assert not changed[mask == 0].any()
     assert changed[mask > 0.5].mean() > 0.95
     assert 280 <= xs.min() and xs.max() < 576 and 130 <= ys.min() and ys.max() < 426   # around the pasted square
+
+
+def test_exif_rotated_photo_is_found_upright(digiface, detector) -> None:
+    import io
+
+    from tlgan.photos import open_photo
+
+    upright = _photo([(_face(digiface, 1001), 200, (100, 60))], size=(400, 320))
+    stored = upright.transpose(Image.Transpose.ROTATE_90)       # what a phone held sideways writes
+    exif = Image.Exif()
+    exif[0x0112] = 6                                             # "rotate 90° clockwise to display"
+    buffer = io.BytesIO()
+    stored.save(buffer, "JPEG", quality=95, exif=exif.tobytes())
+    photo = open_photo(buffer.getvalue())
+    assert photo.size == upright.size
+    faces = align.find_faces(photo.image, detector)
+    assert len(faces) == 1
+    x1, y1, x2, y2 = faces[0].box
+    assert abs((x1 + x2) / 2 - 200) < 25 and abs((y1 + y2) / 2 - 160) < 30   # where the upright face is
+    (lx, ly), (rx, ry) = faces[0].points[:2]
+    assert abs(ry - ly) < 0.2 * (rx - lx)                        # eyes level: the face is upright

@@ -157,9 +157,11 @@ def photo_dir(tmp_path_factory, digiface) -> Path:
 
 @pytest.fixture(scope="module")
 def cli_env(tmp_path_factory) -> dict:
-    return {**os.environ, "TLGAN_CACHE_DIR": str(tmp_path_factory.mktemp("cache")), "OMP_NUM_THREADS": "1"}
+    # Shared with the other photo tests: the generator's layout is measured once per test session.
+    return {**os.environ, "TLGAN_CACHE_DIR": str(tmp_path_factory.getbasetemp() / "tlgan-cache"), "OMP_NUM_THREADS": "1"}
 
 
+@pytest.mark.slow
 def test_invert_edit_and_paste_back_through_the_cli(photo_dir, cli_env, tmp_path) -> None:
     out = tmp_path / "face.json"
     args = ["invert", str(photo_dir / "photo.png"), "--out", str(out), "--steps", "8", "--candidates", "64",
