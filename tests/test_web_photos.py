@@ -104,7 +104,8 @@ def test_page_upload_edit_and_download(app, photo_bytes, tmp_path) -> None:
     with LiveServer(app) as live, sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"])
         try:
-            page = browser.new_page(accept_downloads=True)
+            # bypass_csp only so that Playwright may evaluate test snippets; the page runs under its CSP otherwise.
+            page = browser.new_context(bypass_csp=True, accept_downloads=True).new_page()
             errors: list[str] = []
             page.on("pageerror", lambda exc: errors.append(str(exc)))
             page.goto(live.url + "/?")

@@ -47,6 +47,13 @@
     drop, status, result]);
   panel.setAttribute("aria-label", "Edit your own photo");
 
+  // Layout through the CSSOM (the page's CSP allows no inline style attributes; style.css belongs to the main page).
+  Object.assign(panel.style, { maxWidth: "1200px", margin: "1.5rem auto", padding: "0 1rem" });
+  Object.assign(drop.style, { border: "2px dashed #888", borderRadius: "8px", padding: "1.5rem", textAlign: "center", cursor: "pointer" });
+  Object.assign(result.querySelector(".photo-figures").style, { display: "flex", gap: "1rem", flexWrap: "wrap" });
+  Object.assign(sliders.style, { display: "grid", gridTemplateColumns: "repeat(auto-fill, minmax(260px, 1fr))", gap: "0.25rem 1.5rem", marginTop: "1rem" });
+  input.style.marginLeft = "0.5rem";
+
   const say = (text) => { status.textContent = text; };
 
   async function detail(res) {
@@ -97,7 +104,9 @@
       const out = el("output", { htmlFor: id, textContent: Number(slider.value).toFixed(1) });
       slider.addEventListener("input", () => { out.textContent = Number(slider.value).toFixed(1); });
       slider.addEventListener("change", () => setKnob(knob.name, Number(slider.value)));
-      sliders.append(el("div", { className: "photo-knob" }, [el("label", { htmlFor: id, textContent: knob.label || knob.name }), slider, out]));
+      const row = el("div", { className: "photo-knob" }, [el("label", { htmlFor: id, textContent: knob.label || knob.name }), slider, out]);
+      Object.assign(row.style, { display: "grid", gridTemplateColumns: "8rem 1fr 2.5rem", alignItems: "center", gap: "0.5rem" });
+      sliders.append(row);
     }
   }
 
@@ -155,10 +164,10 @@
   input.addEventListener("change", () => upload(input.files[0]));
   drop.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); input.click(); } });
   for (const name of ["dragenter", "dragover"]) {
-    drop.addEventListener(name, (e) => { e.preventDefault(); drop.classList.add("over"); });
+    drop.addEventListener(name, (e) => { e.preventDefault(); drop.classList.add("over"); drop.style.background = "#eef4ff"; });
   }
   for (const name of ["dragleave", "drop"]) {
-    drop.addEventListener(name, () => drop.classList.remove("over"));
+    drop.addEventListener(name, () => { drop.classList.remove("over"); drop.style.background = ""; });
   }
   drop.addEventListener("drop", (e) => { e.preventDefault(); upload(e.dataTransfer.files[0]); });
   window.addEventListener("pagehide", forget);
