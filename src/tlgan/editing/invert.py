@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from tlgan.errors import TlganError
@@ -177,7 +176,7 @@ def invert(generator: Generator, target: torch.Tensor, *, space: str = "z", step
     try:
         if perceptual is not None:
             with torch.no_grad():
-                sample = torch.cat([generator.synthesize(zs[:min(batch, candidates)]).float()])
+                sample = generator.synthesize(zs[:min(batch, candidates)]).float()
                 perceptual.spread = perceptual.features(sample)[1].std(0).clamp_min(1e-3) if len(sample) > 1 else None
                 target_feats = perceptual.features(target[None])
                 target_feats = ([t.detach() for t in target_feats[0]], target_feats[1].detach())

@@ -139,15 +139,15 @@ def photo_router(generator: Generator, axes: AxisSet, extractor: Extractor | Non
         data = await request.body()
         if not data:
             raise TlganError("no photo in the request body: send the image file's bytes")
-        photo = open_photo(data, max_pixels=MAX_UPLOAD_PIXELS, max_bytes=MAX_UPLOAD_BYTES, name="the upload")
 
         def run() -> Any:
+            photo = open_photo(data, max_pixels=MAX_UPLOAD_PIXELS, max_bytes=MAX_UPLOAD_BYTES, name="the upload")
             with work:
                 if not detectors:
                     detectors.append(load_mtcnn(device))
-                return invert_photo(photo, generator, detectors[0], extractor, face=face, steps=steps)
+                return photo, invert_photo(photo, generator, detectors[0], extractor, face=face, steps=steps)
 
-        result = await run_in_threadpool(run)
+        photo, result = await run_in_threadpool(run)
         token = store.put(data)
         latent_file = json.loads(result.latent_file.to_json())
         editor = Editor(generator, axes, 0)
