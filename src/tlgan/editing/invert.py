@@ -13,7 +13,7 @@ the latent's norm typical: (‖z‖/√D − 1)² in z; in w and w+ the distance
 the mean w over the candidates relative to its typical value. Everything is
 seeded: the same target, generator, seed and settings give the same latent.
 
-Spaces: 'z' always; 'w' and 'w+' when the generator offers ``mapping(z) -> w
+Spaces: 'z' always; 'w' and 'w+' (w for the first half of the steps, then w+) when the generator offers ``mapping(z) -> w
 (N, w_dim)`` and ``synthesize_w(w)`` taking (N, w_dim) or (N, num_ws, w_dim).
 """
 
@@ -126,12 +126,14 @@ class Inversion:
 def invert(generator: Generator, target: torch.Tensor, *, space: str = "z", steps: int = 300, seed: int = 0,
            candidates: int = 1024, extractor: Extractor | None = None, weight: torch.Tensor | None = None,
            lr: float = 0.2, perceptual_weight: float = 0.01, prior_weight: float = 0.1, batch: int = 128,
-           progress: bool | Callable[[int, int, float], None] = False) -> Inversion:
+           progress: bool | Callable[[int, int, float], None] = False, init: torch.Tensor | None = None) -> Inversion:
     """Find the latent whose rendering best matches ``target`` (3, R, R) in [-1, 1].
 
     ``weight`` (R, R) weights the pixel loss (e.g. more on the face than the
     background). ``progress``: True for a bar on stderr, or a callback
-    (step, steps, psnr). See the module docstring for the method.
+    (step, steps, psnr). ``init``: a latent in ``space`` to start from instead of the best candidate.
+    In w+ the first half of the steps run in w (one w for every layer), the rest in w+ from there.
+    See the module docstring for the method.
     """
     check_seed(seed)
     res = generator.resolution
@@ -141,6 +143,18 @@ def invert(generator: Generator, target: torch.Tensor, *, space: str = "z", step
         raise TlganError(f"space '{space}' is not offered by this generator; choose from {', '.join(latent_spaces(generator))}")
     if steps < 0 or candidates < 1:
         raise TlganError("steps must be >= 0 and candidates >= 1")
+    if space == "w+" and init is None and steps >= 2:
+        # w first (a well-conditioned start), then every layer's w free.
+        first = invert(generator, target, space="w", steps=steps // 2, seed=seed, candidates=candidates,
+                       extractor=extractor, weight=weight, lr=lr, perceptual_weight=perceptual_weight,
+                       prior_weight=prior_weight, batch=batch, progress=progress)
+        num_ws = int(getattr(generator, "num_ws"))
+        second = invert(generator, target, space="w+", steps=steps - steps // 2, seed=seed, candidates=candidates,
+                        extractor=extractor, weight=weight, lr=lr, perceptual_weight=perceptual_weight,
+                        prior_weight=prior_weight, batch=batch, progress=progress,
+                        init=first.latent[None].repeat(num_ws, 1))
+        second.start_psnr, second.steps, second.history = first.start_psnr, steps, first.history + second.history
+        return second
     device = next(generator.parameters(), torch.empty(0)).device
     target = target.to(device, torch.float32)
     w = (weight if weight is not None else torch.ones(res, res)).to(device, torch.float32)[None, None]
@@ -170,6 +184,10 @@ def invert(generator: Generator, target: torch.Tensor, *, space: str = "z", step
             latent0 = ws[best]
             if space == "w+":
                 latent0 = latent0[None].repeat(int(getattr(generator, "num_ws")), 1)
+        if init is not None:
+            if init.shape != latent0.shape:
+                raise TlganError(f"init latent must have shape {tuple(latent0.shape)} in space {space}")
+            latent0 = init.to(device, torch.float32)
         step_scale = typical / math.sqrt(latent0.shape[-1])
 
     perceptual = Perceptual(extractor) if extractor is not None and perceptual_weight > 0 else None
