@@ -210,3 +210,19 @@ def test_cli_errors_are_one_line(photo_dir, cli_env, tmp_path) -> None:
         lines = [line for line in done.stderr.splitlines() if line.strip()]
         assert lines == [lines[0]] and lines[0].startswith("error: ") and message in lines[0], done.stderr
     assert not (tmp_path / "a.json").exists()
+
+
+def test_notebook_panel_starts_from_a_latent_file(digiface, tmp_path) -> None:
+    from tlgan.apps.notebook import KnobPanel
+    from tlgan.axes.defaults import load_default_axes
+
+    axes = load_default_axes()
+    z = latent_for_seed(123, 100)
+    path = tmp_path / "face.json"
+    save_latent_file(path, LatentFile(digiface.identity, 64, "z", z, {"psnr_db": 20.0}))
+    panel = KnobPanel(digiface, axes, seed=0, size=64)
+    panel.load_latent(str(path))
+    assert torch.allclose(panel.editor.latent(), z) and panel.caption.value.startswith("a latent file's face")
+    save_latent_file(path, LatentFile("other:123", 64, "z", z, {}))
+    with pytest.raises(TlganError, match="made for generator other:123"):
+        panel.load_latent(str(path))
