@@ -180,3 +180,11 @@ def test_exif_rotated_photo_is_found_upright(digiface, detector) -> None:
     assert abs((x1 + x2) / 2 - 200) < 25 and abs((y1 + y2) / 2 - 160) < 30   # where the upright face is
     (lx, ly), (rx, ry) = faces[0].points[:2]
     assert abs(ry - ly) < 0.2 * (rx - lx)                        # eyes level: the face is upright
+
+
+def test_paste_back_into_a_grey_photo_stays_grey(digiface, detector, layout) -> None:
+    face = _face(digiface, 1001)
+    photo = _photo([(face, 256, (300, 150))]).convert("L").convert("RGB")
+    m = align.alignment(align.find_faces(photo, detector)[0], layout)
+    out = np.asarray(align.paste_back(photo, face, m, layout)).astype(int)
+    assert np.abs(out - out.mean(axis=2, keepdims=True)).max() <= 1

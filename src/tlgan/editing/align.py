@@ -263,6 +263,9 @@ def paste_back(photo: Image.Image, face: torch.Tensor, m: torch.Tensor, layout: 
                             align_corners=False)[0].clamp(-1, 1)
     mask = face_mask(uv, layout).float()
     region = _photo_tensor(photo, (x0, y0, x1, y1))
+    if float((region - region.mean(dim=0, keepdim=True)).abs().max()) < 2 / 127.5:
+        # A black-and-white photo: paste the face in grey too (601 luma), not in the generator's colours.
+        sampled = (0.299 * sampled[0:1] + 0.587 * sampled[1:2] + 0.114 * sampled[2:3]).expand(3, -1, -1)
     blended = region * (1 - mask) + sampled * mask
     pixels = ((blended + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
     # Where the mask is 0 keep the photo's own bytes (the float round trip is exact, but say so explicitly).
