@@ -103,6 +103,14 @@ class KnobPanel:
         """Jump to face ``seed`` (a random one by default); locks are kept."""
         self._run(self.editor.new_face, random.randrange(2**31 - 1) if seed is None else seed)
 
+    def load_latent(self, path: str) -> None:
+        """Start from a latent file written by ``tlgan invert`` (a photo's face) instead of a seed; locks are kept."""
+        from tlgan.editing.latentfile import check_for, load_latent_file
+
+        latent_file = load_latent_file(path)
+        check_for(latent_file, self.editor.generator, self.editor.axes.latent_space)
+        self._run(self.editor.new_latent, latent_file.latent)
+
     def set_lock(self, name: str, locked: bool) -> None:
         self.editor.lock(name, locked)
         widget = self.knobs[name]["lock"]
@@ -117,7 +125,8 @@ class KnobPanel:
         for name, value in self.editor.values().items():
             self.knobs[name]["value"].value = f"{value:+.2f}σ"
         edits = len(self.editor.edits)
-        self.caption.value = f"face #{self.editor.seed}" + (f" · {edits} edit{'s' * (edits > 1)}" if edits else "")
+        start = "a latent file's face" if getattr(self.editor, "start_latent", None) is not None else f"face #{self.editor.seed}"
+        self.caption.value = start + (f" · {edits} edit{'s' * (edits > 1)}" if edits else "")
 
     def _ipython_display_(self) -> None:
         from IPython.display import display

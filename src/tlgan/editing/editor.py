@@ -79,6 +79,20 @@ class Editor:
         self.seed = check_seed(seed)
         self.z = face_latent(self.generator, seed).to(torch.float64)
         self.edits: list[Edit] = []
+        self.start_latent: torch.Tensor | None = None
+
+    def new_latent(self, latent: torch.Tensor) -> None:
+        """Start over from a given latent (D,) (e.g. an inverted photo) instead of a seed: no edits; locks kept.
+
+        ``reset`` comes back to it; ``seed`` keeps its last value but no longer describes the face.
+        """
+        dim = self._axes64.shape[1]
+        if not isinstance(latent, torch.Tensor) or latent.shape != (dim,) or not bool(torch.isfinite(latent).all()):
+            shape = tuple(latent.shape) if isinstance(latent, torch.Tensor) else type(latent).__name__
+            raise TlganError(f"latent must be a finite tensor of shape ({dim},), got {shape}")
+        self.start_latent = latent.detach().to("cpu", torch.float64).clone()
+        self.z = self.start_latent.clone()
+        self.edits = []
 
     def random_face(self, rng: torch.Generator | None = None) -> int:
         """Jump to a random seed; returns it."""
@@ -144,16 +158,22 @@ class Editor:
 
     def reset(self) -> None:
         """Back to the face's own latent (drop all edits)."""
-        self.new_face(self.seed)
+        if self.start_latent is not None:
+            self.new_latent(self.start_latent)
+        else:
+            self.new_face(self.seed)
 
     @classmethod
     def replay(cls, generator: Generator, axes: AxisSet, seed: int, edits: Iterable[Edit],
-               locks: Iterable[str] = (), **space: Any) -> "Editor":
-        """Rebuild the exact state reached from ``seed`` by ``edits``; ``locks`` become the current locks.
+               locks: Iterable[str] = (), latent: torch.Tensor | None = None, **space: Any) -> "Editor":
+        """Rebuild the exact state reached from ``seed`` (or from ``latent`` when given) by ``edits``;
+        ``locks`` become the current locks.
 
         ``space``: the Editor's ``layers`` / ``seeds`` options the edits were made with.
         """
         editor = cls(generator, axes, seed, **space)
+        if latent is not None:
+            editor.new_latent(latent)
         for edit in edits:
             editor.apply(edit)
         editor.set_locks(locks)

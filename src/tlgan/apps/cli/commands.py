@@ -9,6 +9,7 @@ from .build import build, discover, fit
 from .edit import edit, info, strip
 from .evaluate import evaluate
 from .knobs import knobs, rename, teach
+from .photo import invert
 from .serve import serve_command
 
 
@@ -33,5 +34,5 @@ def cli() -> None:
 
 
 for _command in (build, fit, discover, info, edit, strip, evaluate, rename, teach, knobs, serve_command, convert,
-                 import_axes, check_model, train_extractor, ingest_celeba):
+                 import_axes, check_model, train_extractor, ingest_celeba, invert):
     cli.add_command(_command)

@@ -34,7 +34,11 @@ def info(axes: str | None, as_json: bool) -> None:
 @click.command()
 @click.option("--axes", type=click.Path(dir_okay=False), default=None, help=AXES_HELP)
 @click.option("--generator", default=None, help="generator spec [default: digiface]")
-@click.option("--seed", type=int, default=0, show_default=True, help="the starting face")
+@click.option("--seed", type=int, default=None, help="the starting face [default: 0]")
+@click.option("--latent", "latent_path", type=click.Path(dir_okay=False), default=None,
+              help="start from a latent file (from 'tlgan invert') instead of a seed")
+@click.option("--paste-into", "paste_into", type=click.Path(dir_okay=False), default=None,
+              help="blend the edited face back into this photo (the one given to 'tlgan invert'); --out gets the photo")
 @click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help="set a knob to VALUE σ (repeatable)")
 @click.option("--step", "steps", multiple=True, metavar="NAME=DELTA", help="change a knob by DELTA σ (repeatable)")
 @click.option("--lock", "locks", multiple=True, metavar="NAME", help="keep this knob fixed (repeatable)")
@@ -49,16 +53,18 @@ def info(axes: str | None, as_json: bool) -> None:
 @click.option("--device", default="auto", show_default=True)
 @click.option("--knobs-dir", default=None, help=KNOBS_DIR_HELP)
 @click.option("--library/--no-library", default=True, show_default=True, help="add the knob library's taught knobs")
-def edit(axes: str | None, generator: str | None, seed: int, sets: tuple[str, ...], steps: tuple[str, ...],
-         locks: tuple[str, ...], out: str | None, size: int, as_json: bool, extractor: str | None, layers: str | None,
-         nvlabs_seeds: bool, device: str, knobs_dir: str | None, library: bool) -> None:
-    """Render face SEED after setting/stepping knobs, with locked knobs held fixed.
+def edit(axes: str | None, generator: str | None, seed: int | None, latent_path: str | None, paste_into: str | None,
+         sets: tuple[str, ...], steps: tuple[str, ...], locks: tuple[str, ...], out: str | None, size: int,
+         as_json: bool, extractor: str | None, layers: str | None, nvlabs_seeds: bool, device: str,
+         knobs_dir: str | None, library: bool) -> None:
+    """Render face SEED (or a photo's latent file) after setting/stepping knobs, with locked knobs held fixed.
 
     \b
-    Example:
+    Examples:
       tlgan edit --seed 3 --set happy=2 --step yaw=-0.4 --lock brightness --out face.png --json
       tlgan edit --generator stylegan:ffhq.pkl --axes ffhq-w.safetensors --seed 85 --nvlabs-seeds \\
           --set smile=2 --layers 0-5 --out face.png
+      tlgan edit --latent me.json --set happy=2 --paste-into me.jpg --out me-happy.jpg
     Edits apply in order: all --set, then all --step.
     """
     from tlgan.editing.editor import Editor
@@ -67,8 +73,29 @@ def edit(axes: str | None, generator: str | None, seed: int, sets: tuple[str, ..
     set_pairs, step_pairs = parse_pairs(sets, "--set"), parse_pairs(steps, "--step")
     if not out and not as_json:
         raise TlganError("nothing to do: give --out FILE and/or --json")
+    if latent_path and seed is not None:
+        raise TlganError("give --seed or --latent, not both")
+    if paste_into and not latent_path:
+        raise TlganError("--paste-into needs --latent (the file 'tlgan invert' wrote for that photo)")
+    if paste_into and not out:
+        raise TlganError("--paste-into needs --out for the edited photo")
+    latent_file = picture = None
+    if latent_path:
+        from tlgan.editing.latentfile import load_latent_file
+
+        latent_file = load_latent_file(latent_path)
+    if paste_into:
+        from tlgan.photos import open_photo
+
+        picture = open_photo(paste_into)
+    seed = 0 if seed is None else seed
     gen, axis_set = load_model(generator, axes, device, knobs_dir, library)
     editor = Editor(gen, axis_set, seed, layers=layers, seeds="nvlabs" if nvlabs_seeds else "tlgan")
+    if latent_file is not None:
+        from tlgan.editing.latentfile import check_for
+
+        check_for(latent_file, gen, axis_set.latent_space)
+        editor.new_latent(latent_file.latent)
     editor.set_locks(locks)
     before = editor.values()
     for name, value in set_pairs:
@@ -76,10 +103,18 @@ def edit(axes: str | None, generator: str | None, seed: int, sets: tuple[str, ..
     for name, delta in step_pairs:
         editor.step(name, delta)
     image = editor.render()
-    if out:
+    if picture is not None and latent_file is not None and out:
+        from tlgan.editing.photo import paste_into as paste
+        from tlgan.photos import save_photo
+
+        pasted, warnings = paste(picture, latent_file, image)
+        for warning in warnings:
+            click.echo(f"warning: {warning}", err=True)
+        save_photo(pasted, out, picture.icc_profile)
+    elif out:
         save_image(to_pil(image, size), out)
     if as_json:
-        report: dict[str, Any] = {"seed": seed, "locks": sorted(editor.locks),
+        report: dict[str, Any] = {"seed": None if latent_file else seed, "latent": latent_path, "locks": sorted(editor.locks),
                                   "edits": [e.to_dict() for e in editor.edits], "before": before, "after": editor.values()}
         report["readings"] = readings(image, extractor or axis_set.extractor_spec(), device)
         click.echo(json.dumps(report, indent=2))

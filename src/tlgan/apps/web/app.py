@@ -49,6 +49,7 @@ from .report import read_report, report_route
 from .info import ModelOut, ReadingsOut, check_display, error_response, model_info
 from .limits import BodyLimit
 from .knobs import include_knobs
+from .photos import BODY_LIMITS, photo_router
 from .renderer import BatchRenderer
 from .schemas import MAX_BODY_BYTES, StateIn, knob_schemas
 from .state import Replayer
@@ -183,12 +184,13 @@ def create_app(generator: Generator, axes: AxisSet, extractor: Extractor | None,
     app.state.tlgan = ctx
     app.state.renderer, app.state.replayer = ctx.renderer, ctx.replayer
     app.state.hardening = hosts   # serve() relaxes it when bound to a public address
-    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES, overrides=BODY_LIMITS)
     app.add_middleware(Hardening, settings=app.state.hardening)
 
     @app.exception_handler(Busy)
     async def busy(_: Request, exc: Busy) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": str(exc.retry_after)})
+    app.include_router(photo_router(generator, axes, extractor))
 
     @app.exception_handler(TlganError)
     async def tlgan_error(_: Request, exc: TlganError) -> JSONResponse:

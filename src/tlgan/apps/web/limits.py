@@ -18,11 +18,12 @@ class BodyLimit:
     chunked body is refused as soon as it grows past the limit.
     """
 
-    def __init__(self, app: Callable[..., Awaitable[None]], max_bytes: int) -> None:
+    def __init__(self, app: Callable[..., Awaitable[None]], max_bytes: int, overrides: dict[str, int] | None = None) -> None:
         self.app, self.max_bytes = app, max_bytes
+        self.overrides = dict(overrides or {})   # exact path -> its own limit (e.g. photo uploads)
 
-    async def _refuse(self, send: Send, size: str) -> None:
-        body = json.dumps({"detail": f"request body too large ({size}); the limit is {self.max_bytes} bytes"}).encode()
+    async def _refuse(self, send: Send, size: str, limit: int) -> None:
+        body = json.dumps({"detail": f"request body too large ({size}); the limit is {limit} bytes"}).encode()
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
@@ -31,9 +32,10 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.overrides.get(scope.get("path", ""), self.max_bytes)
         declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(send, f"{int(declared)} bytes")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await self._refuse(send, f"{int(declared)} bytes", limit)
             return
         chunks, total = [], 0
         while True:
@@ -42,8 +44,8 @@ class BodyLimit:
                 break
             chunk = message.get("body", b"")
             total += len(chunk)
-            if total > self.max_bytes:
-                await self._refuse(send, f"more than {self.max_bytes} bytes")
+            if total > limit:
+                await self._refuse(send, f"more than {limit} bytes", limit)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):

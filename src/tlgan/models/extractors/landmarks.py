@@ -190,25 +190,30 @@ class LandmarkExtractor(Extractor):
         return torch.cat([features, face_prob[:, None]], dim=1).float()
 
 
-def load_landmarks(arg: str | None = None, device: torch.device | str = "cpu") -> LandmarkExtractor:
-    """Load MTCNN's ONet from facenet-pytorch (or a compatible state dict file given as ``arg``)."""
-    path = Path(arg) if arg else package_file("facenet_pytorch", "data/onet.pt")
+def read_mtcnn_net(net: nn.Module, path: Path, what: str) -> nn.Module:
+    """Fill ``net`` (PNet, RNet or ONet) from a plain state dict file read with ``weights_only=True``; checked names and shapes."""
     if not path.is_file():
-        raise TlganError(f"ONet weights file {path} does not exist")
+        raise TlganError(f"{what} weights file {path} does not exist")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt or unsafe files
-        raise TlganError(f"cannot read ONet weights from {path}: {exc.__class__.__name__}: {str(exc).splitlines()[0]}") from None
+        raise TlganError(f"cannot read {what} weights from {path}: {exc.__class__.__name__}: {str(exc).splitlines()[0]}") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise TlganError(f"{path} is not a state dict of tensors (expected MTCNN ONet weights)")
-    onet = ONet()
-    expected = onet.state_dict()
+        raise TlganError(f"{path} is not a state dict of tensors (expected MTCNN {what} weights)")
+    expected = net.state_dict()
     problems = [k for k in expected if k not in state or tuple(state[k].shape) != tuple(expected[k].shape)]
     unexpected = [k for k in state if k not in expected]
     if problems or unexpected:
         shown = ", ".join((problems + unexpected)[:4])
-        raise TlganError(f"{path} does not match MTCNN's ONet (missing, misshapen or unexpected: {shown})")
-    onet.load_state_dict({k: v.float() for k, v in state.items()})
+        raise TlganError(f"{path} does not match MTCNN's {what} (missing, misshapen or unexpected: {shown})")
+    net.load_state_dict({k: v.float() for k, v in state.items()})
+    return net
+
+
+def load_landmarks(arg: str | None = None, device: torch.device | str = "cpu") -> LandmarkExtractor:
+    """Load MTCNN's ONet from facenet-pytorch (or a compatible state dict file given as ``arg``)."""
+    path = Path(arg) if arg else package_file("facenet_pytorch", "data/onet.pt")
+    onet = read_mtcnn_net(ONet(), path, "ONet")
     onet = onet.to(memory_format=torch.channels_last)
     extractor = LandmarkExtractor(onet, file_hash(path))
     return extractor.eval().requires_grad_(False).to(device)

@@ -1,0 +1,185 @@
+"""The web app's photo panel: upload a photo, invert its face, edit it with the knobs, download it pasted back.
+
+Endpoints:
+  POST   /api/photo                 body: the image file's bytes (at most MAX_UPLOAD_BYTES); query face, steps
+                                    -> token, the latent file, quality, the aligned crop and reconstruction (PNG data URLs)
+  POST   /api/photo/render          {latent_file, edits, locks, size} -> PNG of the edited face (X-Knob-Values header)
+  POST   /api/photo/{token}/paste   {latent_file, edits, locks} -> the whole photo, edited face pasted back (JPEG)
+  DELETE /api/photo/{token}         forget the upload now
+  GET    /static/photo.js           the panel's script
+Uploads are decoded by tlgan.photos (format whitelist, pixel limit) before being kept; kept photos live only
+in this app's own temporary folder (removed when the app stops), under random names, at most KEEP at a
+time (the oldest is deleted first), and are deleted on DELETE.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import shutil
+import tempfile
+import threading
+import weakref
+from collections import OrderedDict
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from tlgan.axes.store import AxisSet
+from tlgan.editing.editor import Editor
+from tlgan.errors import TlganError
+from tlgan.models.extractors import Extractor
+from tlgan.models.generators import Generator
+
+from .schemas import MAX_EDITS, MAX_LOCKS, EditIn
+
+MAX_UPLOAD_BYTES = 16 * 1024 * 1024
+MAX_UPLOAD_PIXELS = 40_000_000
+MAX_STEPS = 1000
+DEFAULT_STEPS = 200
+KEEP = 8
+PREFIX = "/api/photo"
+BODY_LIMITS = {PREFIX: MAX_UPLOAD_BYTES}   # per-path body limits for the app's BodyLimit middleware
+
+
+class PhotoStateIn(BaseModel):
+    """An inverted face and the edits made to it: the latent file as 'tlgan invert' writes it, edits, locks."""
+
+    model_config = ConfigDict(extra="forbid")
+    latent_file: dict[str, Any]
+    edits: list[EditIn] = Field(default_factory=list, max_length=MAX_EDITS)
+    locks: list[str] = Field(default_factory=list, max_length=MAX_LOCKS)
+    size: int = Field(256, ge=16, le=1024, strict=True)
+
+
+class _Store:
+    """Uploaded photos kept as files in one private temporary folder: token -> path, oldest evicted first."""
+
+    def __init__(self, keep: int = KEEP) -> None:
+        self.folder = Path(tempfile.mkdtemp(prefix="tlgan-photos-"))
+        self.keep = keep
+        self.items: OrderedDict[str, Path] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def put(self, data: bytes) -> str:
+        token = secrets.token_urlsafe(16)
+        path = self.folder / token
+        path.write_bytes(data)
+        with self.lock:
+            self.items[token] = path
+            while len(self.items) > self.keep:
+                _, old = self.items.popitem(last=False)
+                old.unlink(missing_ok=True)
+        return token
+
+    def get(self, token: str) -> bytes:
+        with self.lock:
+            path = self.items.get(token)
+        if path is None or not path.is_file():
+            raise TlganError("this photo is no longer on the server (uploads are kept briefly); upload it again")
+        return path.read_bytes()
+
+    def delete(self, token: str) -> bool:
+        with self.lock:
+            path = self.items.pop(token, None)
+        if path is not None:
+            path.unlink(missing_ok=True)
+        return path is not None
+
+    def close(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _data_url(image: Any) -> str:
+    from tlgan.imaging import encode, to_pil
+
+    return "data:image/png;base64," + base64.b64encode(encode(to_pil(image, 256))).decode()
+
+
+def photo_router(generator: Generator, axes: AxisSet, extractor: Extractor | None) -> APIRouter:
+    """The photo endpoints for one generator and axis set (the extractor gives the perceptual term)."""
+    from tlgan.editing.latentfile import check_for, parse_latent_file
+    from tlgan.models.extractors.mtcnn import load_mtcnn
+
+    param = next(generator.parameters(), None)
+    device = param.device if param is not None else "cpu"
+    detectors: list[Any] = []   # loaded at the first upload
+    store = _Store()
+    weakref.finalize(store, shutil.rmtree, str(store.folder), True)   # the folder goes when the app does
+    work = threading.Lock()   # one inversion at a time: it uses every core
+    router = APIRouter()
+    router.store = store  # type: ignore[attr-defined]
+    script = (resources.files("tlgan.apps.web") / "static" / "photo.js").read_bytes()
+
+    def editor_for(state: PhotoStateIn) -> tuple[Editor, Any]:
+        latent_file = parse_latent_file(json.dumps(state.latent_file), "latent file")
+        check_for(latent_file, generator, axes.latent_space)
+        editor = Editor.replay(generator, axes, 0, [e.to_edit() for e in state.edits], state.locks,
+                               latent=latent_file.latent)
+        return editor, latent_file
+
+    @router.get("/static/photo.js", include_in_schema=False)
+    def photo_script() -> Response:
+        return Response(script, media_type="text/javascript; charset=utf-8",
+                        headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"})
+
+    @router.post(PREFIX, summary="Upload a photo: find, align and invert its face")
+    async def upload(request: Request, face: int | None = Query(None, ge=0, le=100),
+                     steps: int = Query(DEFAULT_STEPS, ge=0, le=MAX_STEPS)) -> dict[str, Any]:
+        from starlette.concurrency import run_in_threadpool
+
+        from tlgan.editing.photo import invert_photo
+        from tlgan.photos import open_photo
+
+        data = await request.body()
+        if not data:
+            raise TlganError("no photo in the request body: send the image file's bytes")
+
+        def run() -> Any:
+            photo = open_photo(data, max_pixels=MAX_UPLOAD_PIXELS, max_bytes=MAX_UPLOAD_BYTES, name="the upload")
+            with work:
+                if not detectors:
+                    detectors.append(load_mtcnn(device))
+                return photo, invert_photo(photo, generator, detectors[0], extractor, face=face, steps=steps)
+
+        photo, result = await run_in_threadpool(run)
+        token = store.put(data)
+        latent_file = json.loads(result.latent_file.to_json())
+        editor = Editor(generator, axes, 0)
+        editor.new_latent(result.latent_file.latent)
+        return {"token": token, "latent_file": latent_file, "quality": latent_file["quality"],
+                "faces": result.faces, "width": photo.size[0], "height": photo.size[1],
+                "crop": _data_url(result.crop), "reconstruction": _data_url(result.inversion.image),
+                "values": editor.values()}
+
+    @router.post(PREFIX + "/render", response_class=Response, summary="The inverted face after edits, as PNG")
+    def render(state: PhotoStateIn) -> Response:
+        from tlgan.imaging import encode, to_pil
+
+        editor, _ = editor_for(state)
+        values = editor.values()
+        return Response(encode(to_pil(editor.render(), state.size)), media_type="image/png",
+                        headers={"X-Knob-Values": json.dumps([values[n] for n in axes.names]),
+                                 "Cache-Control": "no-store"})
+
+    @router.post(PREFIX + "/{token}/paste", response_class=Response, summary="The photo with the edited face, as JPEG")
+    def paste(token: str, state: PhotoStateIn) -> Response:
+        from tlgan.editing.photo import paste_into
+        from tlgan.photos import encode_photo, open_photo
+
+        editor, latent_file = editor_for(state)
+        photo = open_photo(store.get(token), max_pixels=MAX_UPLOAD_PIXELS, max_bytes=MAX_UPLOAD_BYTES, name="the upload")
+        image, _ = paste_into(photo, latent_file, editor.render())
+        return Response(encode_photo(image, photo.icc_profile), media_type="image/jpeg",
+                        headers={"Content-Disposition": 'attachment; filename="edited.jpg"', "Cache-Control": "no-store"})
+
+    @router.delete(PREFIX + "/{token}", summary="Delete an uploaded photo now")
+    def forget(token: str) -> dict[str, bool]:
+        return {"deleted": store.delete(token)}
+
+    return router

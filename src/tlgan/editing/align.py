@@ -1,0 +1,275 @@
+"""Find a face in a photo, align it onto the generator's own face layout, and paste an edited face back.
+
+Coordinates: photo pixels (x right, y down, the photo spans 0..W by 0..H) and
+generator pixels (the generated image spans 0..R by 0..R, R its resolution).
+An alignment is a 2x3 similarity matrix M (rotation, uniform scale,
+translation) taking photo pixels to generator pixels: the least-squares fit of
+the photo's five MTCNN landmarks onto the generator's *layout*, the median
+landmark positions of the generator's own faces, measured once per generator
+and detector and cached as a small JSON file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from tlgan.atomic import write_text_atomic
+from tlgan.errors import TlganError
+from tlgan.models.extractors.mtcnn import MTCNN, Face
+from tlgan.models.generators import Generator
+from tlgan.sampling.latents import sample_latents
+
+LAYOUT_VERSION = 1
+LAYOUT_UPSCALE = 4      # generated faces are upscaled 4x and reflect-padded before detection, like a photo
+MAX_SUPERSAMPLE = 8
+
+
+def cache_dir() -> Path:
+    """Where tlgan keeps small derived files: $TLGAN_CACHE_DIR, else $XDG_CACHE_HOME/tlgan, else ~/.cache/tlgan."""
+    if os.environ.get("TLGAN_CACHE_DIR"):
+        return Path(os.environ["TLGAN_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tlgan"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where the generator puts the five landmarks: points (5, 2) in generator pixels, for resolution R."""
+
+    points: tuple[tuple[float, float], ...]
+    resolution: int
+    generator: str
+    detector: str
+    faces: int          # faces the median was taken over
+    detected: float     # fraction of sampled faces MTCNN found
+
+    def tensor(self) -> torch.Tensor:
+        return torch.tensor(self.points, dtype=torch.float64)
+
+
+# ---- math ------------------------------------------------------------------
+def fit_similarity(src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
+    """Least-squares similarity M (2, 3) float64 with M·[src; 1] ≈ dst. src, dst: (K, 2), K >= 2.
+
+    Solves for (a, b, tx, ty) in x' = a x - b y + tx, y' = b x + a y + ty: a
+    rotation by atan2(b, a), scale hypot(a, b), no reflection or shear.
+    """
+    src, dst = src.to(torch.float64), dst.to(torch.float64)
+    if src.shape != dst.shape or src.ndim != 2 or src.shape[1] != 2 or src.shape[0] < 2:
+        raise TlganError(f"similarity fit needs two (K, 2) point sets with K >= 2, got {tuple(src.shape)}, {tuple(dst.shape)}")
+    x, y = src[:, 0], src[:, 1]
+    one, zero = torch.ones_like(x), torch.zeros_like(x)
+    rows = torch.cat([torch.stack([x, -y, one, zero], 1), torch.stack([y, x, zero, one], 1)])
+    rhs = torch.cat([dst[:, 0], dst[:, 1]])
+    a, b, tx, ty = torch.linalg.lstsq(rows, rhs[:, None]).solution[:, 0].tolist()
+    if math.hypot(a, b) < 1e-9:
+        raise TlganError("landmarks are degenerate (all in one place): cannot align the face")
+    return torch.tensor([[a, -b, tx], [b, a, ty]], dtype=torch.float64)
+
+
+def invert_similarity(m: torch.Tensor) -> torch.Tensor:
+    """The inverse (2, 3) of a 2x3 affine matrix."""
+    full = torch.cat([m.to(torch.float64), torch.tensor([[0.0, 0.0, 1.0]], dtype=torch.float64)])
+    return torch.linalg.inv(full)[:2]
+
+
+def apply(m: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+    """Points (..., 2) mapped by the 2x3 matrix m."""
+    m = m.to(points.dtype)
+    return points @ m[:, :2].T + m[:, 2]
+
+
+def scale_of(m: torch.Tensor) -> float:
+    """The uniform scale of a similarity matrix (generator pixels per photo pixel for an alignment)."""
+    return float(torch.linalg.det(m[:, :2].double()).abs().sqrt())
+
+
+# ---- layout ----------------------------------------------------------------
+def measure_layout(generator: Generator, detector: MTCNN, n: int = 64, seed: int = 0, batch: int = 16) -> Layout:
+    """Median landmark positions (generator pixels) of MTCNN on ``n`` seeded generated faces.
+
+    Each face is upscaled 4x and reflect-padded by half its size on every side
+    (so that MTCNN sees it as it sees a face in a photo); the most confident
+    face near the centre counts.
+    """
+    res, up = generator.resolution, LAYOUT_UPSCALE
+    pad = res * up // 2
+    found = []
+    device = next(generator.parameters(), torch.empty(0)).device
+    for start in range(0, n, batch):
+        z = sample_latents(seed, start, min(batch, n - start), generator.latent_dim).to(device)
+        with torch.inference_mode():
+            images = generator.synthesize(z).float().cpu()
+        big = F.interpolate(images, scale_factor=up, mode="bicubic", align_corners=False).clamp(-1, 1)
+        big = F.pad(big, (pad, pad, pad, pad), mode="reflect")
+        for image in (big + 1) * 127.5:
+            faces = detector.detect(image, min_face=res * up * 0.4)
+            centre = [f for f in faces if abs((f.box[0] + f.box[2]) / 2 - pad - res * up / 2) < res * up / 4
+                      and abs((f.box[1] + f.box[3]) / 2 - pad - res * up / 2) < res * up / 4]
+            if centre:
+                best = max(centre, key=lambda f: f.score)
+                found.append((torch.tensor(best.points, dtype=torch.float64) - pad) / up)
+    if len(found) < max(3, n // 4):
+        raise TlganError(f"MTCNN found faces in only {len(found)} of {n} generated images: this generator's "
+                         "faces cannot be aligned to photos")
+    median = torch.stack(found).median(dim=0).values
+    return Layout(tuple((round(float(x), 4), round(float(y), 4)) for x, y in median.tolist()), res,
+                  getattr(generator, "identity", ""), detector.identity, len(found), len(found) / n)
+
+
+def face_layout(generator: Generator, detector: MTCNN, n: int = 64, directory: Path | None = None) -> Layout:
+    """The generator's layout, measured once and cached in ``directory`` (default: cache_dir()/layouts)."""
+    key = f"{LAYOUT_VERSION}|{generator.identity}|{generator.resolution}|{detector.identity}|{n}"
+    directory = directory or cache_dir() / "layouts"
+    path = directory / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+    if path.is_file():
+        try:
+            data = json.loads(path.read_text())
+            if data.get("key") == key:
+                return Layout(tuple(tuple(p) for p in data["points"]), int(data["resolution"]), data["generator"],
+                              data["detector"], int(data["faces"]), float(data["detected"]))
+        except (ValueError, KeyError, TypeError):
+            pass  # a damaged cache file is measured again and overwritten
+    layout = measure_layout(generator, detector, n)
+    record = {"key": key, "points": [list(p) for p in layout.points], "resolution": layout.resolution,
+              "generator": layout.generator, "detector": layout.detector, "faces": layout.faces,
+              "detected": layout.detected}
+    try:
+        write_text_atomic(path, json.dumps(record, indent=1))
+    except OSError:
+        pass  # an unwritable cache only costs a re-measurement next time
+    return layout
+
+
+# ---- photos ----------------------------------------------------------------
+def find_faces(photo: Image.Image, detector: MTCNN) -> list[Face]:
+    """Faces in an RGB photo, largest first, in the photo's pixels. Huge photos are shrunk (Pillow, box filter)
+    to the detector's ``max_side`` before any float copy is made, so memory stays bounded."""
+    width, height = photo.size
+    shrink = max(width, height) / detector.max_side
+    small = photo
+    if shrink > 1:
+        small = photo.resize((max(12, round(width / shrink)), max(12, round(height / shrink))), Image.Resampling.BOX)
+    pixels = torch.from_numpy(np.asarray(small).copy()).permute(2, 0, 1)
+    faces = detector.detect(pixels)
+    sx, sy = width / small.width, height / small.height
+    if (sx, sy) == (1.0, 1.0):
+        return faces
+    return [Face((f.box[0] * sx, f.box[1] * sy, f.box[2] * sx, f.box[3] * sy), f.score,
+                 tuple((x * sx, y * sy) for x, y in f.points)) for f in faces]
+
+
+def pick_face(faces: list[Face], index: int | None, label: str = "photo") -> Face:
+    """The face to use: ``index`` into the largest-first list (default 0, the largest)."""
+    if not faces:
+        raise TlganError(f"no face found in {label}")
+    index = 0 if index is None else index
+    if not 0 <= index < len(faces):
+        raise TlganError(f"--face {index} asked for, but {label} has {len(faces)} face(s) (0..{len(faces) - 1}, largest first)")
+    return faces[index]
+
+
+def alignment(face: Face, layout: Layout) -> torch.Tensor:
+    """The 2x3 matrix taking photo pixels to generator pixels for this face."""
+    return fit_similarity(torch.tensor(face.points, dtype=torch.float64), layout.tensor())
+
+
+def _bounds(m_inv: torch.Tensor, corners: torch.Tensor, width: int, height: int, margin: int = 2) -> tuple[int, int, int, int]:
+    """Integer photo region (x0, y0, x1, y1) covering the given generator-frame corners, clipped to the photo."""
+    pts = apply(m_inv, corners)
+    x0, y0 = (pts.min(dim=0).values.floor() - margin).tolist()
+    x1, y1 = (pts.max(dim=0).values.ceil() + margin).tolist()
+    return max(0, int(x0)), max(0, int(y0)), min(width, int(x1)), min(height, int(y1))
+
+
+def _photo_tensor(photo: Image.Image, box: tuple[int, int, int, int]) -> torch.Tensor:
+    """(3, h, w) float32 in [-1, 1] of a photo region."""
+    region = np.asarray(photo.crop(box), dtype=np.float32)
+    return torch.from_numpy(region).permute(2, 0, 1) / 127.5 - 1
+
+
+def warp_face(photo: Image.Image, m: torch.Tensor, resolution: int) -> torch.Tensor:
+    """The aligned crop (3, R, R) in [-1, 1]: photo pixels sampled through M⁻¹.
+
+    Downscaling is anti-aliased by sampling a k-times finer grid (k = photo
+    pixels per generator pixel, at most 8) and averaging k x k blocks. Parts of
+    the crop outside the photo repeat its edge.
+    """
+    width, height = photo.size
+    m_inv = invert_similarity(m)
+    k = int(min(MAX_SUPERSAMPLE, max(1, math.ceil(1 / max(scale_of(m), 1e-6) - 1e-6))))
+    r = float(resolution)
+    corners = torch.tensor([[0, 0], [r, 0], [0, r], [r, r]], dtype=torch.float64)
+    x0, y0, x1, y1 = _bounds(m_inv, corners, width, height)
+    if x1 - x0 < 1 or y1 - y0 < 1:  # the crop lies wholly outside the photo: sample the nearest edge
+        x0, y0 = min(max(0, x0), width - 1), min(max(0, y0), height - 1)
+        x1, y1 = x0 + 1, y0 + 1
+    region = _photo_tensor(photo, (x0, y0, x1, y1))
+    n = resolution * k
+    centres = (torch.arange(n, dtype=torch.float64) + 0.5) / k
+    gv, gu = torch.meshgrid(centres, centres, indexing="ij")
+    xy = apply(m_inv, torch.stack([gu, gv], dim=-1))                     # (n, n, 2) photo pixels
+    grid = torch.stack([(xy[..., 0] - x0) / (x1 - x0) * 2 - 1, (xy[..., 1] - y0) / (y1 - y0) * 2 - 1], dim=-1)
+    sampled = F.grid_sample(region[None], grid[None].float(), mode="bilinear", padding_mode="border", align_corners=False)
+    return F.avg_pool2d(sampled, k)[0] if k > 1 else sampled[0]
+
+
+def face_mask(uv: torch.Tensor, layout: Layout, feather: float = 0.3) -> torch.Tensor:
+    """Soft face mask at generator-frame points uv (..., 2): 1 inside an ellipse around the layout's eyes and
+    mouth, fading to exactly 0 at its edge and at the generated frame's border."""
+    p = layout.tensor()
+    eyes, mouth = (p[0] + p[1]) / 2, (p[3] + p[4]) / 2
+    d = float((p[1] - p[0]).norm())
+    centre = (eyes + mouth) / 2
+    rx, ry = 1.3 * d, 1.3 * d + float((mouth - eyes).norm()) * 0.9
+    uv = uv.to(torch.float64)
+    r = (((uv[..., 0] - centre[0]) / rx) ** 2 + ((uv[..., 1] - centre[1]) / ry) ** 2).sqrt()
+    t = ((1 - r) / feather).clamp(0, 1)
+    res = float(layout.resolution)
+    edge = torch.minimum(torch.minimum(uv[..., 0], res - uv[..., 0]), torch.minimum(uv[..., 1], res - uv[..., 1]))
+    e = (edge / (0.06 * res)).clamp(0, 1)
+    smooth = lambda s: s * s * (3 - 2 * s)  # noqa: E731
+    return smooth(t) * smooth(e)
+
+
+def paste_back(photo: Image.Image, face: torch.Tensor, m: torch.Tensor, layout: Layout) -> Image.Image:
+    """The photo (same size) with ``face`` (3, R, R) in [-1, 1] blended in through M⁻¹ with a soft mask.
+
+    Only pixels where the mask is positive change; the face is sampled
+    bicubically at each photo pixel, so the output keeps the photo's resolution.
+    """
+    width, height = photo.size
+    res = face.shape[-1]
+    m_inv = invert_similarity(m)
+    corners = torch.tensor([[0, 0], [res, 0], [0, res], [res, res]], dtype=torch.float64)
+    x0, y0, x1, y1 = _bounds(m_inv, corners, width, height)
+    out = photo.copy()
+    if x1 <= x0 or y1 <= y0:
+        return out
+    ys, xs = torch.meshgrid(torch.arange(y0, y1, dtype=torch.float64) + 0.5,
+                            torch.arange(x0, x1, dtype=torch.float64) + 0.5, indexing="ij")
+    uv = apply(m, torch.stack([xs, ys], dim=-1))                         # (h, w, 2) generator pixels
+    grid = (uv / res * 2 - 1)[None].float()
+    sampled = F.grid_sample(face[None].float().cpu(), grid, mode="bicubic", padding_mode="border",
+                            align_corners=False)[0].clamp(-1, 1)
+    mask = face_mask(uv, layout).float()
+    region = _photo_tensor(photo, (x0, y0, x1, y1))
+    if float((region - region.mean(dim=0, keepdim=True)).abs().max()) < 2 / 127.5:
+        # A black-and-white photo: paste the face in grey too (601 luma), not in the generator's colours.
+        sampled = (0.299 * sampled[0:1] + 0.587 * sampled[1:2] + 0.114 * sampled[2:3]).expand(3, -1, -1)
+    blended = region * (1 - mask) + sampled * mask
+    pixels = ((blended + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+    # Where the mask is 0 keep the photo's own bytes (the float round trip is exact, but say so explicitly).
+    original = torch.from_numpy(np.asarray(photo.crop((x0, y0, x1, y1))).copy()).permute(2, 0, 1)
+    pixels = torch.where(mask[None] > 0, pixels, original)
+    out.paste(Image.fromarray(pixels.permute(1, 2, 0).numpy(), "RGB"), (x0, y0))
+    return out
