@@ -24,6 +24,7 @@ def cli() -> None:
       tlgan edit --seed 7 --set happy=2 --lock brightness --out face.png
       tlgan strip --axis yaw --seed 7 --out yaw.png
       tlgan build --n 20000 --out my-axes.safetensors
+      tlgan invert me.jpg --out me.json            # then: tlgan edit --latent me.json --paste-into me.jpg
       tlgan info
 
     \b
