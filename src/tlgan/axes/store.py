@@ -3,7 +3,10 @@
 Tensors: ``axes`` (K, D) unit rows; ``weights`` (D, K) raw regression slopes
 and ``intercepts`` (K,) in link space; ``feature_mean``/``feature_std`` (K,) of
 the raw readings over the samples (used to express effects in units of each
-feature's spread). The header (safetensors metadata key ``tlgan``) holds
+feature's spread); optional ``reading_mean``/``reading_std`` (K,): each axis'
+target reading's mean and SD over faces in exact-link space (logit / arctanh /
+raw), which standardise exact knob values (NaN for axes without a reading;
+absent in older files, then derived by ``tlgan exact-stats``). The header (safetensors metadata key ``tlgan``) holds
 the format version, generator identity and latent space, feature names, kinds
 and groups, method and parameters, sample count, seed, extractor identity and
 fit quality per axis.
@@ -25,7 +28,7 @@ from tlgan.safefile import read_tlgan_file
 
 FORMAT = "tlgan.axes"
 VERSION = 1
-_TENSORS = ("axes", "weights", "intercepts", "feature_mean", "feature_std")
+_TENSORS = ("axes", "weights", "intercepts", "feature_mean", "feature_std", "reading_mean", "reading_std")
 
 
 @dataclass
@@ -54,6 +57,9 @@ class AxisSet:
     intercepts: torch.Tensor | None = None
     feature_mean: torch.Tensor | None = None
     feature_std: torch.Tensor | None = None
+    reading_mean: torch.Tensor | None = None
+    reading_std: torch.Tensor | None = None
+    reading_stats: dict[str, Any] = field(default_factory=dict)  # how reading_mean/std were made (optional)
 
     def __post_init__(self) -> None:
         k = len(self.names)
@@ -99,6 +105,7 @@ class AxisSet:
             groups=[self.groups[i] for i in idx], quality={n: self.quality[n] for n in names if n in self.quality},
             weights=pick(self.weights), intercepts=pick(self.intercepts),
             feature_mean=pick(self.feature_mean), feature_std=pick(self.feature_std),
+            reading_mean=pick(self.reading_mean), reading_std=pick(self.reading_std),
         )
 
     def renamed(self, mapping: dict[str, str]) -> "AxisSet":
@@ -121,6 +128,7 @@ class AxisSet:
             "latent_dim": self.latent_dim, "names": self.names, "kinds": self.kinds, "groups": self.groups,
             "method": self.method, "params": self.params, "samples": self.samples, "seed": self.seed,
             "extractor": self.extractor, "quality": self.quality, "descriptions": self.descriptions,
+            **({"reading_stats": self.reading_stats} if self.reading_stats else {}),
         }
 
     def save(self, path: str | Path) -> None:
@@ -143,6 +151,7 @@ def load_axes(path: str | Path) -> AxisSet:
             latent_space=header.get("latent_space", "z"), extractor=header.get("extractor", ""),
             params=header.get("params", {}), samples=int(header.get("samples", 0)), seed=header.get("seed"),
             quality=header.get("quality", {}), descriptions=header.get("descriptions", {}),
+            reading_stats=header.get("reading_stats", {}) or {},
             **{name: tensors.get(name) for name in _TENSORS[1:]},
         )
     except KeyError as exc:
