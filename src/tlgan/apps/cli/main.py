@@ -14,7 +14,7 @@ from tlgan.errors import TlganError
 
 from .assets import check_model, convert, import_axes, ingest_celeba, train_extractor
 from .build import build, discover, fit
-from .edit import edit, info, strip
+from .edit import edit, exact_stats, info, strip
 from .evaluate import evaluate
 from .knobs import rename, teach
 from .serve import serve_command
@@ -35,7 +35,7 @@ def cli() -> None:
     """
 
 
-for _command in (build, fit, discover, info, edit, strip, evaluate, rename, teach, serve_command, convert,
+for _command in (build, fit, discover, info, edit, strip, exact_stats, evaluate, rename, teach, serve_command, convert,
                  import_axes, check_model, train_extractor, ingest_celeba):
     cli.add_command(_command)
 
