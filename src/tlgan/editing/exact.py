@@ -309,13 +309,14 @@ def _blocker(g: torch.Tensor, groups: list[tuple[str, torch.Tensor]]) -> str | N
 def exact_move(model: ReadingModel, z0: torch.Tensor, target: int, goal: float, locks: Sequence[int] = (),
                lock_names: Sequence[str] = (), linear_locks: torch.Tensor | None = None,
                linear_names: Sequence[str] = (), axis: torch.Tensor | None = None, target_name: str = "knob",
-               settings: ExactSettings = ExactSettings()) -> ExactResult:
+               settings: ExactSettings = ExactSettings(), hold: torch.Tensor | None = None) -> ExactResult:
     """Move latent z0 (D,) until standardised reading ``target`` equals ``goal``, holding the ``locks`` readings.
 
     locks: feature indices held at their values in z0 (names in ``lock_names``);
     linear_locks (L, D): directions whose latent projections are held (knobs
     without a reading); axis (D,): the knob's global axis, the first direction
-    tried. Returns an ExactResult; when the goal is not reached it says how far
+    tried; hold (L,): the values to hold the locked readings at (default: theirs in z0).
+    Returns an ExactResult; when the goal is not reached it says how far
     the path got and which constraint stopped it (never raises for that).
     """
     s = settings
@@ -328,7 +329,7 @@ def exact_move(model: ReadingModel, z0: torch.Tensor, target: int, goal: float, 
     lo, hi = prior_band(z.numel(), s.prior_band)
     g0, r0 = model.gradients, model.reads
     values, jac = model.jacobian(z, idx)
-    held = values[1:].clone()
+    held = values[1:].clone() if hold is None else hold.to(torch.float64).clone()
     start = float(values[0])
     step = s.step
     steps, history = 0, [abs(goal - start)]
@@ -431,6 +432,39 @@ def exact_move(model: ReadingModel, z0: torch.Tensor, target: int, goal: float, 
     return result
 
 
+def exact_sweep(model: ReadingModel, z0: torch.Tensor, target: int, offsets: Sequence[float],
+                locks: Sequence[int] = (), lock_names: Sequence[str] = (), axis: torch.Tensor | None = None,
+                target_name: str = "knob", settings: ExactSettings = ExactSettings()
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Each face of z0 (n, D) moved to reading start + t for every offset t (P,), holding ``locks`` at the face's own values.
+
+    The path runs outward from 0 (each point continues from the previous one),
+    as a user dragging the knob would. Returns latents (P, n, D) float32,
+    converged (P, n) bool and reached (P, n) float64 (standardised readings).
+    """
+    offs = [float(t) for t in offsets]
+    n, dim = z0.shape
+    out = torch.empty(len(offs), n, dim)
+    ok = torch.zeros(len(offs), n, dtype=torch.bool)
+    reached = torch.zeros(len(offs), n, dtype=torch.float64)
+    order = sorted(range(len(offs)), key=lambda p: (offs[p] < 0, abs(offs[p])))
+    for i in range(n):
+        zi = z0[i].to(torch.float64)
+        start = model.read(zi, [target, *locks])
+        held, v0 = start[1:], float(start[0])
+        last = {True: zi, False: zi}  # the path's end so far, on each side of 0
+        for p in order:
+            t = offs[p]
+            if t == 0:
+                out[p, i], ok[p, i], reached[p, i] = zi.float(), True, 0.0
+                continue
+            res = exact_move(model, last[t > 0], target, v0 + t, locks, lock_names, axis=axis,
+                             target_name=target_name, settings=settings, hold=held)
+            last[t > 0] = res.z
+            out[p, i], ok[p, i], reached[p, i] = res.z.float(), res.converged, res.reached - v0
+    return out, ok, reached
+
+
 # ---- standardisation stats ------------------------------------------------------------------------------------------
 STATS_SEED = 271828
 STATS_SAMPLES = 4096
@@ -510,3 +544,42 @@ def feature_stats(axis_set: "AxisSet", generator: Generator, extractor: Extracto
         if f is not None:
             mean[names.index(f)], std[names.index(f)] = float(mean_k[k]), float(std_k[k])
     return mean, std
+
+
+class ExactSweeper:
+    """``evaluate(..., exact=ExactSweeper(...))``: per-face exact paths for the re-scoring protocol.
+
+    Called as ``sweeper(z0 (n, D), k, offsets (P,), locked_axes)``; returns latents (P, n, D) float32 and
+    converged (P, n) bool. ``log`` (k, locked, converged share) is kept for reports.
+    """
+
+    def __init__(self, generator: Generator, extractor: Extractor, axis_set: "AxisSet",
+                 settings: ExactSettings = ExactSettings(), progress: bool = False) -> None:
+        mean, std = feature_stats(axis_set, generator, extractor)
+        self.model = ReadingModel(generator, extractor, mean, std)
+        self.axis_set, self.settings, self.progress = axis_set, settings, progress
+        self.feats = knob_features(axis_set, self.model.names)
+        self.log: list[dict] = []
+
+    def __call__(self, z0: torch.Tensor, k: int, offsets: Sequence[float],
+                 locked_axes: Sequence[int] = ()) -> tuple[torch.Tensor, torch.Tensor]:
+        import time
+
+        names = self.model.names
+        if self.feats[k] is None:
+            raise TlganError(f"axis '{self.axis_set.names[k]}' reads no feature; exact mode cannot move it")
+        locks = [i for i in locked_axes if self.feats[i] is not None]
+        t0, g0 = time.perf_counter(), self.model.gradients
+        latents, ok, _ = exact_sweep(self.model, z0, names.index(self.feats[k]), offsets,
+                                     [names.index(self.feats[i]) for i in locks],
+                                     [self.axis_set.names[i] for i in locks],
+                                     axis=self.axis_set.axes[k].to(torch.float64), target_name=self.axis_set.names[k],
+                                     settings=self.settings)
+        moving = torch.tensor([float(t) != 0 for t in offsets])
+        entry = {"axis": self.axis_set.names[k], "locks": len(locks), "reachable": float(ok[moving].double().mean()),
+                 "seconds": time.perf_counter() - t0, "gradient_evaluations": self.model.gradients - g0}
+        self.log.append(entry)
+        if self.progress:
+            print(f"exact {entry['axis']:<22} locks {entry['locks']:>2}  reachable {entry['reachable']:.2f}  "
+                  f"{entry['seconds']:.0f} s", flush=True)
+        return latents, ok

@@ -98,6 +98,9 @@ class ReadingsOut(BaseModel):
     values: dict[str, float]
     extractor: str | None
     readings: list[ReadingOut]
+    typicality: dict[str, Any] | None = None
+    exact_values: dict[str, float] | None = None
+    exact_report: dict[str, Any] | None = None
 
 
 ERROR = {"description": "bad request: the one-line reason is in `detail`",
@@ -185,7 +188,7 @@ def create_app(generator: Generator, axes: AxisSet, extractor: Extractor | None,
     static_dir = resources.files("tlgan.apps.web") / "static"
     page = (static_dir / "index.html").read_text(encoding="utf-8")
     assets = {name: (static_dir / name).read_bytes() for name in STATIC}
-    replayer = Replayer(generator, axes)
+    replayer = Replayer(generator, axes, extractor=extractor)
     renderer = BatchRenderer(generator, extractor, max_batch=max_batch)
 
     @asynccontextmanager
@@ -210,6 +213,11 @@ def create_app(generator: Generator, axes: AxisSet, extractor: Extractor | None,
     @app.exception_handler(Exception)
     async def server_error(_: Request, exc: Exception) -> JSONResponse:
         return JSONResponse({"detail": f"server error: {type(exc).__name__}: {exc}"}, status_code=500)
+
+    def knob_values(editor: Editor, exact: bool) -> dict[str, float]:
+        """Every knob's value: in exact mode the standardised reading where the knob has one, else its σ."""
+        values = editor.values()
+        return {**values, **editor.exact_values()} if exact else values
 
     def frame(state: StateIn, read: bool = False) -> tuple[Editor, Any]:
         editor = replayer.editor(state.seed, state.edit_list(), state.locks)
@@ -242,12 +250,17 @@ def create_app(generator: Generator, axes: AxisSet, extractor: Extractor | None,
         start = time.perf_counter()
         editor, frames = frame(request)
         data = encode_frame(frames.pixels[0], request.size, request.format)
-        values = editor.values()
+        values = knob_values(editor, request.exact)
+        typical = editor.typicality()
         headers = {
             "X-Knob-Values": json.dumps([values[n] for n in axes.names]),
+            "X-Latent-Typicality": json.dumps({k: typical[k] for k in ("norm", "expected", "quantile", "warn")}),
             "Server-Timing": f"frame;dur={(time.perf_counter() - start) * 1000:.2f}",
             "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff",
         }
+        report = editor.last_report()
+        if report is not None and not report["converged"]:
+            headers["X-Exact-Report"] = json.dumps(report["message"])  # ASCII-escaped JSON string
         return Response(data, media_type=MEDIA[request.format], headers=headers)
 
     @app.post("/api/readings", response_model=ReadingsOut, summary="Knob values and the extractor's readings",
@@ -258,7 +271,9 @@ def create_app(generator: Generator, axes: AxisSet, extractor: Extractor | None,
             return {"values": editor.values(), "extractor": None, "readings": []}
         editor, frames = frame(request, read=True)
         row = frames.readings[0]
-        return {"values": editor.values(), "extractor": extractor.name, "readings": [
+        return {"values": editor.values(), "extractor": extractor.name, "typicality": editor.typicality(),
+                "exact_values": editor.exact_values() if request.exact else None,
+                "exact_report": editor.last_report(), "readings": [
             {"name": f.name, "value": float(v) if math.isfinite(float(v)) else None, "kind": f.kind, "group": f.group}
             for f, v in zip(extractor.features, row)]}
 
@@ -272,8 +287,8 @@ def create_app(generator: Generator, axes: AxisSet, extractor: Extractor | None,
         values = [-request.span + 2 * request.span * i / (request.steps - 1) for i in range(request.steps)]
         latents = []
         for value in values:
-            editor = Editor(generator, axes, request.seed)
-            editor.z, editor.locks = base.z.clone(), set(base.locks)
+            editor = replayer.new_editor(request.seed)
+            editor.z, editor.locks, editor.exact = base.z.clone(), set(base.locks), request.exact
             editor.set(request.knob, value)
             latents.append(editor.latent())
         frames = renderer.render(torch.stack(latents))

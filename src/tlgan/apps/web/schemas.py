@@ -24,9 +24,10 @@ class EditIn(BaseModel):
     knob: str = Field(min_length=1, max_length=MAX_NAME)
     value: float = Field(ge=-MAX_KNOB, le=MAX_KNOB, allow_inf_nan=False, strict=True)
     locks: list[str] = Field(default_factory=list, max_length=MAX_LOCKS)
+    exact: bool = Field(False, strict=True, description="exact mode: value is the knob's standardised reading")
 
     def to_edit(self) -> Edit:
-        return Edit(self.op, self.knob, float(self.value), tuple(sorted(set(self.locks))))
+        return Edit(self.op, self.knob, float(self.value), tuple(sorted(set(self.locks))), self.exact)
 
 
 class StateIn(BaseModel):
@@ -36,6 +37,8 @@ class StateIn(BaseModel):
     seed: int = Field(ge=0, le=MAX_SEED, strict=True, description="the starting face")
     edits: list[EditIn] = Field(default_factory=list, max_length=MAX_EDITS)
     locks: list[str] = Field(default_factory=list, max_length=MAX_LOCKS, description="knobs locked now")
+    exact: bool = Field(False, strict=True, description="the mode shown: knob values as exact readings (new edits "
+                                                         "carry their own mode)")
 
     def edit_list(self) -> list[Edit]:
         return [e.to_edit() for e in self.edits]
