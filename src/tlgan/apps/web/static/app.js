@@ -11,7 +11,7 @@ const STRIP_SPAN = 3;
 
 let model = null;            // GET /api/model
 const rows = new Map();      // knob name -> {row, slider, value, reading, lock, minus, plus}
-let state = { seed: 0, edits: [], locks: [] };
+let state = { seed: 0, edits: [], locks: [], exact: false };
 let undoStack = [];
 let redoStack = [];
 let values = null;           // knob values (σ) of the shown frame, in model.knobs order
@@ -22,8 +22,9 @@ let focusedKnob = null;
 let stripKnob = null;
 
 // ---------------------------------------------------------------- state helpers
-const clone = (s) => ({ seed: s.seed, edits: s.edits.map((e) => ({ ...e, locks: [...e.locks] })), locks: [...s.locks] });
-const keyOf = (s) => JSON.stringify([s.seed, s.edits, s.locks]);
+const clone = (s) => ({ seed: s.seed, edits: s.edits.map((e) => ({ ...e, locks: [...e.locks] })), locks: [...s.locks],
+  exact: !!s.exact });
+const keyOf = (s) => JSON.stringify([s.seed, s.edits, s.locks, !!s.exact]);
 const sameList = (a, b) => a.length === b.length && a.every((x, i) => x === b[i]);
 const knobIndex = (name) => model.knobs.findIndex((k) => k.name === name);
 const label = (name) => model.knobs[knobIndex(name)].label;
@@ -32,9 +33,12 @@ function encodeHash(s) {
   const enc = encodeURIComponent;
   const parts = [`seed=${s.seed}`];
   if (s.locks.length) parts.push("locks=" + s.locks.map(enc).join(","));
+  if (s.exact) parts.push("exact=1");
   if (s.edits.length) {
+    // an exact edit carries a fifth field 'x' (links made before exact mode stay valid)
     parts.push("edits=" + s.edits.map((e) =>
-      [e.op === "set" ? "s" : "d", enc(e.knob), String(e.value), e.locks.map(enc).join(",")].join(":")).join(";"));
+      [e.op === "set" ? "s" : "d", enc(e.knob), String(e.value), e.locks.map(enc).join(",")]
+        .concat(e.exact ? ["x"] : []).join(":")).join(";"));
   }
   return "#" + parts.join("&");
 }
@@ -54,12 +58,15 @@ function decodeHash(hash) {
   const edits = (fields.edits ? fields.edits.split(";") : []).map((item) => {
     const [op, knob, value, locks, ...rest] = item.split(":");
     const number = Number(value);
-    if (rest.length || !["s", "d"].includes(op) || !knob || value === "" || !Number.isFinite(number)) {
-      throw new Error(`edit '${decodeURIComponent(item)}' is not op:knob:value:locks`);
+    const exact = rest.length === 1 && rest[0] === "x";
+    if ((rest.length && !exact) || !["s", "d"].includes(op) || !knob || value === "" || !Number.isFinite(number)) {
+      throw new Error(`edit '${decodeURIComponent(item)}' is not op:knob:value:locks[:x]`);
     }
-    return { op: op === "s" ? "set" : "step", knob: decodeURIComponent(knob), value: number, locks: names(locks) };
+    const edit = { op: op === "s" ? "set" : "step", knob: decodeURIComponent(knob), value: number, locks: names(locks) };
+    return exact ? { ...edit, exact: true } : edit;
   });
-  return { seed: Number(fields.seed), edits, locks: names(fields.locks).sort() };
+  if (fields.exact !== undefined && !["0", "1"].includes(fields.exact)) throw new Error("exact must be 0 or 1");
+  return { seed: Number(fields.seed), edits, locks: names(fields.locks).sort(), exact: fields.exact === "1" };
 }
 
 function writeHash() {
@@ -131,10 +138,20 @@ async function pump() {
   inflight = true;
   $("face").classList.add("busy");
   try {
+    const last = s.edits[s.edits.length - 1];
+    if (last && last.exact) {
+      // An exact path can take a moment: show the linear move at once, then replace it with the exact frame.
+      const quick = { ...s, edits: [...s.edits.slice(0, -1), { ...last, exact: false }] };
+      $("caption").textContent = "exact path: computing…";
+      const pre = await post("/api/render", { ...quick, format: "png", size: model.image_size });
+      showPreview(await pre.blob());
+      if (pending) return;  // a newer state is waiting: skip this one's exact frame
+    }
     const res = await post("/api/render", { ...s, format: "png", size: model.image_size });
     const blob = await res.blob();
     const knobValues = JSON.parse(res.headers.get("X-Knob-Values"));
     showFrame(s, blob, knobValues);
+    showWarnings(res.headers);
   } catch (err) {
     renderFailed(s, err);
   } finally {
@@ -146,6 +163,27 @@ async function pump() {
       document.body.dataset.idle = "true";
       scheduleReadings();
     }
+  }
+}
+
+function showPreview(blob) {
+  const img = $("face");
+  const old = img.dataset.preview;
+  img.src = URL.createObjectURL(blob);
+  img.dataset.preview = img.src;
+  img.dataset.key = "preview";
+  if (old) setTimeout(() => URL.revokeObjectURL(old), 1000);
+}
+
+function showWarnings(headers) {
+  const report = headers.get("X-Exact-Report");
+  if (report) showError(JSON.parse(report));
+  const typical = JSON.parse(headers.get("X-Latent-Typicality") || "null");
+  const warn = $("typicality");
+  warn.hidden = !(typical && typical.warn);
+  if (typical && typical.warn) {
+    warn.textContent = `This face's latent is far from typical (‖z‖ = ${typical.norm.toFixed(1)}, faces ` +
+      `usually ${typical.expected.toFixed(1)}): it may break. Exact mode keeps edited faces typical.`;
   }
 }
 
@@ -190,6 +228,7 @@ function updateValues() {
 }
 
 function updateLocks() {
+  $("exact").checked = state.exact;
   for (const [name, r] of rows) {
     const locked = state.locks.includes(name);
     r.row.classList.toggle("locked", locked);
@@ -273,10 +312,10 @@ function setKnob(name, value) {
   const last = state.edits[state.edits.length - 1];
   // Consecutive 'set's of one knob under the same locks collapse into one: the result is the same
   // state, and links stay short however long a slider is dragged.
-  if (last && last.op === "set" && last.knob === name && sameList(last.locks, state.locks)) {
+  if (last && last.op === "set" && last.knob === name && sameList(last.locks, state.locks) && !!last.exact === state.exact) {
     last.value = value;
   } else {
-    state.edits.push({ op: "set", knob: name, value, locks: [...state.locks] });
+    state.edits.push({ op: "set", knob: name, value, locks: [...state.locks], ...(state.exact ? { exact: true } : {}) });
   }
   commit();
 }
@@ -290,11 +329,11 @@ function stepKnob(name, delta) {
   }
   pushHistory();
   const last = state.edits[state.edits.length - 1];
-  if (last && last.op === "step" && last.knob === name && sameList(last.locks, state.locks)) {
+  if (last && last.op === "step" && last.knob === name && sameList(last.locks, state.locks) && !!last.exact === state.exact) {
     last.value = Math.round((last.value + delta) * 1e6) / 1e6;
     if (last.value === 0) state.edits.pop();
   } else {
-    state.edits.push({ op: "step", knob: name, value: delta, locks: [...state.locks] });
+    state.edits.push({ op: "step", knob: name, value: delta, locks: [...state.locks], ...(state.exact ? { exact: true } : {}) });
   }
   commit();
 }
@@ -309,7 +348,7 @@ function toggleLock(name) {
 
 function newFace(seed) {
   pushHistory();
-  state = { seed, edits: [], locks: [...state.locks] };
+  state = { seed, edits: [], locks: [...state.locks], exact: state.exact };
   commit();
 }
 
@@ -578,7 +617,7 @@ function loadFromHash() {
       showError(`This link is malformed (${err.message}); showing a random face instead.`);
     }
   }
-  state = { seed: randomSeed(), edits: [], locks: [] };
+  state = { seed: randomSeed(), edits: [], locks: [], exact: state.exact };
   writeHash();
 }
 
@@ -595,6 +634,11 @@ async function start() {
   $("gallery-close").addEventListener("click", closeGallery);
   $("strip-close").addEventListener("click", () => { stripKnob = null; $("strip").hidden = true; });
   $("strip-img").addEventListener("click", stripClick);
+  $("exact").addEventListener("change", () => {
+    pushHistory();
+    state.exact = $("exact").checked;
+    commit();
+  });
   document.addEventListener("keydown", onKey);
   window.addEventListener("hashchange", () => {
     if (location.hash === encodeHash(state)) return;
