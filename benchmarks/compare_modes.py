@@ -45,6 +45,7 @@ def run_modes(faces: int, locked_faces: int, span: float, steps: int, device: st
     t = time.perf_counter()
     lin = evaluate(gen, ext, axes, n=faces, seed=seed, sweep=sweep, strip_faces=0, progress=False).to_dict()
     el = time.perf_counter() - t
+    spread = torch.tensor(lin["feature_std"], dtype=torch.float64)  # every mode is measured in these SDs
     res["linear-free"] = {"summary": lin["summary"]["free"], "axes": {a["name"]: a for a in lin["axes"]}, "n": faces,
                           "seconds": el, "key": None}
     res["linear-locked"] = {"summary": lin["summary"]["locked"], "axes": {a["name"]: a for a in lin["axes"]},
@@ -54,7 +55,7 @@ def run_modes(faces: int, locked_faces: int, span: float, steps: int, device: st
     t = time.perf_counter()
     sweeper = ExactSweeper(gen, ext, axes, settings, progress=True)
     free = evaluate(gen, ext, axes, n=faces, seed=seed, sweep=sweep, strip_faces=0, progress=False, locked=False,
-                    exact=sweeper).to_dict()
+                    exact=sweeper, spread=spread).to_dict()
     res["exact-free"] = {"summary": free["summary"]["free"], "axes": {a["name"]: a for a in free["axes"]}, "n": faces,
                          "seconds": time.perf_counter() - t, "key": None}
     if out:
@@ -62,7 +63,7 @@ def run_modes(faces: int, locked_faces: int, span: float, steps: int, device: st
     t = time.perf_counter()
     sweeper = ExactSweeper(gen, ext, axes, settings, progress=True)
     held = evaluate(gen, ext, axes, n=locked_faces, seed=seed, sweep=sweep, strip_faces=0, progress=False,
-                    locked=True, exact=sweeper).to_dict()
+                    locked=True, exact=sweeper, spread=spread).to_dict()
     res["exact-locked"] = {"summary": held["summary"]["locked"], "axes": {a["name"]: a for a in held["axes"]},
                            "n": locked_faces, "seconds": time.perf_counter() - t, "key": "locked"}
     if out:
@@ -76,7 +77,8 @@ def section(res: dict, sweep: list[float], span: float) -> str:
              "",
              f"Fresh faces of evaluation seed {DEFAULT_SEED}, offsets {', '.join(f'{t:+g}' for t in sweep)}; linear "
              "offsets are σ of the knob along its axis, exact offsets SD of the knob's reading over faces (a face's "
-             "path runs outward from its own reading). *Locked*: the other 19 knobs held (linear: their latent "
+             "path runs outward from its own reading). Every mode's effects are in SDs of each feature over the "
+             f"{res['linear-free']['n']} faces of the linear run. *Locked*: the other 19 knobs held (linear: their latent "
              "values; exact: their readings, within 0.02 SD). Effects in feature SD per unit offset. *reachable*: "
              f"share of exact moves that reached their goal. Machine: {platform.machine()}, "
              f"{torch.get_num_threads()} threads.", "",

@@ -233,6 +233,7 @@ def evaluate(
     strip_faces: int = 2,
     progress: bool = True,
     exact: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None = None,
+    spread: torch.Tensor | None = None,
 ) -> Evaluation:
     """Evaluate every axis of ``axis_set`` on ``n`` fresh faces of evaluation ``seed`` (see module docstring).
 
@@ -259,11 +260,12 @@ def evaluate(
 
     z0 = sample_latents(seed, 0, n, D)
     y0 = read_faces(generator, extractor, z0, batch_size)
-    spread = y0.to(torch.float64).std(0)
+    # each feature's spread over the fresh faces (or one given, so that runs on few faces share a yardstick)
+    spread = y0.to(torch.float64).std(0) if spread is None else spread.to(torch.float64)
     can_lock = locked and sum(supervised) >= 2
     if exact is not None:
         return _evaluate_exact(generator, extractor, axis_set, exact, z0, y0, offsets, targets, supervised, features,
-                               kinds, face, can_lock, batch_size, strip_faces, seed, n)
+                               kinds, face, can_lock, batch_size, strip_faces, seed, n, spread)
     matrix = torch.full((K, len(features)), math.nan, dtype=torch.float64)
     matrix_locked = torch.full_like(matrix, math.nan) if can_lock else None
     # every move first (free, then locked where possible), so that all renders share full batches
@@ -341,11 +343,10 @@ def evaluate(
 def _evaluate_exact(generator: Generator, extractor: Extractor, axis_set: AxisSet, sweeper: Callable[..., Any],
                     z0: torch.Tensor, y0: torch.Tensor, offsets: torch.Tensor, targets: list[str | None],
                     supervised: list[bool], features: list[str], kinds: list[str], face: int | None, can_lock: bool,
-                    batch_size: int, strip_faces: int, seed: int, n: int) -> Evaluation:
+                    batch_size: int, strip_faces: int, seed: int, n: int, spread: torch.Tensor) -> Evaluation:
     """The re-scoring protocol on exact paths (module docstring): ``sweeper(z0, k, offsets, locked_axes)`` returns
     latents (P, n, D) and converged (P, n)."""
     K, D = axis_set.axes.shape
-    spread = y0.to(torch.float64).std(0)
     matrix = torch.full((K, len(features)), math.nan, dtype=torch.float64)
     matrix_locked = torch.full_like(matrix, math.nan) if can_lock else None
     moving = offsets != 0
