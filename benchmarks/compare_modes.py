@@ -35,39 +35,55 @@ def fmt(v, digits: int = 2) -> str:
     return "–" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.{digits}f}"
 
 
+MODES = ("linear-free", "linear-locked", "exact-free", "exact-locked")
+
+
 def run_modes(faces: int, locked_faces: int, span: float, steps: int, device: str, seed: int = DEFAULT_SEED,
-              out: Path | None = None) -> dict:
-    """Evaluate the four modes; returns {mode: {"summary", "axes", "n", "seconds"}} and writes the page section."""
+              out: Path | None = None, modes: tuple[str, ...] = MODES, cache: Path | None = None) -> dict:
+    """Evaluate ``modes``; returns {mode: {"summary", "axes", "n", "seconds", "key"}} and writes the page section.
+
+    With ``cache`` each finished mode is kept there as JSON, and the section shows every cached mode, so the
+    expensive exact modes can run in separate processes (the linear run gives every mode its yardstick).
+    """
     gen, axes = load_generator("digiface", device), load_default_axes()
     ext = load_extractor(axes.extractor_spec(), device)
     sweep = sorted({round(-span + 2 * span * i / (steps - 1), 6) for i in range(steps)} | {0.0})
     res: dict = {}
+
+    def done(mode: str, entry: dict) -> None:
+        res[mode] = entry
+        if cache:
+            cache.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(cache / f"{mode}.json", json.dumps(entry, default=str))
+        if out:
+            merged = {m: json.loads((cache / f"{m}.json").read_text()) for m in MODES
+                      if cache and (cache / f"{m}.json").exists()} if cache else dict(res)
+            write(out, merged, sweep, span)
+
     t = time.perf_counter()
     lin = evaluate(gen, ext, axes, n=faces, seed=seed, sweep=sweep, strip_faces=0, progress=False).to_dict()
     el = time.perf_counter() - t
     spread = torch.tensor(lin["feature_std"], dtype=torch.float64)  # every mode is measured in these SDs
-    res["linear-free"] = {"summary": lin["summary"]["free"], "axes": {a["name"]: a for a in lin["axes"]}, "n": faces,
-                          "seconds": el, "key": None}
-    res["linear-locked"] = {"summary": lin["summary"]["locked"], "axes": {a["name"]: a for a in lin["axes"]},
-                            "n": faces, "seconds": el, "key": "locked"}
     print(f"linear done in {el:.0f} s", flush=True)
+    done("linear-free", {"summary": lin["summary"]["free"], "axes": {a["name"]: a for a in lin["axes"]}, "n": faces,
+                         "seconds": el, "key": None})
+    done("linear-locked", {"summary": lin["summary"]["locked"], "axes": {a["name"]: a for a in lin["axes"]},
+                           "n": faces, "seconds": el, "key": "locked"})
     settings = ExactSettings(max_steps=20)
-    t = time.perf_counter()
-    sweeper = ExactSweeper(gen, ext, axes, settings, progress=True)
-    free = evaluate(gen, ext, axes, n=faces, seed=seed, sweep=sweep, strip_faces=0, progress=False, locked=False,
-                    exact=sweeper, spread=spread).to_dict()
-    res["exact-free"] = {"summary": free["summary"]["free"], "axes": {a["name"]: a for a in free["axes"]}, "n": faces,
-                         "seconds": time.perf_counter() - t, "key": None}
-    if out:
-        write(out, res, sweep, span)
-    t = time.perf_counter()
-    sweeper = ExactSweeper(gen, ext, axes, settings, progress=True)
-    held = evaluate(gen, ext, axes, n=locked_faces, seed=seed, sweep=sweep, strip_faces=0, progress=False,
-                    locked=True, exact=sweeper, spread=spread).to_dict()
-    res["exact-locked"] = {"summary": held["summary"]["locked"], "axes": {a["name"]: a for a in held["axes"]},
-                           "n": locked_faces, "seconds": time.perf_counter() - t, "key": "locked"}
-    if out:
-        write(out, res, sweep, span)
+    if "exact-free" in modes:
+        t = time.perf_counter()
+        sweeper = ExactSweeper(gen, ext, axes, settings, progress=True)
+        free = evaluate(gen, ext, axes, n=faces, seed=seed, sweep=sweep, strip_faces=0, progress=False,
+                        locked=False, exact=sweeper, spread=spread).to_dict()
+        done("exact-free", {"summary": free["summary"]["free"], "axes": {a["name"]: a for a in free["axes"]},
+                            "n": faces, "seconds": time.perf_counter() - t, "key": None})
+    if "exact-locked" in modes:
+        t = time.perf_counter()
+        sweeper = ExactSweeper(gen, ext, axes, settings, progress=True)
+        held = evaluate(gen, ext, axes, n=locked_faces, seed=seed, sweep=sweep, strip_faces=0, progress=False,
+                        locked=True, exact=sweeper, spread=spread).to_dict()
+        done("exact-locked", {"summary": held["summary"]["locked"], "axes": {a["name"]: a for a in held["axes"]},
+                              "n": locked_faces, "seconds": time.perf_counter() - t, "key": "locked"})
     return res
 
 

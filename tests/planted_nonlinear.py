@@ -65,3 +65,13 @@ def bent_axes(generator: BentGenerator, extractor: BentExtractor, n: int = 4000)
     out = fit_linear([(0, z, y)], extractor.features, generator.latent_dim)
     return make_axis_set(out, extractor.features, generator=generator.identity, extractor=extractor.identity,
                          latent_dim=generator.latent_dim, method="tlgan", params={}, samples=n, seed=5)
+
+
+def bent_generator(device=None) -> BentGenerator:
+    """Entry point for ``--generator entrypoint:tests/planted_nonlinear.py:bent_generator``."""
+    return BentGenerator().to(device or "cpu")
+
+
+def bent_extractor(device=None) -> BentExtractor:
+    """Entry point for ``--extractor entrypoint:tests/planted_nonlinear.py:bent_extractor``."""
+    return BentExtractor().to(device or "cpu")

@@ -24,8 +24,8 @@ import torch
 
 from tlgan.axes.math import knob_values, lock_direction, move_to_value
 from tlgan.axes.store import AxisSet
-from tlgan.editing.exact import (ExactResult, ExactSettings, ReadingModel, exact_link, exact_move, feature_stats,
-                                 knob_features, typicality)
+from tlgan.editing.exact import (ExactResult, ExactSettings, ReadingModel, check_differentiable, exact_link, exact_move,
+                                 feature_stats, knob_features, typicality)
 from tlgan.errors import TlganError
 from tlgan.models.extractors import Extractor
 from tlgan.models.generators import Generator
@@ -170,6 +170,7 @@ class Editor:
                 from tlgan.models.extractors import load_extractor
 
                 self.extractor = load_extractor(self.axes.extractor_spec(), self._device)
+            check_differentiable(self.extractor)  # before deriving stats: refuse ONNX at once
             mean, std = feature_stats(self.axes, self.generator, self.extractor)
             self._reader = ReadingModel(self.generator, self.extractor, mean, std)
         return self._reader
