@@ -16,7 +16,7 @@ def test_exact_evaluation_holds_what_linear_locks_let_drift():
     linear = evaluate(gen, ext, axes, n=6, seed=9, sweep=sweep, strip_faces=0, progress=False)
     exact = evaluate(gen, ext, axes, n=6, seed=9, sweep=sweep, strip_faces=1, progress=False,
                      exact=ExactSweeper(gen, ext, axes))
-    lin, ex = linear.to_dict(), exact.to_dict()
+    _lin, ex = linear.to_dict(), exact.to_dict()
     assert ex["mode"] == "exact" and ex["settings"]["lock_mode"] == "exact"
     tilt = ex["axes"][0]
     assert tilt["reachable"] == 1.0 and tilt["locked"]["reachable"] > 0.5

@@ -7,8 +7,17 @@ import torch
 from planted_nonlinear import BentExtractor, BentGenerator, bent_axes
 
 from tlgan.editing.editor import Edit, Editor
-from tlgan.editing.exact import (ExactSettings, ReadingModel, exact_link, exact_move, feature_stats, free_rate,
-                                 predictor_step, typicality, with_reading_stats)
+from tlgan.editing.exact import (
+    ExactSettings,
+    ReadingModel,
+    exact_link,
+    exact_move,
+    feature_stats,
+    free_rate,
+    predictor_step,
+    typicality,
+    with_reading_stats,
+)
 from tlgan.errors import TlganError
 
 SEEDS = range(8)
@@ -162,7 +171,7 @@ def test_non_differentiable_readings_are_detected():
 
 
 def test_linear_typicality_warns_far_from_typical_faces(bent):
-    gen, ext, axes = bent
+    gen, _ext, axes = bent
     ed = Editor(gen, axes, 2)
     assert not ed.typicality()["warn"]
     ed.set("tilt", 9.0)

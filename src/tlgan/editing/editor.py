@@ -17,15 +17,25 @@ readings stay within a tolerance.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 import torch
 
 from tlgan.axes.math import knob_values, lock_direction, move_to_value
 from tlgan.axes.store import AxisSet
-from tlgan.editing.exact import (ExactResult, ExactSettings, ReadingModel, check_differentiable, exact_link, exact_move,
-                                 feature_stats, knob_features, typicality)
+from tlgan.editing.exact import (
+    ExactResult,
+    ExactSettings,
+    ReadingModel,
+    check_differentiable,
+    exact_link,
+    exact_move,
+    feature_stats,
+    knob_features,
+    typicality,
+)
 from tlgan.errors import TlganError
 from tlgan.models.extractors import Extractor
 from tlgan.models.generators import Generator
@@ -55,7 +65,7 @@ class Edit:
         return {**out, "exact": True} if self.exact else out
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Edit":
+    def from_dict(cls, data: dict[str, Any]) -> Edit:
         try:
             return cls(str(data["op"]), str(data["knob"]), float(data["value"]), tuple(data.get("locks", ())),
                        bool(data.get("exact", False)))
@@ -235,7 +245,7 @@ class Editor:
     @classmethod
     def replay(cls, generator: Generator, axes: AxisSet, seed: int, edits: Iterable[Edit],
                locks: Iterable[str] = (), extractor: Extractor | None = None,
-               settings: ExactSettings | None = None) -> "Editor":
+               settings: ExactSettings | None = None) -> Editor:
         """Rebuild the exact state reached from ``seed`` by ``edits``; ``locks`` become the current locks."""
         editor = cls(generator, axes, seed, extractor=extractor, settings=settings)
         for edit in edits:

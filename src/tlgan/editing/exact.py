@@ -35,8 +35,9 @@ float64 here; Jacobians (m, D) float64 in standardised units per latent unit.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -487,7 +488,7 @@ def reading_stats(generator: Generator, extractor: Extractor, n: int = STATS_SAM
     return linked.mean(0), linked.std(0).clamp_min(1e-12)
 
 
-def knob_features(axis_set: "AxisSet", feature_names: Sequence[str]) -> list[str | None]:
+def knob_features(axis_set: AxisSet, feature_names: Sequence[str]) -> list[str | None]:
     """Per axis, the extractor feature it reads (the one it was fitted to), or None (unsupervised/taught axes)."""
     from tlgan.axes.methods import SUPERVISED
 
@@ -503,7 +504,7 @@ def knob_features(axis_set: "AxisSet", feature_names: Sequence[str]) -> list[str
 _DERIVED: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
 
-def axis_reading_stats(axis_set: "AxisSet", generator: Generator, extractor: Extractor,
+def axis_reading_stats(axis_set: AxisSet, generator: Generator, extractor: Extractor,
                        n: int = STATS_SAMPLES, seed: int = STATS_SEED) -> tuple[torch.Tensor, torch.Tensor, dict]:
     """(mean (K,), std (K,), description) of each axis' reading, float32, NaN for axes without a reading.
 
@@ -515,13 +516,13 @@ def axis_reading_stats(axis_set: "AxisSet", generator: Generator, extractor: Ext
         _DERIVED[key] = reading_stats(generator, extractor, n, seed)
     mean_f, std_f = _DERIVED[key]
     feats = knob_features(axis_set, names)
-    pick = lambda t: torch.tensor([float(t[names.index(f)]) if f else math.nan for f in feats]).float()  # noqa: E731
+    pick = lambda t: torch.tensor([float(t[names.index(f)]) if f else math.nan for f in feats]).float()
     return pick(mean_f), pick(std_f), {"space": "exact_link", "samples": n, "seed": seed,
                                         "extractor": extractor.identity}
 
 
-def with_reading_stats(axis_set: "AxisSet", generator: Generator, extractor: Extractor,
-                       n: int = STATS_SAMPLES, seed: int = STATS_SEED) -> "AxisSet":
+def with_reading_stats(axis_set: AxisSet, generator: Generator, extractor: Extractor,
+                       n: int = STATS_SAMPLES, seed: int = STATS_SEED) -> AxisSet:
     """A copy of ``axis_set`` with reading_mean/reading_std (and their header note) derived from n faces."""
     from dataclasses import replace
 
@@ -529,7 +530,7 @@ def with_reading_stats(axis_set: "AxisSet", generator: Generator, extractor: Ext
     return replace(axis_set, reading_mean=mean, reading_std=std, reading_stats=info)
 
 
-def feature_stats(axis_set: "AxisSet", generator: Generator, extractor: Extractor) -> tuple[torch.Tensor, torch.Tensor]:
+def feature_stats(axis_set: AxisSet, generator: Generator, extractor: Extractor) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and SD (F,) per extractor feature for a ReadingModel: the axis set's stored stats where it has them
     (float32, as stored), else derived from sampled faces and rounded to float32 the same way."""
     names = [f.name for f in extractor.features]
@@ -553,7 +554,7 @@ class ExactSweeper:
     converged (P, n) bool. ``log`` (k, locked, converged share) is kept for reports.
     """
 
-    def __init__(self, generator: Generator, extractor: Extractor, axis_set: "AxisSet",
+    def __init__(self, generator: Generator, extractor: Extractor, axis_set: AxisSet,
                  settings: ExactSettings = ExactSettings(), progress: bool = False) -> None:
         mean, std = feature_stats(axis_set, generator, extractor)
         self.model = ReadingModel(generator, extractor, mean, std)

@@ -29,8 +29,9 @@ reached their goal is reported ("reachable").
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -427,7 +428,7 @@ def summarize(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
             return {"axes": 0}
         leaks = [(abs(e["worst_leak"]["effect"]), e) for e in entries if e.get("worst_leak")]
         worst = max(leaks, key=lambda p: p[0], default=None)
-        mean = lambda xs: float(np.nanmean(xs)) if len(xs) and not np.all(np.isnan(xs)) else math.nan  # noqa: E731
+        mean = lambda xs: float(np.nanmean(xs)) if len(xs) and not np.all(np.isnan(xs)) else math.nan
         out = {
             "axes": len(entries),
             "diagonal_mean": mean([e["diagonal"] for e in entries]),
