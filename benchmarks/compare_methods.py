@@ -74,6 +74,7 @@ def main() -> None:
     parser.add_argument("--modes", action="store_true",
                         help="instead: linear/exact × free/locked edits of the shipped axes (compare_modes.py)")
     parser.add_argument("--locked-faces", type=int, default=None, help="faces for exact-locked (--modes)")
+    parser.add_argument("--free-faces", type=int, default=None, help="faces for exact-free (--modes)")
     parser.add_argument("--mode", action="append", choices=("exact-free", "exact-locked"),
                         help="exact modes to run (--modes; default both; results are cached, so they can run apart)")
     args = parser.parse_args()
@@ -83,7 +84,7 @@ def main() -> None:
         set_cpu_threads(1)
         run_modes(args.faces, args.locked_faces or args.faces, args.span, args.steps, args.device,
                   args.eval_seed, Path(args.out), tuple(args.mode or ("exact-free", "exact-locked")),
-                  Path(args.cache).with_name("compare-modes"))
+                  Path(args.cache).with_name("compare-modes"), args.free_faces)
         return
     set_cpu_threads()
     t_start = time.perf_counter()

@@ -26,6 +26,8 @@ from tlgan.editing.exact import ExactSettings, ExactSweeper
 from tlgan.evaluation.evaluate import DEFAULT_SEED, evaluate
 from tlgan.models.extractors import load_extractor
 from tlgan.models.generators import load_generator
+from tlgan.sampling.latents import sample_latents
+from tlgan.sampling.sweeps import read_faces
 
 BEGIN, END = "<!-- edit-modes:begin -->", "<!-- edit-modes:end -->"
 TARGETS = {"leak_mean": 0.05, "leak_max": 0.15, "faces_kept_mean": 0.9, "diagonal_mean": 0.45}
@@ -39,7 +41,8 @@ MODES = ("linear-free", "linear-locked", "exact-free", "exact-locked")
 
 
 def run_modes(faces: int, locked_faces: int, span: float, steps: int, device: str, seed: int = DEFAULT_SEED,
-              out: Path | None = None, modes: tuple[str, ...] = MODES, cache: Path | None = None) -> dict:
+              out: Path | None = None, modes: tuple[str, ...] = MODES, cache: Path | None = None,
+              free_faces: int | None = None) -> dict:
     """Evaluate ``modes``; returns {mode: {"summary", "axes", "n", "seconds", "key"}} and writes the page section.
 
     With ``cache`` each finished mode is kept there as JSON, and the section shows every cached mode, so the
@@ -60,23 +63,28 @@ def run_modes(faces: int, locked_faces: int, span: float, steps: int, device: st
                       if cache and (cache / f"{m}.json").exists()} if cache else dict(res)
             write(out, merged, sweep, span)
 
-    t = time.perf_counter()
-    lin = evaluate(gen, ext, axes, n=faces, seed=seed, sweep=sweep, strip_faces=0, progress=False).to_dict()
-    el = time.perf_counter() - t
-    spread = torch.tensor(lin["feature_std"], dtype=torch.float64)  # every mode is measured in these SDs
-    print(f"linear done in {el:.0f} s", flush=True)
-    done("linear-free", {"summary": lin["summary"]["free"], "axes": {a["name"]: a for a in lin["axes"]}, "n": faces,
-                         "seconds": el, "key": None})
-    done("linear-locked", {"summary": lin["summary"]["locked"], "axes": {a["name"]: a for a in lin["axes"]},
-                           "n": faces, "seconds": el, "key": "locked"})
+    cached = json.loads((cache / "linear-free.json").read_text()) if cache and (cache / "linear-free.json").exists() \
+        else None
+    # every mode is measured in SDs of each feature over the linear run's fresh faces (as evaluate computes them)
+    spread = read_faces(gen, ext, sample_latents(seed, 0, faces, gen.latent_dim)).to(torch.float64).std(0)
+    if not (cached and cached["n"] == faces and cached.get("sweep", sweep) == sweep):  # else the linear run is reused
+        t = time.perf_counter()
+        lin = evaluate(gen, ext, axes, n=faces, seed=seed, sweep=sweep, strip_faces=0, progress=False).to_dict()
+        el = time.perf_counter() - t
+        print(f"linear done in {el:.0f} s", flush=True)
+        done("linear-free", {"summary": lin["summary"]["free"], "axes": {a["name"]: a for a in lin["axes"]},
+                             "n": faces, "seconds": el, "key": None, "feature_std": lin["feature_std"],
+                             "sweep": sweep})
+        done("linear-locked", {"summary": lin["summary"]["locked"], "axes": {a["name"]: a for a in lin["axes"]},
+                               "n": faces, "seconds": el, "key": "locked"})
     settings = ExactSettings(max_steps=20)
     if "exact-free" in modes:
         t = time.perf_counter()
         sweeper = ExactSweeper(gen, ext, axes, settings, progress=True)
-        free = evaluate(gen, ext, axes, n=faces, seed=seed, sweep=sweep, strip_faces=0, progress=False,
+        free = evaluate(gen, ext, axes, n=free_faces or faces, seed=seed, sweep=sweep, strip_faces=0, progress=False,
                         locked=False, exact=sweeper, spread=spread).to_dict()
         done("exact-free", {"summary": free["summary"]["free"], "axes": {a["name"]: a for a in free["axes"]},
-                            "n": faces, "seconds": time.perf_counter() - t, "key": None})
+                            "n": free_faces or faces, "seconds": time.perf_counter() - t, "key": None})
     if "exact-locked" in modes:
         t = time.perf_counter()
         sweeper = ExactSweeper(gen, ext, axes, settings, progress=True)

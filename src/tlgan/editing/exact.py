@@ -79,11 +79,25 @@ def exact_link(y: torch.Tensor, kinds: Sequence[str]) -> torch.Tensor:
 
 
 # ---- the prior: how typical is a latent? ------------------------------------------------------------------------------
-def chi_quantile(p: float, dim: int) -> float:
-    """The p-quantile of ‖z‖ for z ~ N(0, I_dim) (a chi distribution with dim degrees of freedom)."""
-    from scipy.stats import chi
+def chi_cdf(x: float, dim: int) -> float:
+    """P(‖z‖ ≤ x) for z ~ N(0, I_dim): the regularised lower gamma function P(dim/2, x²/2)."""
+    return float(torch.special.gammainc(torch.tensor(dim / 2, dtype=torch.float64),
+                                        torch.tensor(max(x, 0.0) ** 2 / 2, dtype=torch.float64)))
 
-    return float(chi.ppf(p, dim))
+
+def chi_quantile(p: float, dim: int) -> float:
+    """The p-quantile of ‖z‖ for z ~ N(0, I_dim) (chi distribution, dim degrees of freedom), by bisection."""
+    lo, hi = 0.0, math.sqrt(dim) + 20.0
+    for _ in range(80):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if chi_cdf(mid, dim) < p else (lo, mid)
+    return (lo + hi) / 2
+
+
+def chi_mean_sd(dim: int) -> tuple[float, float]:
+    """Mean √2·Γ((k+1)/2)/Γ(k/2) and SD √(k − mean²) of the chi distribution with k = dim."""
+    mean = math.sqrt(2) * math.exp(math.lgamma((dim + 1) / 2) - math.lgamma(dim / 2))
+    return mean, math.sqrt(max(dim - mean * mean, 0.0))
 
 
 def typicality(z: torch.Tensor, warn_at: float = 0.999) -> dict[str, float | bool | str]:
@@ -92,19 +106,16 @@ def typicality(z: torch.Tensor, warn_at: float = 0.999) -> dict[str, float | boo
     ``warn`` is True when the quantile is above ``warn_at`` or below 1 − warn_at:
     far from where the generator was trained, faces tend to break.
     """
-    from scipy.stats import chi
-
     dim = int(z.numel())
     norm = float(z.to(torch.float64).norm())
-    q = float(chi.cdf(norm, dim))
-    out: dict[str, float | bool | str] = {
-        "norm": norm, "expected": float(chi.mean(dim)), "sd": float(chi.std(dim)), "quantile": q,
-        "warn": bool(q > warn_at or q < 1 - warn_at),
-    }
+    q = chi_cdf(norm, dim)
+    mean, sd = chi_mean_sd(dim)
+    out: dict[str, float | bool | str] = {"norm": norm, "expected": mean, "sd": sd, "quantile": q,
+                                          "warn": bool(q > warn_at or q < 1 - warn_at)}
     if out["warn"]:
         out["message"] = (f"latent norm {norm:.1f} is outside the range of typical faces "
-                          f"({chi.ppf(1 - warn_at, dim):.1f}..{chi.ppf(warn_at, dim):.1f}); the face may break. "
-                          "Exact mode keeps edited faces typical.")
+                          f"({chi_quantile(1 - warn_at, dim):.1f}..{chi_quantile(warn_at, dim):.1f}); the face may "
+                          "break. Exact mode keeps edited faces typical.")
     return out
 
 
