@@ -177,3 +177,11 @@ def test_linear_typicality_warns_far_from_typical_faces(bent):
     ed.set("tilt", 9.0)
     t = ed.typicality()
     assert t["warn"] and "exact mode" in t["message"].lower() and t["norm"] > t["expected"] + 3 * t["sd"]
+
+
+def test_blocker_with_a_single_constraint():
+    from tlgan.editing.exact import _blocker
+
+    g = torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64)
+    assert _blocker(g, [("prior", torch.tensor([[1.0, 0.0, 0.0]], dtype=torch.float64))]) == "prior"
+    assert _blocker(g, [("prior", torch.tensor([[0.0, 1.0, 0.0]], dtype=torch.float64))]) is None

@@ -311,7 +311,8 @@ def _blocker(g: torch.Tensor, groups: list[tuple[str, torch.Tensor]]) -> str | N
     base = free_rate(g, allc)
     best, gain = None, 0.0
     for name, _ in groups:
-        rest = torch.cat([c for n, c in groups if n != name])
+        others = [c for n, c in groups if n != name]
+        rest = torch.cat(others) if others else g.new_zeros(0, g.numel())
         freed = free_rate(g, rest) - base
         if freed > gain:
             best, gain = name, freed
