@@ -58,7 +58,7 @@ def edit(axes: str | None, generator: str | None, seed: int, sets: tuple[str, ..
         raise TlganError("nothing to do: give --out FILE and/or --json")
     gen, axis_set = load_model(generator, axes, device)
     ext = None
-    if exact or as_json:
+    if exact:
         from tlgan.models.extractors import load_extractor
 
         ext = load_extractor(extractor or axis_set.extractor_spec(), device)
