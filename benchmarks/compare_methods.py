@@ -6,6 +6,10 @@ fresh faces (same evaluation seed, same sweep): diagonal strength, worst off-dia
 other axes locked), monotonicity, faces kept, and fit time. Rerunning reuses the cached samples.
 
     python benchmarks/compare_methods.py [--samples 6000] [--faces 32] [--steps 5] [--out docs/comparison.md]
+    python benchmarks/compare_methods.py --modes [--faces 32] [--locked-faces 8] [--range 2] [--steps 5]
+
+``--modes`` compares linear-free, linear-locked, exact-free and exact-locked edits of the shipped axes instead
+(see compare_modes.py) and rewrites only that section of the page.
 
 The defaults keep the run under about five minutes on a 2-core CPU; pass --device cuda and larger numbers on a GPU.
 """
@@ -68,7 +72,21 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--cache", default=str(ROOT / ".tlgan-cache" / "compare-samples"))
     parser.add_argument("--out", default=str(ROOT / "docs" / "comparison.md"))
+    parser.add_argument("--modes", action="store_true",
+                        help="instead: linear/exact × free/locked edits of the shipped axes (compare_modes.py)")
+    parser.add_argument("--locked-faces", type=int, default=None, help="faces for exact-locked (--modes)")
+    parser.add_argument("--free-faces", type=int, default=None, help="faces for exact-free (--modes)")
+    parser.add_argument("--mode", action="append", choices=("exact-free", "exact-locked"),
+                        help="exact modes to run (--modes; default both; results are cached, so they can run apart)")
     args = parser.parse_args()
+    if args.modes:
+        from compare_modes import run_modes
+
+        set_cpu_threads(1)
+        run_modes(args.faces, args.locked_faces or args.faces, args.span, args.steps, args.device,
+                  args.eval_seed, Path(args.out), tuple(args.mode or ("exact-free", "exact-locked")),
+                  Path(args.cache).with_name("compare-modes"), args.free_faces)
+        return
     set_cpu_threads()
     t_start = time.perf_counter()
     gen = load_generator(DEFAULT_GENERATOR, args.device)

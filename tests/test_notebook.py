@@ -105,3 +105,23 @@ def test_default_panel_uses_the_shipped_knob_set():
     assert sorted(panel.knobs) == sorted(load_default_axes().names)
     panel.knobs["happy"]["plus"].click()
     assert panel.editor.edits[-1].knob == "happy" and panel.message.value == ""
+
+
+def test_exact_checkbox_moves_readings_and_holds_locked_readings():
+    from planted_nonlinear import BentExtractor, BentGenerator, bent_axes
+
+    from tlgan.editing.exact import with_reading_stats
+
+    gen, ext = BentGenerator(), BentExtractor()
+    axes = with_reading_stats(bent_axes(gen, ext), gen, ext, n=2000)
+    panel = KnobPanel(gen, axes, seed=2, size=32, extractor=ext)
+    panel.exact_box.value = True  # as a click on the checkbox does
+    assert panel.editor.exact
+    panel.knobs["bend"]["lock"].value = True
+    before = panel.editor.readings()
+    panel.knobs["tilt"]["plus"].click()
+    after = panel.editor.readings()
+    assert panel.editor.edits[-1].exact and panel.message.value == ""
+    assert abs(after["tilt"]["value"] - before["tilt"]["value"] - 0.4) <= 0.06
+    assert abs(after["bend"]["value"] - before["bend"]["value"]) <= 0.02
+    assert panel.knobs["tilt"]["value"].value == f"{after['tilt']['value']:+.2f}σ"

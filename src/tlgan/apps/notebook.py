@@ -5,7 +5,9 @@
     panel                        # shows: image, "random face", and per knob a lock toggle, − and +
 
 Each knob is a toggle button with its name (pressed = locked), − and +
-buttons that step it by 0.4σ, and its current value. Problems (a knob that
+buttons that step it by 0.4σ, and its current value. The "exact" checkbox
+switches new moves to exact mode: values become the extractor's standardised
+readings and locked knobs keep their readings (``KnobPanel(exact=True)``). Problems (a knob that
 would leave the ±10σ range, a locked knob) are shown in the panel, not raised.
 """
 
@@ -41,7 +43,8 @@ class KnobPanel:
     """
 
     def __init__(self, generator: Generator | None = None, axes: AxisSet | None = None, seed: int = 0,
-                 size: int = 256, step: float = DEFAULT_STEP, library: bool | str = True) -> None:
+                 size: int = 256, step: float = DEFAULT_STEP, library: bool | str = True, exact: bool = False,
+                 extractor: Any = None) -> None:
         if generator is None or axes is None:
             from tlgan.axes.defaults import DEFAULT_GENERATOR, load_default_axes
             from tlgan.models.generators import load_generator
@@ -53,11 +56,14 @@ class KnobPanel:
             from tlgan.editing.library import with_library
 
             axes, self.library_notes = with_library(axes, generator, None if library is True else library)
-        self.editor = Editor(generator, axes, seed)
+        self.editor = Editor(generator, axes, seed, extractor=extractor, exact=exact)
         self.size, self.step = size, step
         self.image = widgets.Image(format="png", width=size, height=size)
         self.random_button = widgets.Button(description="random face", button_style="primary", icon="random")
         self.reset_button = widgets.Button(description="reset knobs", icon="undo")
+        self.exact_box = widgets.Checkbox(value=exact, description="exact", indent=False,
+                                          tooltip="exact mode: knobs move what the extractor reads; locks hold readings")
+        self.exact_box.observe(lambda change: self.set_exact(bool(change["new"])), names="value")
         self.caption = widgets.Label()
         self.message = widgets.HTML()
         self.knobs: dict[str, dict[str, Any]] = {}
@@ -70,7 +76,8 @@ class KnobPanel:
             if names:
                 groups.append(widgets.HTML(f"<b>{group}</b>"))
                 groups.extend(self._knob_row(name) for name in names)
-        controls = widgets.VBox([widgets.HBox([self.random_button, self.reset_button]), self.message, *groups])
+        controls = widgets.VBox([widgets.HBox([self.random_button, self.reset_button, self.exact_box]), self.message,
+                                 *groups])
         self.widget = widgets.HBox([widgets.VBox([self.image, self.caption]), controls])
         self.refresh()
 
@@ -96,7 +103,21 @@ class KnobPanel:
         except TlganError as exc:
             self.message.value = f"<span style='color:#a3222b'>{exc}</span>"
             return
-        self.message.value = ""
+        report = self.editor.last_report()
+        typical = self.editor.typicality()
+        if report is not None and not report["converged"] and self.editor.edits:
+            self.message.value = f"<span style='color:#a3222b'>{report['message']}</span>"
+        elif typical["warn"]:
+            self.message.value = f"<span style='color:#8a4b00'>{typical['message']}</span>"
+        else:
+            self.message.value = ""
+        self.refresh()
+
+    def set_exact(self, exact: bool) -> None:
+        """Switch the mode of new moves (exact: on readings, with readings held by locks); values are re-shown."""
+        self.editor.exact = exact
+        if self.exact_box.value != exact:
+            self.exact_box.value = exact
         self.refresh()
 
     def random_face(self, seed: int | None = None) -> None:
@@ -122,7 +143,10 @@ class KnobPanel:
     def refresh(self) -> None:
         """Re-render the image and the knob values from the Editor."""
         self.image.value = encode(to_pil(self.editor.render(), self.size), "png")
-        for name, value in self.editor.values().items():
+        values = self.editor.values()
+        if self.editor.exact:
+            values.update(self.editor.exact_values())
+        for name, value in values.items():
             self.knobs[name]["value"].value = f"{value:+.2f}σ"
         edits = len(self.editor.edits)
         start = "a latent file's face" if getattr(self.editor, "start_latent", None) is not None else f"face #{self.editor.seed}"

@@ -130,4 +130,5 @@ def add_axis(
         weights=grow(axis_set.weights, w), intercepts=grow(axis_set.intercepts, intercept),
         feature_mean=grow(axis_set.feature_mean, p),
         feature_std=grow(axis_set.feature_std, math.sqrt(p * (1 - p)) if math.isfinite(p) else math.nan),
+        reading_mean=grow(axis_set.reading_mean, math.nan), reading_std=grow(axis_set.reading_std, math.nan),
     )

@@ -5,7 +5,10 @@ and ``intercepts`` (K,) in link space; ``feature_mean``/``feature_std`` (K,) of
 the raw readings over the samples (used to express effects in units of each
 feature's spread); ``spread`` (K,), in spaces other than z, the standard deviation of the
 sampled latents along each axis (a knob's value is its position / spread, so "σ" keeps its
-meaning in StyleGAN's w). The header (safetensors metadata key ``tlgan``) holds
+meaning in StyleGAN's w); optional ``reading_mean``/``reading_std`` (K,): each axis'
+target reading's mean and SD over faces in exact-link space (logit / arctanh /
+raw), which standardise exact knob values (NaN for axes without a reading;
+absent in older files, then derived by ``tlgan exact-stats``). The header (safetensors metadata key ``tlgan``) holds
 the format version, generator identity and latent space, feature names, kinds
 and groups, method and parameters, sample count, seed, extractor identity and
 fit quality per axis.
@@ -27,7 +30,7 @@ from tlgan.safefile import read_tlgan_file
 
 FORMAT = "tlgan.axes"
 VERSION = 1
-_TENSORS = ("axes", "weights", "intercepts", "feature_mean", "feature_std", "spread")
+_TENSORS = ("axes", "weights", "intercepts", "feature_mean", "feature_std", "spread", "reading_mean", "reading_std")
 
 
 @dataclass
@@ -59,6 +62,9 @@ class AxisSet:
     truncation: float = 1.0
     layers: dict[str, list[int]] = field(default_factory=dict)
     spread: torch.Tensor | None = None
+    reading_mean: torch.Tensor | None = None
+    reading_std: torch.Tensor | None = None
+    reading_stats: dict[str, Any] = field(default_factory=dict)  # how reading_mean/std were made (optional)
 
     def __post_init__(self) -> None:
         k = len(self.names)
@@ -116,6 +122,7 @@ class AxisSet:
             weights=pick(self.weights), intercepts=pick(self.intercepts),
             feature_mean=pick(self.feature_mean), feature_std=pick(self.feature_std), spread=pick(self.spread),
             layers={n: self.layers[n] for n in names if n in self.layers},
+            reading_mean=pick(self.reading_mean), reading_std=pick(self.reading_std),
         )
 
     def renamed(self, mapping: dict[str, str]) -> "AxisSet":
@@ -140,6 +147,7 @@ class AxisSet:
             "method": self.method, "params": self.params, "samples": self.samples, "seed": self.seed,
             "extractor": self.extractor, "quality": self.quality, "descriptions": self.descriptions,
             "truncation": self.truncation, "layers": self.layers,
+            **({"reading_stats": self.reading_stats} if self.reading_stats else {}),
         }
 
     def save(self, path: str | Path) -> None:
@@ -166,6 +174,7 @@ def load_axes(path: str | Path) -> AxisSet:
             params=header.get("params", {}), samples=int(header.get("samples", 0)), seed=header.get("seed"),
             quality=header.get("quality", {}), descriptions=header.get("descriptions", {}),
             truncation=float(header.get("truncation", 1.0)), layers=dict(header.get("layers") or {}),
+            reading_stats=header.get("reading_stats", {}) or {},
             **{name: tensors.get(name) for name in _TENSORS[1:]},
         )
     except KeyError as exc:

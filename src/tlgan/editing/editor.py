@@ -4,20 +4,41 @@ An Editor is rebuilt exactly from (seed, edits): each Edit records the locks
 in force when it was made, so replaying the list reproduces the latent bit
 for bit. Front ends (CLI, web, notebook) hold an Editor and never do the
 math themselves.
+
+Two modes, chosen per edit (``Edit.exact``) and for new edits by
+``Editor.exact``: *linear* moves z along the knob's global axis with the locked
+axes projected out (TL-GAN; instant; locked knob *values* stay exact, the
+picture may drift; ``typicality`` reports when the latent leaves the region of
+typical faces), and *exact* follows a per-face path on the extractor's readings
+(editing/exact.py): the knob's value is the standardised reading, and locked
+readings stay within a tolerance.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 import torch
 
 from tlgan.axes.math import knob_values, lock_direction, move_to_value
 from tlgan.axes.spaces import match_space
 from tlgan.axes.store import AxisSet
+from tlgan.editing.exact import (
+    ExactResult,
+    ExactSettings,
+    ReadingModel,
+    check_differentiable,
+    exact_link,
+    exact_move,
+    feature_stats,
+    knob_features,
+    typicality,
+)
 from tlgan.errors import TlganError
+from tlgan.models.extractors import Extractor
 from tlgan.models.generators import Generator
 from tlgan.sampling.fused import module_device
 from tlgan.sampling.latents import check_seed
@@ -29,20 +50,27 @@ MAX_KNOB = 10.0  # |σ| beyond this leaves the latent distribution: refused, not
 
 @dataclass(frozen=True)
 class Edit:
-    """One knob move: ``op`` is 'set' (value = target σ) or 'step' (value = change in σ), under ``locks``."""
+    """One knob move: ``op`` is 'set' (value = target σ) or 'step' (value = change in σ), under ``locks``.
+
+    ``exact``: the value is the knob's standardised reading and the move follows
+    the per-face path that holds the locked readings (see editing/exact.py).
+    """
 
     op: str
     knob: str
     value: float
     locks: tuple[str, ...] = ()
+    exact: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return {"op": self.op, "knob": self.knob, "value": self.value, "locks": list(self.locks)}
+        out = {"op": self.op, "knob": self.knob, "value": self.value, "locks": list(self.locks)}
+        return {**out, "exact": True} if self.exact else out
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Edit":
+    def from_dict(cls, data: dict[str, Any]) -> Edit:
         try:
-            return cls(str(data["op"]), str(data["knob"]), float(data["value"]), tuple(data.get("locks", ())))
+            return cls(str(data["op"]), str(data["knob"]), float(data["value"]), tuple(data.get("locks", ())),
+                       bool(data.get("exact", False)))
         except (KeyError, TypeError, ValueError) as exc:
             raise TlganError(f"malformed edit {data!r}: {exc}") from None
 
@@ -55,13 +83,17 @@ class Editor:
         axes: the AxisSet with the knobs.
         seed: the starting face (``latent_for_seed``, or NVlabs' convention with seeds='nvlabs').
         layers: for StyleGAN axes made in w, the layer range the knobs move ('0-5', 'coarse', ...).
+        extractor: what exact edits read (default: the axes' own extractors, loaded when first needed).
+        exact: the mode of new edits made with ``set``/``step``.
+        settings: tolerances of exact edits.
 
     A StyleGAN generator is viewed in the axis set's space (w, w+); there a knob's value is
     its position along the axis relative to the mean w, divided by the axis' stored spread.
     """
 
     def __init__(self, generator: Generator, axes: AxisSet, seed: int = 0, layers: str | None = None,
-                 seeds: str = "tlgan") -> None:
+                 seeds: str = "tlgan", extractor: Extractor | None = None, exact: bool = False,
+                 settings: ExactSettings | None = None) -> None:
         axes.check_generator(generator)
         generator, axes = match_space(generator, axes, layers, seeds)
         axes.check_generator(generator)
@@ -71,6 +103,10 @@ class Editor:
         self._axes64 = axes.axes.to(torch.float64)
         self._spread = axes.spread.to(torch.float64) if axes.spread is not None else torch.ones(len(axes), dtype=torch.float64)
         self.locks: set[str] = set()
+        self.extractor = extractor
+        self.exact = exact
+        self.settings = settings or ExactSettings()
+        self._reader: ReadingModel | None = None
         self.new_face(seed)
 
     # ---- state -------------------------------------------------------------
@@ -79,6 +115,7 @@ class Editor:
         self.seed = check_seed(seed)
         self.z = face_latent(self.generator, seed).to(torch.float64)
         self.edits: list[Edit] = []
+        self.reports: list[dict[str, Any] | None] = []  # per edit: what an exact edit did (None for linear ones)
         self.start_latent: torch.Tensor | None = None
 
     def new_latent(self, latent: torch.Tensor) -> None:
@@ -140,6 +177,10 @@ class Editor:
             raise TlganError(f"value for '{edit.knob}' must be finite, got {edit.value}")
         for k in edit.locks:
             self.axes.index(k)
+        if edit.exact:
+            self.reports.append(self._apply_exact(edit).to_dict())
+            self.edits.append(edit)
+            return
         target = edit.value if edit.op == "set" else self.value(edit.knob) + edit.value
         if abs(target) > MAX_KNOB:
             raise TlganError(f"'{edit.knob}' would go to {target:.3g}σ; knob values must stay within ±{MAX_KNOB:g}σ")
@@ -147,14 +188,81 @@ class Editor:
         i = self.axes.index(edit.knob)
         self.z = move_to_value(self.z, self._axes64[i], d, target * float(self._spread[i]))
         self.edits.append(edit)
+        self.reports.append(None)
 
     def set(self, knob: str, value: float) -> None:
-        """Set ``knob`` to ``value`` σ, honouring the current locks."""
-        self.apply(Edit("set", knob, float(value), tuple(sorted(self.locks))))
+        """Set ``knob`` to ``value`` σ (in exact mode: its standardised reading), honouring the current locks."""
+        self.apply(Edit("set", knob, float(value), tuple(sorted(self.locks)), self.exact))
 
     def step(self, knob: str, delta: float = DEFAULT_STEP) -> None:
         """Change ``knob`` by ``delta`` σ (TL-GAN's +/- click), honouring the current locks."""
-        self.apply(Edit("step", knob, float(delta), tuple(sorted(self.locks))))
+        self.apply(Edit("step", knob, float(delta), tuple(sorted(self.locks)), self.exact))
+
+    # ---- exact mode --------------------------------------------------------
+    def reader(self) -> ReadingModel:
+        """The ReadingModel exact edits use (built once; loads the axes' extractors if none was given)."""
+        if self._reader is None:
+            if self.extractor is None:
+                from tlgan.models.extractors import load_extractor
+
+                self.extractor = load_extractor(self.axes.extractor_spec(), self._device)
+            check_differentiable(self.extractor)  # before deriving stats: refuse ONNX at once
+            mean, std = feature_stats(self.axes, self.generator, self.extractor)
+            self._reader = ReadingModel(self.generator, self.extractor, mean, std)
+        return self._reader
+
+    def _features(self) -> list[str | None]:
+        return knob_features(self.axes, self.reader().names)
+
+    def _apply_exact(self, edit: Edit) -> ExactResult:
+        reader = self.reader()
+        feats = self._features()
+        k = self.axes.index(edit.knob)
+        if feats[k] is None:
+            raise TlganError(f"knob '{edit.knob}' reads no extractor feature, so exact mode cannot move it; "
+                             "use linear mode")
+        if edit.knob in edit.locks:
+            raise TlganError(f"knob '{edit.knob}' is locked; unlock it to move it")
+        target = reader.names.index(feats[k])
+        goal = edit.value if edit.op == "set" else float(reader.read(self.z, [target])[0]) + edit.value
+        if abs(goal) > MAX_KNOB:
+            raise TlganError(f"'{edit.knob}' would go to {goal:.2f}σ; knob values must stay within ±{MAX_KNOB:g}σ")
+        locks = sorted(edit.locks, key=self.axes.index)
+        read_locks = [lk for lk in locks if feats[self.axes.index(lk)] is not None]
+        lin_locks = [lk for lk in locks if feats[self.axes.index(lk)] is None]
+        result = exact_move(
+            reader, self.z, target, goal,
+            locks=[reader.names.index(feats[self.axes.index(lk)]) for lk in read_locks], lock_names=read_locks,
+            linear_locks=self._axes64[[self.axes.index(lk) for lk in lin_locks]] if lin_locks else None,
+            linear_names=lin_locks, axis=self._axes64[k], target_name=edit.knob, settings=self.settings)
+        self.z = result.z
+        return result
+
+    def last_report(self) -> dict[str, Any] | None:
+        """What the last edit did, when it was exact (goal, reached, steps, blocking lock, message); else None."""
+        return self.reports[-1] if self.reports else None
+
+    @torch.no_grad()
+    def readings(self) -> dict[str, dict[str, float]]:
+        """Per knob that reads a feature: {'value': standardised reading (the exact knob value), 'raw': the reading}."""
+        reader = self.reader()
+        image = self.generator.synthesize(self.z.to(self._device, torch.float32)[None])
+        raw = self.extractor(image)[0].to(torch.float64).cpu()  # type: ignore[misc]
+        linked = exact_link(raw[None], reader.kinds)[0]
+        out: dict[str, dict[str, float]] = {}
+        for name, feat in zip(self.axes.names, self._features()):
+            if feat is not None:
+                j = reader.names.index(feat)
+                out[name] = {"value": float((linked[j] - reader.mean[j]) / reader.std[j]), "raw": float(raw[j])}
+        return out
+
+    def exact_values(self) -> dict[str, float]:
+        """Exact knob values: each knob's standardised reading (knobs without a reading are left out)."""
+        return {name: r["value"] for name, r in self.readings().items()}
+
+    def typicality(self) -> dict[str, Any]:
+        """How typical the latent still is under N(0, I): ‖z‖ against its chi distribution, with ``warn``."""
+        return typicality(self.z)
 
     def reset(self) -> None:
         """Back to the face's own latent (drop all edits)."""
@@ -165,13 +273,14 @@ class Editor:
 
     @classmethod
     def replay(cls, generator: Generator, axes: AxisSet, seed: int, edits: Iterable[Edit],
-               locks: Iterable[str] = (), latent: torch.Tensor | None = None, **space: Any) -> "Editor":
+               locks: Iterable[str] = (), latent: torch.Tensor | None = None, extractor: Extractor | None = None,
+               settings: ExactSettings | None = None, **space: Any) -> Editor:
         """Rebuild the exact state reached from ``seed`` (or from ``latent`` when given) by ``edits``;
         ``locks`` become the current locks.
 
         ``space``: the Editor's ``layers`` / ``seeds`` options the edits were made with.
         """
-        editor = cls(generator, axes, seed, **space)
+        editor = cls(generator, axes, seed, extractor=extractor, settings=settings, **space)
         if latent is not None:
             editor.new_latent(latent)
         for edit in edits:

@@ -15,14 +15,23 @@ axis' component orthogonal to the others, so the locked knobs stay put. As in
 the Editor, the knob still moves by t σ: the latent moves t / gain along the
 locked direction, where gain = direction · axis.
 
+With an ``exact`` sweeper (``tlgan.editing.exact.ExactSweeper``, passed in by
+the caller since editing is not below evaluation), each axis that reads a
+feature is instead moved along per-face exact paths: offset t sets the knob's
+standardised reading to its start + t, free or with the other supervised
+axes' readings held; the same matrices, curves and face counts are computed
+from the faces those paths reach, and per axis the share of moves that
+reached their goal is reported ("reachable").
+
 ``Evaluation.to_dict`` is the stable JSON documented in docs/evaluate.md.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -227,6 +236,8 @@ def evaluate(
     strip_faces: int = 2,
     progress: bool = True,
     reader: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    exact: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None = None,
+    spread: torch.Tensor | None = None,
 ) -> Evaluation:
     """Evaluate every axis of ``axis_set`` on ``n`` fresh faces of evaluation ``seed`` (see module docstring).
 
@@ -259,8 +270,12 @@ def evaluate(
     # Knob σ in units of each axis' stored spread (w); 1 in z.
     unit = axis_set.spread.to(torch.float64) if axis_set.spread is not None else torch.ones(K, dtype=torch.float64)
     y0 = reader(z0) if reader is not None else read_faces(generator, extractor, z0, batch_size)
-    spread = y0.to(torch.float64).std(0)
+    # each feature's spread over the fresh faces (or one given, so that runs on few faces share a yardstick)
+    spread = y0.to(torch.float64).std(0) if spread is None else spread.to(torch.float64)
     can_lock = locked and sum(supervised) >= 2
+    if exact is not None:
+        return _evaluate_exact(generator, extractor, axis_set, exact, z0, y0, offsets, targets, supervised, features,
+                               kinds, face, can_lock, batch_size, strip_faces, seed, n, spread)
     matrix = torch.full((K, len(features)), math.nan, dtype=torch.float64)
     matrix_locked = torch.full_like(matrix, math.nan) if can_lock else None
     # every move first (free, then locked where possible), so that all renders share full batches
@@ -335,6 +350,82 @@ def evaluate(
     )
 
 
+def _evaluate_exact(generator: Generator, extractor: Extractor, axis_set: AxisSet, sweeper: Callable[..., Any],
+                    z0: torch.Tensor, y0: torch.Tensor, offsets: torch.Tensor, targets: list[str | None],
+                    supervised: list[bool], features: list[str], kinds: list[str], face: int | None, can_lock: bool,
+                    batch_size: int, strip_faces: int, seed: int, n: int, spread: torch.Tensor) -> Evaluation:
+    """The re-scoring protocol on exact paths (module docstring): ``sweeper(z0, k, offsets, locked_axes)`` returns
+    latents (P, n, D) and converged (P, n)."""
+    K, D = axis_set.axes.shape
+    matrix = torch.full((K, len(features)), math.nan, dtype=torch.float64)
+    matrix_locked = torch.full_like(matrix, math.nan) if can_lock else None
+    moving = offsets != 0
+    results: list[dict[str, Any]] = []
+    strips: dict[str, list[list[torch.Tensor]]] = {}
+
+    def run(k: int, locks: list[int]) -> tuple[dict[str, Any], torch.Tensor, torch.Tensor]:
+        latents, ok = sweeper(z0, k, offsets.tolist(), locks)
+        readings = read_faces(generator, extractor, latents.reshape(-1, D), batch_size).reshape(len(offsets), n, -1)
+        readings[~moving] = y0.float()
+        tgt = features.index(targets[k])
+        stats = _sweep_stats(readings, offsets, spread, tgt, face)
+        stats["reachable"] = float(ok[moving].double().mean())
+        return stats, latents, ok
+
+    for k, name in enumerate(axis_set.names):
+        entry: dict[str, Any] = {"name": name, "target": targets[k], "supervised": supervised[k], "locked": None,
+                                 "fit_quality": {"metric": None, "fresh": None, "stored": None},
+                                 "moves_most": None, "diagonal": None, "worst_leak": None, "monotonicity": None,
+                                 "target_curve": [], "face_fraction": None, "faces_kept": None, "reachable": None}
+        if targets[k] is None:
+            results.append(entry)
+            continue
+        free, lat_free, _ = run(k, [])
+        matrix[k] = free["effects"]
+        entry.update({"moves_most": _named(features, free["moves_most"]), "diagonal": free["diagonal"],
+                      "worst_leak": _named(features, free["worst_leak"]), "monotonicity": free["monotonicity"],
+                      "target_curve": free["curve"], "face_fraction": free["face_fraction"],
+                      "faces_kept": free["faces_kept"], "reachable": free["reachable"]})
+        rows = [list(_render(generator, lat_free[:, :strip_faces]))] if strip_faces else []
+        others = [i for i in range(K) if i != k and supervised[i] and targets[i] is not None]
+        if can_lock and others:
+            held, lat_held, _ = run(k, others)
+            matrix_locked[k] = held["effects"]
+            entry["locked"] = {"gain": None, "diagonal": held["diagonal"], "moves_most": _named(features, held["moves_most"]),
+                               "worst_leak": _named(features, held["worst_leak"]), "monotonicity": held["monotonicity"],
+                               "target_curve": held["curve"], "face_fraction": held["face_fraction"],
+                               "faces_kept": held["faces_kept"], "reachable": held["reachable"]}
+            if strip_faces:
+                rows.append(list(_render(generator, lat_held[:, :strip_faces])))
+        if rows:
+            strips[name] = rows
+        results.append(entry)
+    header = {
+        "format": FORMAT, "version": VERSION, "mode": "exact",
+        "generator": axis_set.generator, "extractor": extractor.identity, "method": axis_set.method,
+        "latent_space": axis_set.latent_space, "latent_dim": D,
+        "axes_extractor": axis_set.extractor, "axes_samples": axis_set.samples, "axes_seed": axis_set.seed,
+        "settings": {"n": n, "seed": seed, "sweep": offsets.tolist(), "lock_mode": "exact" if can_lock else None,
+                     "face_feature": FACE_FEATURE if face is not None else None, "face_threshold": FACE_THRESHOLD,
+                     "latents": "tlgan.latents.sample_latents(seed, 0, n, latent_dim)",
+                     "offsets": "standardised reading of the knob's feature, relative to the face's own"},
+    }
+    axes_n = axis_set.axes.to(torch.float64)
+    return Evaluation(
+        header=header, features=features, feature_mean=y0.to(torch.float64).mean(0).tolist(),
+        feature_std=spread.tolist(), axis_names=list(axis_set.names), matrix=matrix, matrix_locked=matrix_locked,
+        cosine=axes_n @ axes_n.T, axes=results, summary=summarize(results), strips=strips,
+    )
+
+
+@torch.inference_mode()
+def _render(generator: Generator, latents: torch.Tensor) -> list[torch.Tensor]:
+    """Images (3, H, W) on CPU, row-major by face, of latents (P, s, D) (offsets along each row)."""
+    z = latents.transpose(0, 1).reshape(-1, latents.shape[-1])
+    device = next(generator.parameters(), torch.empty(0)).device
+    return list(generator(z.float().to(device)).float().cpu())
+
+
 def summarize(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Set-level numbers over the axes that have a target feature (free and locked):
 
@@ -346,7 +437,7 @@ def summarize(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
             return {"axes": 0}
         leaks = [(abs(e["worst_leak"]["effect"]), e) for e in entries if e.get("worst_leak")]
         worst = max(leaks, key=lambda p: p[0], default=None)
-        mean = lambda xs: float(np.nanmean(xs)) if len(xs) and not np.all(np.isnan(xs)) else math.nan  # noqa: E731
+        mean = lambda xs: float(np.nanmean(xs)) if len(xs) and not np.all(np.isnan(xs)) else math.nan
         out = {
             "axes": len(entries),
             "diagonal_mean": mean([e["diagonal"] for e in entries]),
@@ -356,6 +447,9 @@ def summarize(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
             "monotonicity_mean": mean([e["monotonicity"] for e in entries]),
             "faces_kept_mean": mean([e["faces_kept"] for e in entries]),
         }
+        reach = [e["reachable"] for e in entries if e.get("reachable") is not None]
+        if reach:
+            out["reachable_mean"] = mean(reach)
         return out
 
     targeted = [r for r in results if r["target"] is not None]

@@ -527,7 +527,9 @@ def _extractor_loader(spec_name: str) -> Callable[[str | None, torch.device], Ex
         raw = OPENERS[spec_name](arg, device)
         if isinstance(raw.run, Extractor):
             return raw.run
-        return UserExtractor(raw)
+        extractor = UserExtractor(raw)
+        extractor.differentiable = spec_name != "onnx"  # onnxruntime gives no gradients
+        return extractor
 
     return load
 

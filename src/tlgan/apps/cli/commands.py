@@ -6,7 +6,7 @@ import click
 
 from .assets import check_model, convert, import_axes, ingest_celeba, train_extractor
 from .build import build, discover, fit
-from .edit import edit, info, strip
+from .edit import edit, exact_stats, info, strip
 from .evaluate import evaluate
 from .knobs import knobs, rename, teach
 from .photo import invert
@@ -34,6 +34,6 @@ def cli() -> None:
     """
 
 
-for _command in (build, fit, discover, info, edit, strip, evaluate, rename, teach, knobs, serve_command, convert,
+for _command in (build, fit, discover, info, edit, strip, exact_stats, evaluate, rename, teach, knobs, serve_command, convert,
                  import_axes, check_model, train_extractor, ingest_celeba, invert):
     cli.add_command(_command)

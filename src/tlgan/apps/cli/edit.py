@@ -1,4 +1,4 @@
-"""tlgan info, edit and strip: look at an axis set and render edited faces."""
+"""tlgan info, edit, strip and exact-stats: look at an axis set and render edited faces."""
 
 from __future__ import annotations
 
@@ -45,7 +45,9 @@ def info(axes: str | None, as_json: bool) -> None:
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="image to write (.png/.webp/.jpg)")
 @click.option("--size", type=click.IntRange(16, 4096), default=256, show_default=True, help="output size in px")
 @click.option("--json", "as_json", is_flag=True, help="print knob values before/after and the extractors' readings")
-@click.option("--extractor", default=None, help="extractors for --json readings [default: the axes' own]")
+@click.option("--extractor", default=None, help="extractors for --json readings and --exact [default: the axes' own]")
+@click.option("--exact", is_flag=True,
+              help="exact mode: knob values are the extractor's standardised readings, and locked readings are held")
 @click.option("--layers", default=None,
               help="StyleGAN axes in w: move only these w inputs (FIRST-LAST, e.g. 0-5, or coarse/middle/fine)")
 @click.option("--nvlabs-seeds", is_flag=True,
@@ -55,7 +57,7 @@ def info(axes: str | None, as_json: bool) -> None:
 @click.option("--library/--no-library", default=True, show_default=True, help="add the knob library's taught knobs")
 def edit(axes: str | None, generator: str | None, seed: int | None, latent_path: str | None, paste_into: str | None,
          sets: tuple[str, ...], steps: tuple[str, ...], locks: tuple[str, ...], out: str | None, size: int,
-         as_json: bool, extractor: str | None, layers: str | None, nvlabs_seeds: bool, device: str,
+         as_json: bool, extractor: str | None, exact: bool, layers: str | None, nvlabs_seeds: bool, device: str,
          knobs_dir: str | None, library: bool) -> None:
     """Render face SEED (or a photo's latent file) after setting/stepping knobs, with locked knobs held fixed.
 
@@ -65,7 +67,9 @@ def edit(axes: str | None, generator: str | None, seed: int | None, latent_path:
       tlgan edit --generator stylegan:ffhq.pkl --axes ffhq-w.safetensors --seed 85 --nvlabs-seeds \\
           --set smile=2 --layers 0-5 --out face.png
       tlgan edit --latent me.json --set happy=2 --paste-into me.jpg --out me-happy.jpg
-    Edits apply in order: all --set, then all --step.
+      tlgan edit --exact --seed 7 --set happy=2 --lock yaw --lock brightness --out face.png --json
+    Edits apply in order: all --set, then all --step. Linear mode (default) moves along the knobs' global
+    axes; --exact follows a path for this face on which the locked readings stay within 0.02 SD.
     """
     from tlgan.editing.editor import Editor
     from tlgan.imaging import save_image, to_pil
@@ -90,7 +94,13 @@ def edit(axes: str | None, generator: str | None, seed: int | None, latent_path:
         picture = open_photo(paste_into)
     seed = 0 if seed is None else seed
     gen, axis_set = load_model(generator, axes, device, knobs_dir, library)
-    editor = Editor(gen, axis_set, seed, layers=layers, seeds="nvlabs" if nvlabs_seeds else "tlgan")
+    ext = None
+    if exact:
+        from tlgan.models.extractors import load_extractor
+
+        ext = load_extractor(extractor or axis_set.extractor_spec(), device)
+    editor = Editor(gen, axis_set, seed, layers=layers, seeds="nvlabs" if nvlabs_seeds else "tlgan", extractor=ext,
+                    exact=exact)
     if latent_file is not None:
         from tlgan.editing.latentfile import check_for
 
@@ -98,10 +108,16 @@ def edit(axes: str | None, generator: str | None, seed: int | None, latent_path:
         editor.new_latent(latent_file.latent)
     editor.set_locks(locks)
     before = editor.values()
+    before_exact = editor.exact_values() if exact else None
     for name, value in set_pairs:
         editor.set(name, value)
+        _warn_exact(editor)
     for name, delta in step_pairs:
         editor.step(name, delta)
+        _warn_exact(editor)
+    typical = editor.typicality()
+    if typical["warn"]:
+        click.echo(f"warning: {typical['message']}", err=True)
     image = editor.render()
     if picture is not None and latent_file is not None and out:
         from tlgan.editing.photo import paste_into as paste
@@ -114,10 +130,22 @@ def edit(axes: str | None, generator: str | None, seed: int | None, latent_path:
     elif out:
         save_image(to_pil(image, size), out)
     if as_json:
-        report: dict[str, Any] = {"seed": None if latent_file else seed, "latent": latent_path, "locks": sorted(editor.locks),
+        report: dict[str, Any] = {"seed": None if latent_file else seed, "latent": latent_path,
+                                  "mode": "exact" if exact else "linear", "locks": sorted(editor.locks),
                                   "edits": [e.to_dict() for e in editor.edits], "before": before, "after": editor.values()}
+        if exact:
+            report["exact_before"], report["exact_after"] = before_exact, editor.exact_values()
+            report["exact_reports"] = [r for r in editor.reports if r is not None]
+        report["typicality"] = typical
         report["readings"] = readings(image, extractor or axis_set.extractor_spec(), device)
         click.echo(json.dumps(report, indent=2))
+
+
+def _warn_exact(editor: Any) -> None:
+    """Say on stderr when an exact edit stopped short of its goal (never silent)."""
+    report = editor.last_report()
+    if report is not None and not report["converged"]:
+        click.echo(f"warning: {report['message']}", err=True)
 
 @click.command()
 @click.option("--axis", "axis", required=True, help="knob to sweep")
@@ -129,6 +157,8 @@ def edit(axes: str | None, generator: str | None, seed: int | None, latent_path:
 @click.option("--steps", type=click.IntRange(2, 64), default=7, show_default=True, help="images in the strip")
 @click.option("--size", type=click.IntRange(16, 1024), default=128, show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False), required=True)
+@click.option("--exact", is_flag=True, help="exact mode: set the knob's standardised reading, holding locked readings")
+@click.option("--extractor", default=None, help="extractors for --exact [default: the axes' own]")
 @click.option("--layers", default=None,
               help="StyleGAN axes in w: move only these w inputs (FIRST-LAST, e.g. 0-5, or coarse/middle/fine)")
 @click.option("--nvlabs-seeds", is_flag=True,
@@ -137,19 +167,54 @@ def edit(axes: str | None, generator: str | None, seed: int | None, latent_path:
 @click.option("--knobs-dir", default=None, help=KNOBS_DIR_HELP)
 @click.option("--library/--no-library", default=True, show_default=True, help="add the knob library's taught knobs")
 def strip(axis: str, axes: str | None, generator: str | None, seed: int, locks: tuple[str, ...], span: float,
-          steps: int, size: int, out: str, layers: str | None, nvlabs_seeds: bool, device: str, knobs_dir: str | None,
-          library: bool) -> None:
-    """A row of images of face SEED with knob AXIS set from −RANGE to +RANGE σ."""
+          steps: int, size: int, out: str, exact: bool, extractor: str | None, layers: str | None, nvlabs_seeds: bool,
+          device: str, knobs_dir: str | None, library: bool) -> None:
+    """A row of images of face SEED with knob AXIS set from −RANGE to +RANGE σ (--exact: its reading)."""
     from tlgan.editing.editor import Editor
     from tlgan.imaging import grid, save_image
 
     gen, axis_set = load_model(generator, axes, device, knobs_dir, library)
     axis_set.index(axis)
+    ext = None
+    if exact:
+        from tlgan.models.extractors import load_extractor
+
+        ext = load_extractor(extractor or axis_set.extractor_spec(), device)
     images = []
     for i in range(steps):
-        editor = Editor(gen, axis_set, seed, layers=layers, seeds="nvlabs" if nvlabs_seeds else "tlgan")
+        editor = Editor(gen, axis_set, seed, layers=layers, seeds="nvlabs" if nvlabs_seeds else "tlgan", extractor=ext,
+                        exact=exact)
         editor.set_locks(locks)
         editor.set(axis, -span + 2 * span * i / (steps - 1))
+        _warn_exact(editor)
         images.append(editor.render())
     save_image(grid(images, size=size), out)
     click.echo(f"wrote {out}", err=True)
+
+
+@click.command("exact-stats")
+@click.argument("axes", type=click.Path(dir_okay=False, exists=True))
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="write here [default: update AXES]")
+@click.option("--n", "n", type=click.IntRange(100, 1 << 22), default=4096, show_default=True,
+              help="faces to sample")
+@click.option("--seed", type=int, default=271828, show_default=True)
+@click.option("--generator", default=None, help="generator spec [default: digiface]")
+@click.option("--extractor", default=None, help="extractors [default: the axes' own]")
+@click.option("--device", default="auto", show_default=True)
+def exact_stats(axes: str, out: str | None, n: int, seed: int, generator: str | None, extractor: str | None,
+                device: str) -> None:
+    """Store each knob's reading mean and spread over N sampled faces in AXES (what exact mode's values are in).
+
+    \b
+    Example:
+      tlgan exact-stats my-axes.safetensors --n 4096
+    Axis sets without them get them derived (same numbers) whenever exact mode starts; storing them saves that time.
+    """
+    from tlgan.editing.exact import with_reading_stats
+    from tlgan.models.extractors import load_extractor
+
+    gen, axis_set = load_model(generator, axes, device)
+    ext = load_extractor(extractor or axis_set.extractor_spec(), device)
+    updated = with_reading_stats(axis_set, gen, ext, n=n, seed=seed)
+    updated.save(out or axes)
+    click.echo(f"wrote {out or axes}", err=True)

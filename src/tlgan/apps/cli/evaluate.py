@@ -32,10 +32,12 @@ from .common import ray_options
 @click.option("--extractor", default=None, help="extractors to re-score with [default: the ones the axes name]")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--batch-size", type=click.IntRange(1, 1 << 16), default=256, show_default=True)
+@click.option("--exact", is_flag=True,
+              help="move faces along exact paths (offsets in SD of each knob's reading; locks hold readings); slow")
 @ray_options
 def evaluate(axes: str | None, n: int, seed: int | None, span: float, steps: int, no_locked: bool, json_out: str | None,
              report_dir: str | None, generator: str | None, extractor: str | None, device: str,
-             batch_size: int, ray_address: str | None, ray_workers: int | None, ray_ship: bool) -> None:
+             batch_size: int, exact: bool, ray_address: str | None, ray_workers: int | None, ray_ship: bool) -> None:
     """Measure every axis of AXES (default: the shipped set) on fresh faces: fit quality, re-scoring matrix (free
     and locked), monotonicity, faces kept, cosine similarity.
 
@@ -43,6 +45,7 @@ def evaluate(axes: str | None, n: int, seed: int | None, span: float, steps: int
     Example:
       tlgan evaluate my-axes.safetensors --n 500 --json eval.json --report eval-report/
       tlgan evaluate my-axes.safetensors --n 5000 --json eval.json --ray HEAD:6379
+      tlgan evaluate --exact --n 32 --range 2 --steps 5 --json exact.json
     The JSON format is documented in docs/evaluate.md.
     """
     from tlgan.evaluation.evaluate import DEFAULT_SEED
@@ -59,13 +62,20 @@ def evaluate(axes: str | None, n: int, seed: int | None, span: float, steps: int
     offsets = sorted({round(-span + 2 * span * i / (steps - 1), 6) for i in range(steps)} | {0.0})
     seed = DEFAULT_SEED if seed is None else seed
     if ray_address:
+        if exact:
+            raise TlganError("--exact runs on this machine; drop --ray")
         result = _evaluate_on_ray(ray_address, ray_workers, ray_ship, generator, axes, extractor, device, n, seed,
                                   offsets, not no_locked, batch_size)
     else:
         gen, axis_set = load_model(generator, axes, device)
         ext = load_extractor(extractor or axis_set.extractor_spec(), device)
+        sweeper = None
+        if exact:
+            from tlgan.editing.exact import ExactSweeper
+
+            sweeper = ExactSweeper(gen, ext, axis_set, progress=True)
         result = run_evaluation(gen, ext, axis_set, n=n, seed=seed, sweep=offsets, locked=not no_locked,
-                                batch_size=batch_size)
+                                batch_size=batch_size, exact=sweeper)
     if json_out:
         from tlgan.atomic import write_text_atomic
 
@@ -107,7 +117,8 @@ def format_summary(data: dict) -> str:
     def f(v: float | None) -> str:
         return "-" if v is None else f"{v:+.2f}"
 
-    lines = [f"{'axis':<22}{'fit':>8}{'diag':>8}{'worst leak':>26}{'mono':>7}{'faces':>7}{'locked diag':>13}"]
+    lines = [f"{'axis':<22}{'fit':>8}{'diag':>8}{'worst leak':>26}{'mono':>7}{'faces':>7}{'locked diag':>13}"
+             + (f"{'reach':>7}{'locked reach':>14}" if data.get("mode") == "exact" else "")]
     for a in data["axes"]:
         q = a["fit_quality"]["fresh"]
         leak = a["worst_leak"]
@@ -116,5 +127,6 @@ def format_summary(data: dict) -> str:
         lines.append(f"{a['name']:<22}{'-' if q is None else f'{q:.2f}':>8}{f(a['diagonal']):>8}{leak_s:>26}"
                      f"{'-' if a['monotonicity'] is None else format(a['monotonicity'], '.2f'):>7}"
                      f"{'-' if a['faces_kept'] is None else format(a['faces_kept'], '.2f'):>7}"
-                     f"{f(locked.get('diagonal')):>13}")
+                     f"{f(locked.get('diagonal')):>13}"
+                     + (f"{f(a.get('reachable')):>7}{f(locked.get('reachable')):>14}" if data.get("mode") == "exact" else ""))
     return "\n".join(lines)

@@ -261,6 +261,9 @@ def create_app(generator: Generator, axes: AxisSet, extractor: Extractor | None,
             "Server-Timing": f"frame;dur={(time.perf_counter() - start) * 1000:.2f}",
             "Cache-Control": "no-store",
         }
+        report = editor.last_report()
+        if report is not None and not report["converged"]:
+            headers["X-Exact-Report"] = json.dumps(report["message"])  # ASCII-escaped JSON string
         return Response(data, media_type=MEDIA[request.format], headers=headers)
 
     @app.post("/api/readings", response_model=ReadingsOut, summary="Knob values and the extractor's readings",
@@ -272,7 +275,9 @@ def create_app(generator: Generator, axes: AxisSet, extractor: Extractor | None,
                 return {"values": editor.values(), "extractor": None, "readings": []}
             editor, frames = await frame(request, admitted, read=True)
         row = frames.readings[0]
-        return {"values": editor.values(), "extractor": extractor.name, "readings": [
+        return {"values": editor.values(), "extractor": extractor.name, "typicality": editor.typicality(),
+                "exact_values": editor.exact_values() if request.exact else None,
+                "exact_report": editor.last_report(), "readings": [
             {"name": f.name, "value": float(v) if math.isfinite(float(v)) else None, "kind": f.kind, "group": f.group}
             for f, v in zip(extractor.features, row)]}
 

@@ -26,9 +26,10 @@ class EditIn(BaseModel):
     knob: str = Field(min_length=1, max_length=MAX_NAME)
     value: float = Field(ge=-MAX_KNOB, le=MAX_KNOB, allow_inf_nan=False, strict=True)
     locks: list[str] = Field(default_factory=list, max_length=MAX_LOCKS)
+    exact: bool = Field(False, strict=True, description="exact mode: value is the knob's standardised reading")
 
     def to_edit(self) -> Edit:
-        return Edit(self.op, self.knob, float(self.value), tuple(sorted(set(self.locks))))
+        return Edit(self.op, self.knob, float(self.value), tuple(sorted(set(self.locks))), self.exact)
 
 
 class MixIn(BaseModel):
@@ -48,6 +49,8 @@ class StateIn(BaseModel):
     mix: MixIn | None = Field(None, description="blend the starting face with another before the edits")
     edits: list[EditIn] = Field(default_factory=list, max_length=MAX_EDITS)
     locks: list[str] = Field(default_factory=list, max_length=MAX_LOCKS, description="knobs locked now")
+    exact: bool = Field(False, strict=True, description="the mode shown: knob values as exact readings (new edits "
+                                                         "carry their own mode)")
 
     @model_validator(mode="after")
     def _bounded_work(self) -> "StateIn":

@@ -4,29 +4,42 @@ Requests are stateless: each carries the whole edit list, and the server
 replays it with the library's Editor. While a slider is dragged, successive
 requests differ only in their last edit, so the state reached by all edits
 but the last is cached; a frame then costs one edit, not the whole list.
+Exact edits (a per-face path each, up to seconds on a CPU) make the cache
+matter more: every prefix reached is cached, a request starts from the
+longest cached prefix of its edit list, and paths are computed one at a time
+(a second request for the same state waits and then finds it cached). A
+cached latent is the very tensor replaying would produce, so the cache never
+changes a result (tests compare the bytes with it on and off).
 """
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
 from tlgan.axes.store import AxisSet
 from tlgan.editing.editor import Edit, Editor
 from tlgan.errors import TlganError
+from tlgan.models.extractors import Extractor
 from tlgan.models.generators import Generator
 from tlgan.sampling.latents import latent_for_seed, slerp
 
 
 class Replayer:
-    """Rebuilds Editors from (seed, edits, locks); thread-safe; keeps ``capacity`` recent latents."""
+    """Rebuilds Editors from (seed, edits, locks); thread-safe; keeps ``capacity`` recent latents.
 
-    def __init__(self, generator: Generator, axes: AxisSet, capacity: int = 512) -> None:
-        self.generator, self.axes, self.capacity = generator, axes, capacity
-        self._cache: OrderedDict[tuple, torch.Tensor] = OrderedDict()
+    ``extractor`` is what exact edits read (None: the axes' own, loaded when first needed);
+    ``cache=False`` turns the cache off (for tests).
+    """
+
+    def __init__(self, generator: Generator, axes: AxisSet, capacity: int = 512, extractor: Extractor | None = None,
+                 cache: bool = True) -> None:
+        self.generator, self.axes, self.capacity, self.extractor = generator, axes, capacity, extractor
+        self.use_cache = cache
+        self._cache: OrderedDict[tuple, tuple[torch.Tensor, list]] = OrderedDict()
         self._lock = threading.Lock()
         self._version = 0
         self.hits = 0
@@ -40,15 +53,17 @@ class Replayer:
 
     def _get(self, key: tuple) -> torch.Tensor | None:
         with self._lock:
-            z = self._cache.get(key)
-            if z is not None:
+            item = self._cache.get(key)
+            if item is not None:
                 self._cache.move_to_end(key)
                 self.hits += 1
-            return z
+            return item
 
-    def _put(self, key: tuple, z: torch.Tensor) -> None:
+    def _put(self, key: tuple, z: torch.Tensor, reports: list) -> None:
+        if not self.use_cache:
+            return
         with self._lock:
-            self._cache[key] = z
+            self._cache[key] = (z.clone(), list(reports))
             self._cache.move_to_end(key)
             while len(self._cache) > self.capacity:
                 self._cache.popitem(last=False)

@@ -42,13 +42,15 @@ class Extractor(nn.Module):
     ``features``, and implement ``forward``. An extractor resizes its input
     itself when it needs a fixed size. ``autocast_dtypes`` lists the reduced
     precisions its readings tolerate (the pipeline runs it in float32 under
-    any other).
+    any other). ``differentiable`` is False for extractors that give no
+    gradients (ONNX): exact edits refuse them with a clear message.
     """
 
     name: str = "extractor"
     identity: str = ""
     features: tuple[Feature, ...] = ()
     autocast_dtypes: tuple[torch.dtype, ...] = (torch.float16, torch.bfloat16)
+    differentiable: bool = True
 
     @property
     def feature_names(self) -> list[str]:

@@ -53,9 +53,12 @@ function encodeHash(s) {
   const parts = [`seed=${s.seed}`];
   if (s.mix) parts.push(`mix=${s.mix.seed}:${s.mix.t}`);
   if (s.locks.length) parts.push("locks=" + s.locks.map(enc).join(","));
+  if (s.exact) parts.push("exact=1");
   if (s.edits.length) {
+    // an exact edit carries a fifth field 'x' (links made before exact mode stay valid)
     parts.push("edits=" + s.edits.map((e) =>
-      [e.op === "set" ? "s" : "d", enc(e.knob), String(e.value), e.locks.map(enc).join(",")].join(":")).join(";"));
+      [e.op === "set" ? "s" : "d", enc(e.knob), String(e.value), e.locks.map(enc).join(",")]
+        .concat(e.exact ? ["x"] : []).join(":")).join(";"));
   }
   for (const [name, field] of extraFields) {
     const text = field.format(s[name]);
@@ -79,10 +82,12 @@ function decodeHash(hash) {
   const edits = (fields.edits ? fields.edits.split(";") : []).map((item) => {
     const [op, knob, value, locks, ...rest] = item.split(":");
     const number = Number(value);
-    if (rest.length || !["s", "d"].includes(op) || !knob || value === "" || !Number.isFinite(number)) {
-      throw new Error(`edit '${decodeURIComponent(item)}' is not op:knob:value:locks`);
+    const exact = rest.length === 1 && rest[0] === "x";
+    if ((rest.length && !exact) || !["s", "d"].includes(op) || !knob || value === "" || !Number.isFinite(number)) {
+      throw new Error(`edit '${decodeURIComponent(item)}' is not op:knob:value:locks[:x]`);
     }
-    return { op: op === "s" ? "set" : "step", knob: decodeURIComponent(knob), value: number, locks: names(locks) };
+    const edit = { op: op === "s" ? "set" : "step", knob: decodeURIComponent(knob), value: number, locks: names(locks) };
+    return exact ? { ...edit, exact: true } : edit;
   });
   const s = { seed: Number(fields.seed), edits, locks: [...new Set(names(fields.locks))].sort() };
   if (fields.mix) {
@@ -184,6 +189,7 @@ async function pump() {
     const knobValues = JSON.parse(res.headers.get("X-Knob-Values"));
     retried = false;
     showFrame(s, blob, knobValues);
+    showWarnings(res.headers);
   } catch (err) {
     renderFailed(s, err);
   } finally {
@@ -195,6 +201,27 @@ async function pump() {
       document.body.dataset.idle = "true";
       scheduleReadings();
     }
+  }
+}
+
+function showPreview(blob) {
+  const img = $("face");
+  const old = img.dataset.preview;
+  img.src = URL.createObjectURL(blob);
+  img.dataset.preview = img.src;
+  img.dataset.key = "preview";
+  if (old) setTimeout(() => URL.revokeObjectURL(old), 1000);
+}
+
+function showWarnings(headers) {
+  const report = headers.get("X-Exact-Report");
+  if (report) showError(JSON.parse(report));
+  const typical = JSON.parse(headers.get("X-Latent-Typicality") || "null");
+  const warn = $("typicality");
+  warn.hidden = !(typical && typical.warn);
+  if (typical && typical.warn) {
+    warn.textContent = `This face's latent is far from typical (‖z‖ = ${typical.norm.toFixed(1)}, faces ` +
+      `usually ${typical.expected.toFixed(1)}): it may break. Exact mode keeps edited faces typical.`;
   }
 }
 
@@ -301,6 +328,7 @@ function updateValues() {
 }
 
 function updateLocks() {
+  $("exact").checked = state.exact;
   for (const [name, r] of rows) {
     const locked = state.locks.includes(name);
     r.row.classList.toggle("locked", locked);
@@ -406,10 +434,10 @@ function setKnob(name, value) {
   const last = state.edits[state.edits.length - 1];
   // Consecutive 'set's of one knob under the same locks collapse into one: the result is the same
   // state, and links stay short however long a slider is dragged.
-  if (last && last.op === "set" && last.knob === name && sameList(last.locks, state.locks)) {
+  if (last && last.op === "set" && last.knob === name && sameList(last.locks, state.locks) && !!last.exact === state.exact) {
     last.value = value;
   } else {
-    state.edits.push({ op: "set", knob: name, value, locks: [...state.locks] });
+    state.edits.push({ op: "set", knob: name, value, locks: [...state.locks], ...(state.exact ? { exact: true } : {}) });
   }
   learn(name, value);
   commit();
@@ -431,11 +459,11 @@ function stepKnob(name, delta) {
   }
   pushHistory();
   const last = state.edits[state.edits.length - 1];
-  if (last && last.op === "step" && last.knob === name && sameList(last.locks, state.locks)) {
+  if (last && last.op === "step" && last.knob === name && sameList(last.locks, state.locks) && !!last.exact === state.exact) {
     last.value = Math.round((last.value + delta) * 1e6) / 1e6;
     if (last.value === 0) state.edits.pop();
   } else {
-    state.edits.push({ op: "step", knob: name, value: delta, locks: [...state.locks] });
+    state.edits.push({ op: "step", knob: name, value: delta, locks: [...state.locks], ...(state.exact ? { exact: true } : {}) });
   }
   learn(name, target);
   commit();

@@ -1,0 +1,187 @@
+"""Exact edits on a tiny differentiable model with planted non-linear features (tests/planted_nonlinear.py)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from planted_nonlinear import BentExtractor, BentGenerator, bent_axes
+
+from tlgan.editing.editor import Edit, Editor
+from tlgan.editing.exact import (
+    ExactSettings,
+    ReadingModel,
+    exact_link,
+    exact_move,
+    feature_stats,
+    free_rate,
+    predictor_step,
+    typicality,
+    with_reading_stats,
+)
+from tlgan.errors import TlganError
+
+SEEDS = range(8)
+
+
+@pytest.fixture(scope="module")
+def bent():
+    gen, ext = BentGenerator(), BentExtractor()
+    axes = with_reading_stats(bent_axes(gen, ext), gen, ext, n=2000)
+    return gen, ext, axes
+
+
+def test_predictor_step_moves_target_and_holds_constraints_to_first_order():
+    gen = torch.Generator().manual_seed(0)
+    g, c = torch.randn(10, generator=gen, dtype=torch.float64), torch.randn(3, 10, generator=gen, dtype=torch.float64)
+    axis = torch.randn(10, generator=gen, dtype=torch.float64)
+    res = torch.tensor([0.1, -0.2, 0.0], dtype=torch.float64)
+    dz, planned = predictor_step(g, c, 0.5, res, axis, radius=100.0)
+    assert planned == 0.5
+    assert abs(float(g @ dz) - 0.5) < 1e-9 and torch.allclose(c @ dz, res, atol=1e-9)
+    # a trust region shrinks the planned target change, not the corrections
+    v0, _ = predictor_step(g, c, 0.0, res, axis, radius=100.0)
+    dz, planned = predictor_step(g, c, 0.5, res, axis, radius=(float(dz.norm()) + float(v0.norm())) / 2)
+    assert 0 < planned < 0.5 and torch.allclose(c @ dz, res, atol=1e-9)
+    # a gradient inside the span of the constraints leaves no free share
+    assert free_rate(c[0] + 2 * c[1], c) < 1e-9 and free_rate(g, c[:0]) == 1.0
+
+
+def test_exact_link_matches_the_fitting_link_inside_its_clip():
+    y = torch.tensor([[0.3, -0.5, 2.0]])
+    linked = exact_link(y, ["probability", "tanh", "real"])
+    expected = torch.tensor([torch.logit(torch.tensor(0.3)), torch.atanh(torch.tensor(-0.5)), 2.0], dtype=torch.float64)
+    assert torch.allclose(linked[0], expected, atol=1e-6)
+
+
+def test_linear_locks_fail_where_exact_locks_hold(bent):
+    gen, ext, axes = bent
+    linear_drift, exact_errors = [], []
+    for seed in SEEDS:
+        lin = Editor(gen, axes, seed, extractor=ext)
+        lin.set_locks(["bend", "smile"])
+        before = lin.readings()
+        lin.set("tilt", 2.0)
+        after = lin.readings()
+        linear_drift.append(max(abs(after[k]["value"] - before[k]["value"]) for k in ("bend", "smile")))
+
+        ex = Editor(gen, axes, seed, extractor=ext, exact=True)
+        ex.set_locks(["bend", "smile"])
+        ex.set("tilt", 2.0)
+        report = ex.last_report()
+        assert report["converged"], report["message"]
+        now = ex.readings()
+        assert abs(now["tilt"]["value"] - 2.0) <= ex.settings.goal_tol + 1e-9
+        exact_errors.append(max(abs(now[k]["value"] - before[k]["value"]) for k in ("bend", "smile")))
+        assert typicality(ex.z)["warn"] is False
+    # the planted bend = z·u1 + 0.4 (z·u0)²: latent-space locks let the picture drift visibly ...
+    assert sum(linear_drift) / len(linear_drift) > 0.3
+    # ... exact locks hold every locked reading within the stated tolerance
+    assert max(exact_errors) <= ExactSettings().lock_tol + 1e-9
+
+
+def test_free_exact_move_reaches_goals_in_both_directions(bent):
+    gen, ext, axes = bent
+    for knob, goal in (("smile", 1.5), ("glow", -1.0), ("bend", -1.5)):
+        ed = Editor(gen, axes, 3, extractor=ext, exact=True)
+        ed.set(knob, goal)
+        assert ed.last_report()["converged"]
+        assert abs(ed.exact_values()[knob] - goal) <= ed.settings.goal_tol + 1e-9
+        ed.step(knob, 0.5)
+        assert abs(ed.exact_values()[knob] - goal - 0.5) <= ed.settings.goal_tol * 2 + 1e-9
+
+
+def test_infeasible_goal_stops_and_says_which_lock_is_in_the_way(bent):
+    gen, ext, axes = bent
+    ed = Editor(gen, axes, 0, extractor=ext, exact=True)
+    ed.set_locks(["bend", "smile"])
+    ed.set("tilt", 9.0)
+    report = ed.last_report()
+    assert not report["converged"]
+    assert report["blocked_by"] in ("bend", "smile")
+    assert f"'{report['blocked_by']}' is in the way" in report["message"] and "reached" in report["message"]
+    assert report["reached"] < 9.0 - 1 and report["reached"] > report["start"]
+    # the locks held all the way, even though the goal was out of reach
+    assert max(abs(v) for v in report["lock_errors"].values()) <= ed.settings.lock_tol + 1e-9
+    # releasing the blocking lock lets it go further
+    ed2 = Editor(gen, axes, 0, extractor=ext, exact=True)
+    ed2.set_locks({"bend", "smile"} - {report["blocked_by"]})
+    ed2.set("tilt", 9.0)
+    assert ed2.last_report()["reached"] > report["reached"] + 0.5
+
+
+def test_replay_is_bit_identical_and_edits_round_trip(bent):
+    gen, ext, axes = bent
+    ed = Editor(gen, axes, 5, extractor=ext, exact=True)
+    ed.lock("bend")
+    ed.set("tilt", 1.5)
+    ed.exact = False
+    ed.step("glow", 0.8)
+    ed.exact = True
+    ed.step("smile", -0.7)
+    edits = [Edit.from_dict(e.to_dict()) for e in ed.edits]
+    assert [e.exact for e in edits] == [True, False, True]
+    again = Editor.replay(gen, axes, 5, edits, extractor=ext)
+    assert again.z.numpy().tobytes() == ed.z.numpy().tobytes()
+    assert Edit("set", "a", 1.0).to_dict() == {"op": "set", "knob": "a", "value": 1.0, "locks": []}
+
+
+def test_knob_without_reading_and_locked_knob(bent):
+    gen, ext, axes = bent
+    ed = Editor(gen, axes, 1, extractor=ext, exact=True)
+    ed.lock("tilt")
+    with pytest.raises(TlganError, match="locked"):
+        ed.set("tilt", 1.0)
+    with pytest.raises(TlganError, match="within"):
+        ed.set("smile", 11.0)
+
+
+def test_stats_are_stored_and_reused(bent, tmp_path):
+    from tlgan.axes.store import load_axes
+
+    gen, ext, axes = bent
+    axes.save(tmp_path / "a.safetensors")
+    loaded = load_axes(tmp_path / "a.safetensors")
+    assert loaded.reading_stats["samples"] == 2000
+    assert torch.equal(loaded.reading_mean, axes.reading_mean) and torch.equal(loaded.reading_std, axes.reading_std)
+    mean, std = feature_stats(loaded, gen, ext)
+    assert torch.isfinite(mean).all() and (std > 0).all()
+
+
+def test_onnx_extractor_is_refused_with_the_alternatives(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from _user_models import onnx_extractor
+
+    from tlgan.models.extractors import load_extractor
+
+    path = onnx_extractor(tmp_path / "ext.onnx", meta={"features": [{"name": f"mean_{c}", "kind": "probability"}
+                                                                      for c in "rgb"], "input_size": 16})
+    ext = load_extractor(f"onnx:{path}", device="cpu")
+    with pytest.raises(TlganError, match="not differentiable.*torchscript.*entrypoint.*tlgan-cnn.*celeba-cnn"):
+        ReadingModel(BentGenerator(), ext, torch.zeros(3), torch.ones(3))
+
+
+def test_non_differentiable_readings_are_detected():
+    class Detached(BentExtractor):
+        def forward(self, images):
+            return super().forward(images).detach()
+
+    model = ReadingModel(BentGenerator(), Detached(), torch.zeros(4), torch.ones(4))
+    with pytest.raises(TlganError, match="not differentiable"):
+        exact_move(model, torch.randn(12, dtype=torch.float64), 0, 1.0)
+
+
+def test_linear_typicality_warns_far_from_typical_faces(bent):
+    gen, _ext, axes = bent
+    ed = Editor(gen, axes, 2)
+    assert not ed.typicality()["warn"]
+    ed.set("tilt", 9.0)
+    t = ed.typicality()
+    assert t["warn"] and "exact mode" in t["message"].lower() and t["norm"] > t["expected"] + 3 * t["sd"]
+
+
+def test_blocker_with_a_single_constraint():
+    from tlgan.editing.exact import _blocker
+
+    g = torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64)
+    assert _blocker(g, [("prior", torch.tensor([[1.0, 0.0, 0.0]], dtype=torch.float64))]) == "prior"
+    assert _blocker(g, [("prior", torch.tensor([[0.0, 1.0, 0.0]], dtype=torch.float64))]) is None

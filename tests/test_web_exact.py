@@ -1,0 +1,62 @@
+"""Exact mode in the web API and its replay cache, on the planted non-linear model (fast)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from fastapi.testclient import TestClient
+from planted_nonlinear import BentExtractor, BentGenerator, bent_axes
+
+from tlgan.apps.web import create_app
+from tlgan.apps.web.state import Replayer
+from tlgan.editing.editor import Edit, Editor
+from tlgan.editing.exact import with_reading_stats
+
+EDITS = [Edit("set", "tilt", 1.5, ("bend",), True), Edit("step", "glow", 0.5, (), False),
+         Edit("set", "smile", -0.8, ("bend", "tilt"), True), Edit("set", "smile", -1.0, ("bend", "tilt"), True)]
+
+
+@pytest.fixture(scope="module")
+def bent():
+    gen, ext = BentGenerator(), BentExtractor()
+    return gen, ext, with_reading_stats(bent_axes(gen, ext), gen, ext, n=2000)
+
+
+def test_cache_on_and_off_give_the_same_bytes(bent):
+    gen, ext, axes = bent
+    cached, uncached = Replayer(gen, axes, extractor=ext), Replayer(gen, axes, extractor=ext, cache=False)
+    direct = Editor.replay(gen, axes, 4, EDITS, extractor=ext)
+    for n in range(1, len(EDITS) + 1):  # as a dragged slider does: growing prefixes, then the same again
+        a = cached.editor(4, EDITS[:n])
+        b = uncached.editor(4, EDITS[:n])
+        assert a.z.numpy().tobytes() == b.z.numpy().tobytes()
+    again = cached.editor(4, EDITS, ["bend"])
+    assert cached.hits > 0 and again.z.numpy().tobytes() == direct.z.numpy().tobytes()
+    assert again.locks == {"bend"} and len(again.reports) == len(EDITS) and again.reports[1] is None
+
+
+def test_api_exact_state(bent):
+    gen, ext, axes = bent
+    app = create_app(gen, axes, ext)
+    state = {"seed": 4, "edits": [e.to_dict() for e in EDITS], "locks": [], "exact": True}
+    with TestClient(app) as client:
+        res = client.post("/api/render", json={**state, "size": 64})
+        assert res.status_code == 200
+        values = dict(zip(axes.names, json.loads(res.headers["X-Knob-Values"])))
+        assert abs(values["smile"] - -1.0) <= 0.06  # exact mode shows the standardised reading
+        assert json.loads(res.headers["X-Latent-Typicality"])["warn"] is False
+        again = client.post("/api/render", json={**state, "size": 64})
+        assert again.content == res.content
+        body = client.post("/api/readings", json=state).json()
+        assert body["exact_report"]["converged"] and abs(body["exact_values"]["smile"] + 1.0) <= 0.06
+        linear = client.post("/api/render", json={**state, "exact": False, "size": 64})
+        assert linear.content == res.content  # the mode shown changes the values, not the picture
+        assert json.loads(linear.headers["X-Knob-Values"]) != json.loads(res.headers["X-Knob-Values"])
+        bad = client.post("/api/render", json={**state, "exact": "yes"})
+        assert bad.status_code == 422
+        far = {"seed": 0, "edits": [Edit("set", "tilt", 9.0, ("bend", "smile"), True).to_dict()], "locks": []}
+        res = client.post("/api/render", json={**far, "size": 64})
+        assert res.status_code == 200 and "is in the way" in json.loads(res.headers["X-Exact-Report"])
+        strip = client.post("/api/strip", json={**state, "knob": "glow", "steps": 3, "span": 1.0, "size": 16})
+        assert strip.status_code == 200
