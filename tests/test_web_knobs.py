@@ -37,7 +37,7 @@ def client_for(library, extractor=True, prior=False):
     # the prior (a few hundred generator backward passes) is tested on its own, and its wiring below
     generator, axes = web_model()
     return TestClient(create_app(generator, axes, StatsExtractor() if extractor else None, library=library,
-                                 teach_prior=prior))
+                                 teach_prior=prior), base_url="http://127.0.0.1")
 
 
 @pytest.fixture

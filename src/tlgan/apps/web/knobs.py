@@ -44,7 +44,7 @@ from tlgan.errors import TlganError
 from tlgan.models.generators import Generator
 from tlgan.sampling.latents import MAX_SEED
 
-from .info import error_response
+from .info import error_response, feature_unit
 from .state import Replayer
 
 MAX_NAME = 64
@@ -141,10 +141,10 @@ class KnobBook:
     def describe(self, name: str) -> dict[str, Any]:
         entry = self.entries[name]
         knob, record = entry.knob, knob_record(entry.knob)
-        quality = knob.quality.get(name, {})
+        quality, description = knob.quality.get(name, {}), knob.descriptions.get(name, "")
         return {
             "name": name, "label": name.replace("_", " "), "kind": knob.kinds[0], "group": "taught", "r2": None,
-            "weak": False, "description": knob.descriptions.get(name, ""), "shown": True,
+            "weak": False, "description": description, "shown": True, "unit": feature_unit(knob.kinds[0], description),
             "status": entry.status, "cv_accuracy": quality.get("accuracy"), "train_accuracy": quality.get("train_accuracy"),
             "labels": record.get("labels"), "positives": record.get("positives"), "folds": record.get("folds"),
             "history": record.get("history", []), "code": knob_code(knob.axes[0], self.generator.identity),
