@@ -231,7 +231,7 @@ def test_the_app_fits_under_the_generator_sensitivity_prior(library, monkeypatch
 
 
 def test_taught_knobs_join_the_openapi_names_and_refits_drop_cached_states(client):
-    spec = lambda: client.get("/openapi.json").json()["components"]["schemas"]  # noqa: E731
+    spec = lambda: client.get("/openapi.json").json()["components"]["schemas"]
     assert spec()["StripIn"]["properties"]["knob"]["enum"] == NAMES
     client.post("/api/knobs", json={"name": "glasses", "labels": rule_labels(range(40)), "save": False})
     assert spec()["StripIn"]["properties"]["knob"]["enum"] == NAMES + ["glasses"]
