@@ -37,7 +37,7 @@ def client_for(library, extractor=True, prior=False):
     # the prior (a few hundred generator backward passes) is tested on its own, and its wiring below
     generator, axes = web_model()
     return TestClient(create_app(generator, axes, StatsExtractor() if extractor else None, library=library,
-                                 teach_prior=prior))
+                                 teach_prior=prior), base_url="http://127.0.0.1")
 
 
 @pytest.fixture
@@ -228,3 +228,43 @@ def test_the_app_fits_under_the_generator_sensitivity_prior(library, monkeypatch
     assert float(saved.axes[0, :5].double().norm()) > 0.6
     plain = make_knob("plain", [(x["seed"], x["label"]) for x in labels], "g", D)
     assert float(plain.axes[0, :5].double().norm()) < 0.4
+
+
+def test_taught_knobs_join_the_openapi_names_and_refits_drop_cached_states(client):
+    spec = lambda: client.get("/openapi.json").json()["components"]["schemas"]
+    assert spec()["StripIn"]["properties"]["knob"]["enum"] == NAMES
+    client.post("/api/knobs", json={"name": "glasses", "labels": rule_labels(range(40)), "save": False})
+    assert spec()["StripIn"]["properties"]["knob"]["enum"] == NAMES + ["glasses"]
+    state = {"seed": 5, "mix": {"seed": 9, "t": 0.5}, "edits": [{"op": "set", "knob": "glasses", "value": 2.0}],
+             "size": 32}
+    first = client.post("/api/render", json=state)
+    # refit on other labels: the axis moves, so a state cached under the old one must not be reused
+    flipped = [{"seed": x["seed"], "label": 1 - x["label"]} for x in rule_labels(range(40))]
+    assert client.post("/api/knobs", json={"name": "glasses", "labels": flipped, "replace": True,
+                                           "save": False}).status_code == 200
+    second = client.post("/api/render", json=state)
+    assert json.loads(second.headers["x-knob-values"])[-1] == pytest.approx(2.0, abs=1e-6)
+    assert first.content != second.content
+    client.delete("/api/knobs/glasses")
+    assert spec()["StripIn"]["properties"]["knob"]["enum"] == NAMES
+
+
+def test_each_knob_set_of_a_multi_set_app_teaches_into_the_shared_library(library):
+    from webtools import subset_axes
+
+    from tlgan.apps.web.sets import create_multi_app
+
+    generator, axes = web_model()
+    sets = [("all", axes), ("some", subset_axes(axes, NAMES[:2]))]
+    with TestClient(create_multi_app(generator, sets, None, library=library, teach_prior=False),
+                    base_url="http://127.0.0.1") as c:
+        res = c.post("/sets/some/api/knobs", json={"name": "bangs", "labels": rule_labels(range(30))})
+        assert res.status_code == 200, res.text
+        assert [k["name"] for k in c.get("/sets/some/api/model").json()["knobs"]] == NAMES[:2] + ["bangs"]
+        assert "bangs" not in [k["name"] for k in c.get("/api/model").json()["knobs"]]  # until a restart
+        res = c.post("/sets/some/api/render", json={"seed": 2, "edits": [{"op": "set", "knob": "bangs", "value": 1}]})
+        assert res.status_code == 200, res.text
+    with TestClient(create_multi_app(generator, sets, None, library=library, teach_prior=False),
+                    base_url="http://127.0.0.1") as c:
+        for prefix in ("", "/sets/some"):
+            assert "bangs" in [k["name"] for k in c.get(f"{prefix}/api/model").json()["knobs"]]

@@ -6,6 +6,7 @@ Endpoints (OpenAPI at /openapi.json):
   POST /api/readings  seed + edits + locks -> knob values and the extractor's readings of the image
   POST /api/strip     one knob swept −span…+span σ from the current state -> one PNG row
   POST /api/check     seed + edits + locks -> how many of the edits replay, and why the next one does not
+  /api/knobs          taught knobs: create/refit, suggest faces to label, shared, delete (see knobs.py)
 Requests are stateless (the client holds the state; the server replays it),
 so any state can be shared as a link. Bad input gets 422 with a one-line
 ``detail``; bodies over MAX_BODY_BYTES get 413; when more heavy requests are
@@ -91,14 +92,12 @@ class WebContext:
         return self.replayer.editor(state.seed, state.edit_list(), state.locks, state.start())
 
 
-def _validation_message(exc: RequestValidationError, names: Sequence[str]) -> str:
+def _validation_message(exc: RequestValidationError) -> str:
     parts = []
     for err in exc.errors()[:3]:
         loc = [str(p) for p in err.get("loc", ()) if p != "body"]
         where = ".".join(loc) or "body"
-        if err.get("type") == "literal_error" and any(p in ("knob", "locks") for p in loc):
-            message = f"unknown feature {err.get('input')!r}; valid names: {', '.join(names)}"
-        elif err.get("type") == "json_invalid":
+        if err.get("type") == "json_invalid":
             where, message = "body", f"not valid JSON ({err.get('ctx', {}).get('error', 'decode error')} " \
                                      f"at character {loc[0] if loc else 0})"
         else:
@@ -132,7 +131,8 @@ def create_app(generator: Generator, axes: AxisSet, extractor: Extractor | None,
                display: dict[str, Any] | None = None, *, max_batch: int = 64, workers: int = 2,
                max_pending: int | None = None, routers: Sequence[APIRouter] = (),
                leaks_cache: str | Path | None = None, report: str | Path | None = None,
-               shared: tuple[BatchRenderer, WorkPool, dict[str, Any]] | None = None) -> FastAPI:
+               shared: tuple[BatchRenderer, WorkPool, dict[str, Any]] | None = None, library: Any = None,
+               teach_prior: bool = True) -> FastAPI:
     """Build the app for one generator and axis set.
 
     Args:
@@ -151,6 +151,10 @@ def create_app(generator: Generator, axes: AxisSet, extractor: Extractor | None,
         report: a folder written by ``tlgan evaluate --report``: read at start-up, served under /report/.
         shared: (renderer, work pool, host settings) shared with other knob sets' apps (create_multi_app);
             the caller then closes them.
+        library: the ``tlgan.editing.library.KnobLibrary`` whose knobs for this generator are served and where
+            knobs taught in the page are saved; None keeps taught knobs in memory only. Taught knobs join the
+            served knob set (``ctx.replayer.axes``); ``ctx.axes`` stays the built-in set.
+        teach_prior: fit taught knobs under the generator-sensitivity prior (``tlgan.editing.prior``).
     """
     axes.check_generator(generator)
     # A StyleGAN with axes made in its w / w+: serve the generator seen in that space (latents are centred w).
@@ -166,10 +170,11 @@ def create_app(generator: Generator, axes: AxisSet, extractor: Extractor | None,
     info["report"] = "report/index.html" if "index.html" in report_files else None  # relative: see create_multi_app
     page = (resources.files("tlgan.apps.web") / "static" / "index.html").read_text(encoding="utf-8")
     static = _static_files()
-    schemas = knob_schemas(axes.names)
+    replayer = Replayer(generator, axes)
+    schemas = knob_schemas(lambda: replayer.axes.names)  # the knobs served now: built-in and taught
     renderer, work, hosts = shared if shared is not None else (
         BatchRenderer(generator, extractor, max_batch=max_batch), WorkPool(workers, max_pending), {"local_only": True})
-    ctx = WebContext(generator, axes, extractor, Replayer(generator, axes), renderer, work, schemas, info)
+    ctx = WebContext(generator, axes, extractor, replayer, renderer, work, schemas, info)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -186,6 +191,14 @@ def create_app(generator: Generator, axes: AxisSet, extractor: Extractor | None,
     app.state.hardening = hosts   # serve() relaxes it when bound to a public address
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES, overrides=BODY_LIMITS)
     app.add_middleware(Hardening, settings=app.state.hardening)
+    include_knobs(app, library, teach_prior)  # taught knobs: /api/knobs; ctx.replayer.axes grows with them
+    make_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        app.openapi_schema = None  # made afresh: its knob names grow with taught knobs
+        return make_openapi()
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     @app.exception_handler(Busy)
     async def busy(_: Request, exc: Busy) -> JSONResponse:
@@ -198,7 +211,7 @@ def create_app(generator: Generator, axes: AxisSet, extractor: Extractor | None,
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse({"detail": _validation_message(exc, axes.names)}, status_code=422)
+        return JSONResponse({"detail": _validation_message(exc)}, status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -232,7 +245,10 @@ def create_app(generator: Generator, axes: AxisSet, extractor: Extractor | None,
 
     @app.get("/api/model", response_model=ModelOut, summary="Model info: knobs, groups, quality")
     async def model() -> dict[str, Any]:
-        return info
+        served = ctx.replayer.axes  # the built-in knobs plus the taught ones (always shown)
+        if served is axes:
+            return info
+        return {**info, **model_info(generator, served, extractor, shown | set(served.names[len(axes):]), display)}
 
     async def frame(request: Any, admitted: float, read: bool = False) -> tuple[Editor, Any]:
         """Replay the request's state on a worker, then wait (holding no worker) for the renderer."""

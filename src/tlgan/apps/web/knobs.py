@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from importlib import resources
-from typing import Any, Callable, Literal
+from typing import Any, Awaitable, Callable, Literal
 
-from fastapi import APIRouter, FastAPI, HTTPException, Response
+from fastapi import APIRouter, FastAPI, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from tlgan.axes.ops import check_axis_name
@@ -45,6 +44,7 @@ from tlgan.errors import TlganError
 from tlgan.models.generators import Generator
 from tlgan.sampling.latents import MAX_SEED
 
+from .info import error_response, feature_unit
 from .state import Replayer
 
 MAX_NAME = 64
@@ -141,10 +141,10 @@ class KnobBook:
     def describe(self, name: str) -> dict[str, Any]:
         entry = self.entries[name]
         knob, record = entry.knob, knob_record(entry.knob)
-        quality = knob.quality.get(name, {})
+        quality, description = knob.quality.get(name, {}), knob.descriptions.get(name, "")
         return {
             "name": name, "label": name.replace("_", " "), "kind": knob.kinds[0], "group": "taught", "r2": None,
-            "weak": False, "description": knob.descriptions.get(name, ""), "shown": True,
+            "weak": False, "description": description, "shown": True, "unit": feature_unit(knob.kinds[0], description),
             "status": entry.status, "cv_accuracy": quality.get("accuracy"), "train_accuracy": quality.get("train_accuracy"),
             "labels": record.get("labels"), "positives": record.get("positives"), "folds": record.get("folds"),
             "history": record.get("history", []), "code": knob_code(knob.axes[0], self.generator.identity),
@@ -212,64 +212,63 @@ class KnobBook:
                     "knobs": [self.describe(n) for n in self.entries], "notes": list(self.notes)}
 
 
-def knobs_router(book: KnobBook) -> APIRouter:
-    """The /api/knobs endpoints over ``book``."""
-    router = APIRouter(prefix="/api/knobs", tags=["taught knobs"])
+def _book(http: Request) -> KnobBook:
+    return http.app.state.knobs
 
-    @router.get("", summary="The taught knobs")
-    def listing() -> dict[str, Any]:
-        return book.listing()
 
-    @router.post("", summary="Teach (or refit) a knob from labelled faces")
-    def create(request: KnobIn) -> dict[str, Any]:
-        return book.put(request)
+def _run(http: Request, fn: Callable[..., Any], *args: Any) -> Awaitable[Any]:
+    """Run model work (fits, the prior, suggestions) on the app's work pool (``app.state.tlgan.work``)."""
+    return http.app.state.tlgan.work.run(fn, *args)
 
-    @router.post("/suggest", summary="The faces to label next")
-    def suggestions(request: SuggestIn) -> dict[str, Any]:
+
+router = APIRouter(prefix="/api/knobs", tags=["taught knobs"], responses={422: error_response(
+    "bad request: the one-line reason is in `detail`", "there is already a taught knob 'bangs'; choose another name")})
+
+
+@router.get("", summary="The taught knobs")
+async def listing(http: Request) -> dict[str, Any]:
+    return _book(http).listing()
+
+
+@router.post("", summary="Teach (or refit) a knob from labelled faces")
+async def create(request: KnobIn, http: Request) -> dict[str, Any]:
+    return await _run(http, _book(http).put, request)
+
+
+@router.post("/suggest", summary="The faces to label next")
+async def suggestions(request: SuggestIn, http: Request) -> dict[str, Any]:
+    book = _book(http)
+
+    def work() -> dict[str, Any]:
         found = suggest(_examples(request.labels), book.generator.latent_dim, request.count, request.pool,
                         request.random_share, scale=book.scale())
         return {"seeds": found.seeds, "reasons": found.reasons, "pool": request.pool}
 
-    @router.post("/shared", summary="Serve a taught knob that came in a shared link")
-    def shared(request: SharedIn) -> dict[str, Any]:
-        return book.add_shared(request)
-
-    @router.get("/{name}", summary="One taught knob with its labels")
-    def one(name: str) -> dict[str, Any]:
-        return book.get(name)
-
-    @router.delete("/{name}", summary="Delete a taught knob (and its library file)")
-    def delete(name: str) -> dict[str, Any]:
-        return book.delete(name)
-
-    return router
+    return await _run(http, work)
 
 
-STATIC = {"teach.js": "text/javascript; charset=utf-8", "teach.css": "text/css; charset=utf-8"}
+@router.post("/shared", summary="Serve a taught knob that came in a shared link")
+async def shared(request: SharedIn, http: Request) -> dict[str, Any]:
+    return _book(http).add_shared(request)
 
 
-def static_router() -> APIRouter:
-    """The page's teaching panel (static/teach.js, teach.css), read once."""
-    folder = resources.files("tlgan.apps.web") / "static"
-    files = {name: (folder / name).read_bytes() for name in STATIC}
-    router = APIRouter(include_in_schema=False)
-    headers = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"}
-
-    def serve_file(name: str) -> Callable[[], Response]:
-        return lambda: Response(files[name], media_type=STATIC[name], headers=headers)
-
-    for name in STATIC:
-        router.add_api_route(f"/static/{name}", serve_file(name), methods=["GET"])
-    return router
+@router.get("/{name}", summary="One taught knob with its labels")
+async def one(name: str, http: Request) -> dict[str, Any]:
+    return _book(http).get(name)
 
 
-def include_knobs(app: FastAPI, generator: Generator, base: AxisSet, replayer: Replayer,
-                  library: KnobLibrary | None, prior: bool = True) -> KnobBook:
-    """Serve taught knobs in ``app`` (the library's for this generator at once); ``app.state.knobs`` is the book.
+@router.delete("/{name}", summary="Delete a taught knob (and its library file)")
+async def delete(name: str, http: Request) -> dict[str, Any]:
+    return _book(http).delete(name)
+
+
+def include_knobs(app: FastAPI, library: KnobLibrary | None, prior: bool = True) -> KnobBook:
+    """Serve taught knobs in ``app`` (made by ``create_app``; its WebContext is ``app.state.tlgan``): the library's
+    for this generator at once; ``app.state.knobs`` is the book, and the routes are ``router``.
 
     ``prior``: fit taught knobs under the generator-sensitivity prior (``tlgan.editing.prior``)."""
-    book = KnobBook(generator, base, replayer, library, prior)
+    ctx = app.state.tlgan
+    book = KnobBook(ctx.generator, ctx.axes, ctx.replayer, library, prior)
     app.state.knobs = book
-    app.include_router(knobs_router(book))
-    app.include_router(static_router())
+    app.include_router(router)
     return book

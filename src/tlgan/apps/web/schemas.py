@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, Sequence
+from typing import Annotated, Any, Callable, Literal, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
-from pydantic_core import PydanticCustomError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+    create_model,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError, core_schema
 
 from tlgan.editing.editor import MAX_KNOB, Edit
 from tlgan.sampling.latents import MAX_SEED
@@ -92,14 +100,35 @@ class StripIn(StateIn):
     size: int = Field(128, ge=16, le=512, strict=True, description="size of each tile in px")
 
 
-def knob_schemas(names: Sequence[str]) -> dict[str, Any]:
-    """The request models with knob names declared as an enum of ``names`` (an axis set's knobs).
+class KnobName:
+    """A knob name valid on this server now: ``names()`` is read at each validation (the set grows with taught
+    knobs), and the OpenAPI document lists the names served when it is made."""
+
+    def __init__(self, names: Callable[[], Sequence[str]]) -> None:
+        self.names = names
+
+    def check(self, value: str) -> str:
+        names = self.names()
+        if value not in names:
+            raise PydanticCustomError("unknown_knob", "unknown feature '{name}'; valid names: {valid}",
+                                      {"name": value, "valid": ", ".join(names)})
+        return value
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(self.check, handler(str))
+
+    def __get_pydantic_json_schema__(self, schema: Any, handler: GetJsonSchemaHandler) -> dict[str, Any]:
+        return {"type": "string", "enum": list(self.names())}
+
+
+def knob_schemas(names: Callable[[], Sequence[str]]) -> dict[str, Any]:
+    """The request models with knob names declared as an enum of ``names()`` (the knobs served now).
 
     Returns {"EditIn", "StateIn", "RenderIn", "StripIn", "SweepIn", "CheckIn"}: subclasses of the models above, so fields
     added to those are inherited. Unknown names are then refused by validation, and the OpenAPI
     description lists the valid ones.
     """
-    knob = Literal[tuple(names)]  # type: ignore[valid-type]
+    knob = Annotated[str, KnobName(names)]
     doc = "a knob of this server's axis set"
     edit = create_model("EditIn", __base__=EditIn, __doc__=EditIn.__doc__,
                         knob=(knob, Field(description=doc)),

@@ -68,9 +68,10 @@ class Replayer:
             while len(self._cache) > self.capacity:
                 self._cache.popitem(last=False)
 
-    def start(self, seed: int, mix: tuple[int, float] | None = None) -> Editor:
-        """A fresh Editor on face ``seed``, or on its blend with face mix[0], mix[1] of the way (slerp)."""
-        editor = Editor(self.generator, self.axes, seed)
+    def start(self, seed: int, mix: tuple[int, float] | None = None, axes: AxisSet | None = None) -> Editor:
+        """A fresh Editor on face ``seed``, or on its blend with face mix[0], mix[1] of the way (slerp);
+        with ``axes`` (default: the knob set served now)."""
+        editor = Editor(self.generator, axes or self.axes, seed)
         if mix is not None and mix[1] > 0:
             other = latent_for_seed(mix[0], self.generator.latent_dim)
             editor.z = slerp(editor.z, other, mix[1]).to(editor.z.dtype)
@@ -81,8 +82,10 @@ class Replayer:
         """The Editor reached from face ``seed`` (blended as ``mix`` says) by ``edits``, with ``locks``
         current (raises TlganError)."""
         edits = tuple(edits)
-        editor = self.start(seed, mix)
-        start = (seed, mix)
+        with self._lock:
+            axes, version = self.axes, self._version
+        editor = self.start(seed, mix, axes)
+        start = (version, seed, mix)
         key = (start, edits)
         z = self._get(key)
         if z is None and edits:
@@ -105,7 +108,9 @@ class Replayer:
               mix: tuple[int, float] | None = None) -> dict:
         """How much of (seed, edits, locks) replays: {valid_edits: n, detail: the first failure or None,
         valid_locks: the locks that name knobs}. For links made with other axes or edited by hand."""
-        editor = self.start(seed, mix)
+        with self._lock:
+            axes = self.axes
+        editor = self.start(seed, mix, axes)
         detail = None
         for edit in edits:
             try:
@@ -113,5 +118,5 @@ class Replayer:
             except TlganError as exc:
                 detail = str(exc)
                 break
-        known = set(self.axes.names)
+        known = set(axes.names)
         return {"valid_edits": len(editor.edits), "detail": detail, "valid_locks": [k for k in locks if k in known]}

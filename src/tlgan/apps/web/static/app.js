@@ -4,7 +4,8 @@
 // replace each other in `pending`, and only the last one is sent when the frame arrives.
 //
 // Other scripts extend the page through `window.tlgan` (see the end of this file): extra state
-// fields carried in the link and in every request, hooks on each shown frame, and the helpers.
+// fields carried in the link and in every request, extra link parts, hooks at start-up and on each
+// shown frame, and the helpers.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -30,6 +31,7 @@ let deferredSteps = [];      // − / + presses waiting for the requested state'
 
 // Extra state fields registered by other scripts: name -> {parse(text), format(value), initial}.
 const extraFields = new Map();
+const linkParts = [];        // other scripts' (state) -> "name=value" or "": carried in the link only
 
 // ---------------------------------------------------------------- state helpers
 const clone = (s) => {
@@ -64,6 +66,7 @@ function encodeHash(s) {
     const text = field.format(s[name]);
     if (text !== null && text !== undefined) parts.push(`${name}=${enc(text)}`);
   }
+  for (const part of linkParts) { const text = part(s); if (text) parts.push(text); }
   return "#" + parts.join("&");
 }
 
@@ -1211,9 +1214,7 @@ async function start() {
   window.addEventListener("hashchange", onHashChange);
 
   try {
-    const res = await fetch("api/model");
-    if (!res.ok) throw await apiError(res);
-    model = await res.json();
+    await fetchModel();
   } catch (err) {
     showError(`Cannot load the model: ${err.message}`);
     return;
@@ -1236,13 +1237,43 @@ async function start() {
     select.addEventListener("change", () => { location.href = new URL(select.value, location.origin).href + encodeHash(state); });
     $("set-box").hidden = false;
   }
-  for (const hook of startHooks) hook(model);
+  try {
+    for (const hook of startHooks) await hook(model);
+  } catch (err) {
+    showError(err.message);
+  }
   state = await stateFromHash();
   $("mix-seed").value = String(state.mix ? state.mix.seed : (state.seed + 1) % 2147483647);
   writeHash();
   updateLocks();
   requestFrame();
   document.body.dataset.ready = "true";
+}
+
+async function fetchModel() {
+  const res = await fetch("api/model");
+  if (!res.ok) throw await apiError(res);
+  model = await res.json();
+}
+
+// After the server's knob set changed (e.g. a knob was taught or deleted): rebuild the rows; the state
+// drops the knobs that are gone, and undo starts afresh (old states may name them).
+async function reloadModel() {
+  await fetchModel();
+  stripKnob = null;
+  if (stripEl) stripEl.remove();
+  buildKnobs();
+  fetchLeaks();
+  if (document.body.dataset.ready !== "true") return;   // start() loads the state next
+  const names = new Set(model.knobs.map((k) => k.name));
+  const keep = (list) => list.filter((n) => names.has(n));
+  state = { ...clone(state), edits: state.edits.filter((e) => names.has(e.knob)).map((e) => ({ ...e, locks: keep(e.locks) })),
+            locks: keep(state.locks) };
+  undoStack = [];
+  redoStack = [];
+  values = null;
+  expected = new Map();
+  commit();
 }
 
 // ---------------------------------------------------------------- for other scripts
@@ -1262,9 +1293,11 @@ window.tlgan = {
     expected = new Map();
     commit();
   },
-  onStart(fn) { startHooks.push(fn); },
+  // A part of the link made from the state ("name=value", or "" for none); not sent with requests.
+  addLinkPart(fn) { linkParts.push(fn); },
+  onStart(fn) { startHooks.push(fn); },   // fn(model) before the link's state loads; may return a promise
   onFrame(fn) { frameHooks.push(fn); },
-  post, showError, toast, newFace, el,
+  post, apiError, showError, clearError, toast, newFace, el, reloadModel,
 };
 
-start();
+document.addEventListener("DOMContentLoaded", start);  // after every deferred script: add-ons are registered

@@ -12,7 +12,7 @@
   const STRIP_STEPS = 5;
   const MARKS = { "": "not marked", 1: "has it", 0: "doesn't have it" };
 
-  let page = null;             // app.js's page API
+  let page = null;             // app.js's add-on API (window.tlgan)
   let taught = new Map();      // name -> knob from GET /api/knobs (with its code)
   let rules = { min_labels: 10, min_per_class: 3 };
   let session = null;          // the knob being taught
@@ -21,7 +21,7 @@
   const byId = (id) => $(id);
 
   async function refreshTaught() {
-    const res = await fetch("/api/knobs");
+    const res = await fetch("api/knobs");
     if (!res.ok) throw await page.apiError(res);
     const data = await res.json();
     rules = data;
@@ -36,7 +36,7 @@
     return [...names].filter((n) => taught.has(n)).sort();
   }
 
-  function hashExtra(s) {
+  function linkPart(s) {
     const used = usedKnobs(s);
     return used.length ? "taught=" + used.map((n) => `${encodeURIComponent(n)}:${taught.get(n).code}`).join(",") : "";
   }
@@ -68,7 +68,7 @@
     for (const { name, code } of linkKnobs()) {
       if (taught.has(name) && taught.get(name).code === code) continue;
       try {
-        await page.post("/api/knobs/shared", { name, code });
+        await page.post("api/knobs/shared", { name, code });
         added = true;
       } catch (err) {
         bad.add(name);
@@ -79,7 +79,7 @@
     if (bad.size) dropFromHash(bad);
     if (added) {
       await refreshTaught();
-      await page.fetchModel();
+      await page.reloadModel();
     }
   }
 
@@ -193,7 +193,7 @@
 
   async function extend(name) {
     try {
-      const res = await fetch(`/api/knobs/${encodeURIComponent(name)}`);
+      const res = await fetch(`api/knobs/${encodeURIComponent(name)}`);
       if (!res.ok) throw await page.apiError(res);
       const knob = await res.json();
       begin({ name, labels: knob.examples, history: knob.history, created: true, saved: knob.status === "saved", pool: Math.floor(Math.random() * 100000),
@@ -220,7 +220,7 @@
     grid.dataset.ready = "false";
     let seeds;
     try {
-      const res = await page.post("/api/knobs/suggest", { labels: session.labels, count: PAGE_SIZE, pool: session.pool });
+      const res = await page.post("api/knobs/suggest", { labels: session.labels, count: PAGE_SIZE, pool: session.pool });
       seeds = (await res.json()).seeds;
     } catch (err) {
       page.showError(err.message);
@@ -237,7 +237,7 @@
     }
     await Promise.all(seeds.map(async (seed, i) => {
       try {
-        const res = await page.post("/api/render", { seed, edits: [], locks: [], format: "png", size: FACE_SIZE });
+        const res = await page.post("api/render", { seed, edits: [], locks: [], format: "png", size: FACE_SIZE });
         grid.children[i].firstChild.src = URL.createObjectURL(await res.blob());
       } catch (err) {
         page.showError(err.message);
@@ -319,7 +319,7 @@
 
   async function fit(save) {
     const labels = allLabels();
-    const res = await page.post("/api/knobs", { name: session.name, labels, save: save || session.saved, replace: session.created });
+    const res = await page.post("api/knobs", { name: session.name, labels, save: save || session.saved, replace: session.created });
     const knob = await res.json();
     session.created = true;
     session.labels = labels;
@@ -360,7 +360,7 @@
     box.replaceChildren(...imgs);
     await Promise.all(seeds.map(async (seed, i) => {
       try {
-        const res = await page.post("/api/strip", { seed, edits: [], locks: [], knob: session.name, span: 3, steps: STRIP_STEPS, size: 96 });
+        const res = await page.post("api/strip", { seed, edits: [], locks: [], knob: session.name, span: 3, steps: STRIP_STEPS, size: 96 });
         imgs[i].src = URL.createObjectURL(await res.blob());
       } catch (err) {
         page.showError(err.message);
@@ -388,7 +388,7 @@
     const s = session;
     session = null;
     if (s && s.created && taught.has(s.name) && taught.get(s.name).status === "draft") {
-      try { await fetch(`/api/knobs/${encodeURIComponent(s.name)}`, { method: "DELETE" }); } catch (_) { /* gone */ }
+      try { await fetch(`api/knobs/${encodeURIComponent(s.name)}`, { method: "DELETE" }); } catch (_) { /* gone */ }
       await refreshTaught();
       await page.reloadModel();
     }
@@ -398,7 +398,7 @@
   async function remove(name) {
     page.clearError();
     try {
-      const res = await fetch(`/api/knobs/${encodeURIComponent(name)}`, { method: "DELETE" });
+      const res = await fetch(`api/knobs/${encodeURIComponent(name)}`, { method: "DELETE" });
       if (!res.ok) throw await page.apiError(res);
       await refreshTaught();
       showLibrary();
@@ -409,14 +409,11 @@
     }
   }
 
-  window.tlganAddons = window.tlganAddons || [];
-  window.tlganAddons.push({
-    async ready(api) {
-      page = api;
-      build();
-      await refreshTaught();
-      await registerLinkKnobs();
-    },
-    hashExtra,
+  page = window.tlgan;         // app.js runs first (both scripts are deferred)
+  page.addLinkPart(linkPart);
+  page.onStart(async () => {
+    build();
+    await refreshTaught();
+    await registerLinkKnobs();
   });
 })();
