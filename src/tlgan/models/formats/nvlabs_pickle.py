@@ -26,12 +26,15 @@ import torch
 
 from tlgan.errors import TlganError
 
-from .unpickle import NUMPY_ARRAYS, NUMPY_SCALARS, load_pickle
+from .unpickle import NUMPY_ARRAYS, NUMPY_SCALARS, PlainHolder, load_pickle
 
 
 @dataclass
-class PersistentModule:
-    """One pickled NVlabs network module: its class name and ``__dict__``; the module source is never kept."""
+class PersistentModule(PlainHolder):
+    """One pickled NVlabs network module: its class name and ``__dict__``; the module source is never kept.
+
+    A PlainHolder, so that the unpickler's array pass reaches the NumPy values in ``state``.
+    """
 
     class_name: str
     state: dict[str, Any] = field(repr=False)
