@@ -88,11 +88,13 @@ class Replayer:
     def editor(self, seed: int, edits: Sequence[Edit], locks: Sequence[str] = (),
                mix: tuple[int, float] | None = None) -> Editor:
         """The Editor reached from face ``seed`` (blended as ``mix`` says) by ``edits``, with ``locks``
-        current (raises TlganError). Cache keys hold the start (seed, mix) and the edits themselves, each
-        with its mode, so linear and exact states never share an entry."""
+        current (raises TlganError). Cache keys hold the start (knob-set version, seed, mix) and the edits
+        themselves, each with its mode, so linear and exact states never share an entry."""
         edits = tuple(edits)
-        editor = self.start(seed, mix)
-        start = (seed, None if mix is None or mix[1] <= 0 else mix)
+        with self._lock:  # the knob set and its version together (set_axes may swap them)
+            version = self._version
+            editor = self.start(seed, mix)
+        start = (version, seed, None if mix is None or mix[1] <= 0 else mix)
         item = self._get((start, edits))
         if item is None and edits:
             with self._compute if any(e.exact for e in edits) else nullcontext():
