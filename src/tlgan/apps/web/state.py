@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from contextlib import nullcontext
 from collections.abc import Sequence
+from contextlib import nullcontext
 
 import torch
 
@@ -108,7 +108,7 @@ class Replayer:
                         editor.apply(edits[n])
                         if edits[n].exact or n >= len(edits) - 2:  # every exact prefix, and the drag's base
                             self._put((start, edits[:n + 1]), editor.z, editor.reports)
-                    if editor._reader is not None:
+                    if editor._reader is not None and version == self._version:  # not for a replaced knob set
                         self._reader = editor._reader
                     item = (editor.z, editor.reports)
         if item is not None:
