@@ -40,7 +40,7 @@ def test_api_exact_state(bent):
     gen, ext, axes = bent
     app = create_app(gen, axes, ext)
     state = {"seed": 4, "edits": [e.to_dict() for e in EDITS], "locks": [], "exact": True}
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://127.0.0.1") as client:
         res = client.post("/api/render", json={**state, "size": 64})
         assert res.status_code == 200
         values = dict(zip(axes.names, json.loads(res.headers["X-Knob-Values"])))
@@ -60,3 +60,15 @@ def test_api_exact_state(bent):
         assert res.status_code == 200 and "is in the way" in json.loads(res.headers["X-Exact-Report"])
         strip = client.post("/api/strip", json={**state, "knob": "glow", "steps": 3, "span": 1.0, "size": 16})
         assert strip.status_code == 200
+
+
+def test_cache_keeps_mode_mix_and_prefix_apart(bent):
+    gen, ext, axes = bent
+    cached, uncached = Replayer(gen, axes, extractor=ext), Replayer(gen, axes, extractor=ext, cache=False)
+    linear = [Edit(e.op, e.knob, e.value, e.locks, False) for e in EDITS]
+    for edits, mix in [(EDITS, None), (linear, None), (EDITS, (7, 0.4)), (linear, (7, 0.4)), (EDITS[:2], None)]:
+        for _ in range(2):  # the second time from the cache
+            a, b = cached.editor(4, edits, mix=mix), uncached.editor(4, edits, mix=mix)
+            assert a.z.numpy().tobytes() == b.z.numpy().tobytes() and a.reports == b.reports
+    assert cached.editor(4, EDITS).z.numpy().tobytes() != cached.editor(4, linear).z.numpy().tobytes()
+    assert cached.editor(4, EDITS).z.numpy().tobytes() != cached.editor(4, EDITS, mix=(7, 0.4)).z.numpy().tobytes()

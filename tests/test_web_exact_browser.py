@@ -66,3 +66,33 @@ def test_exact_switch_is_part_of_the_shared_link(browser, server):
     finally:
         context.close()
     assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+def test_exact_stop_message_preview_first_and_drift_mark(browser, server):
+    context = _context(browser)
+    errors: list[str] = []
+    try:
+        page = context.new_page()
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        renders: list[dict] = []
+        page.on("request", lambda r: renders.append(r.post_data_json) if r.url.endswith("/api/render") else None)
+        # a blocked exact move: the linear frame is asked for first, then the exact one, whose stop message shows
+        open_page(page, server.url + "/#seed=0&locks=bend,smile&exact=1&edits=s:tilt:3.9:bend,smile:x")
+        idle(page)
+        page.wait_for_selector("#error:not([hidden])")
+        assert "'bend' is in the way" in page.text_content("#error-text")
+        firsts = [r["edits"][-1].get("exact", False) for r in renders[:2]]
+        assert firsts == [False, True], renders[:2]
+        # linear mode: a move under a lock keeps the knob's σ but its reading drifts, and the row is marked
+        open_page(page, server.url + "/#seed=4")
+        page.click(".knob[data-knob=bend] .lock")
+        assert page.locator(".drifted").count() == 0
+        drag_slider(page, "tilt", 0.95)
+        idle(page)
+        page.wait_for_selector(".knob[data-knob=bend].drifted")
+        page.check("#exact")
+        idle(page)
+        page.wait_for_function("!document.querySelector('.drifted')")
+    finally:
+        context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"

@@ -170,7 +170,7 @@ def create_app(generator: Generator, axes: AxisSet, extractor: Extractor | None,
     info["report"] = "report/index.html" if "index.html" in report_files else None  # relative: see create_multi_app
     page = (resources.files("tlgan.apps.web") / "static" / "index.html").read_text(encoding="utf-8")
     static = _static_files()
-    replayer = Replayer(generator, axes)
+    replayer = Replayer(generator, axes, extractor=extractor)
     schemas = knob_schemas(lambda: replayer.axes.names)  # the knobs served now: built-in and taught
     renderer, work, hosts = shared if shared is not None else (
         BatchRenderer(generator, extractor, max_batch=max_batch), WorkPool(workers, max_pending), {"local_only": True})
@@ -250,6 +250,11 @@ def create_app(generator: Generator, axes: AxisSet, extractor: Extractor | None,
             return info
         return {**info, **model_info(generator, served, extractor, shown | set(served.names[len(axes):]), display)}
 
+    def knob_values(editor: Editor, exact: bool) -> dict[str, float]:
+        """Every knob's value: in exact mode the standardised reading where the knob has one, else its σ."""
+        values = editor.values()
+        return {**values, **editor.exact_values()} if exact else values
+
     async def frame(request: Any, admitted: float, read: bool = False) -> tuple[Editor, Any]:
         """Replay the request's state on a worker, then wait (holding no worker) for the renderer."""
         editor = await ctx.work.call(admitted, ctx.editor, request)
@@ -271,9 +276,11 @@ def create_app(generator: Generator, axes: AxisSet, extractor: Extractor | None,
             else:
                 data = await ctx.work.call(admitted, encode_frame, frames.pixels[0], request.size, request.format,
                                            text)
-        values = editor.values()
+            values = await ctx.work.call(admitted, knob_values, editor, True) if request.exact else editor.values()
+        typical = editor.typicality()
         headers = {
             "X-Knob-Values": json.dumps([values[n] for n in editor.axes.names]),
+            "X-Latent-Typicality": json.dumps({k: typical[k] for k in ("norm", "expected", "quantile", "warn")}),
             "Server-Timing": f"frame;dur={(time.perf_counter() - start) * 1000:.2f}",
             "Cache-Control": "no-store",
         }
@@ -303,8 +310,8 @@ def create_app(generator: Generator, axes: AxisSet, extractor: Extractor | None,
         values = [-request.span + 2 * request.span * i / (steps - 1) for i in range(steps)]
         latents = []
         for value in values:
-            editor = Editor(generator, base.axes, request.seed)
-            editor.z, editor.locks = base.z.clone(), set(base.locks)
+            editor = ctx.replayer.start(request.seed)
+            editor.z, editor.locks, editor.exact = base.z.clone(), set(base.locks), request.exact
             editor.set(request.knob, value)
             latents.append(editor.latent())
         return values, torch.stack(latents)

@@ -71,6 +71,9 @@ class ReadingsOut(BaseModel):
     values: dict[str, float]
     extractor: str | None
     readings: list[ReadingOut]
+    typicality: dict[str, Any] | None = None
+    exact_values: dict[str, float] | None = None
+    exact_report: dict[str, Any] | None = None
 
 
 class ErrorOut(BaseModel):

@@ -28,7 +28,7 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from tlgan.axes.store import AxisSet
 from tlgan.editing.editor import Editor
@@ -36,6 +36,7 @@ from tlgan.errors import TlganError
 from tlgan.models.extractors import Extractor
 from tlgan.models.generators import Generator
 
+from .info import error_response
 from .schemas import MAX_EDITS, MAX_LOCKS, EditIn
 
 MAX_UPLOAD_BYTES = 16 * 1024 * 1024
@@ -43,8 +44,14 @@ MAX_UPLOAD_PIXELS = 40_000_000
 MAX_STEPS = 1000
 DEFAULT_STEPS = 200
 KEEP = 8
+ERRORS: dict[int | str, dict[str, Any]] = {422: error_response("bad request or photo: the one-line reason is in "
+                                                               "`detail`", "no face found in the photo")}
 PREFIX = "/api/photo"
 BODY_LIMITS = {PREFIX: MAX_UPLOAD_BYTES}   # per-path body limits for the app's BodyLimit middleware
+
+
+# its own schema name: the app's EditIn (knob names as an enum) is another model
+PhotoEditIn = create_model("PhotoEditIn", __base__=EditIn, __doc__=EditIn.__doc__)
 
 
 class PhotoStateIn(BaseModel):
@@ -52,7 +59,7 @@ class PhotoStateIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     latent_file: dict[str, Any]
-    edits: list[EditIn] = Field(default_factory=list, max_length=MAX_EDITS)
+    edits: list[PhotoEditIn] = Field(default_factory=list, max_length=MAX_EDITS)  # type: ignore[valid-type]
     locks: list[str] = Field(default_factory=list, max_length=MAX_LOCKS)
     size: int = Field(256, ge=16, le=1024, strict=True)
 
@@ -128,7 +135,7 @@ def photo_router(generator: Generator, axes: AxisSet, extractor: Extractor | Non
         return Response(script, media_type="text/javascript; charset=utf-8",
                         headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"})
 
-    @router.post(PREFIX, summary="Upload a photo: find, align and invert its face")
+    @router.post(PREFIX, summary="Upload a photo: find, align and invert its face", responses=ERRORS)
     async def upload(request: Request, face: int | None = Query(None, ge=0, le=100),
                      steps: int = Query(DEFAULT_STEPS, ge=0, le=MAX_STEPS)) -> dict[str, Any]:
         from starlette.concurrency import run_in_threadpool
@@ -157,7 +164,7 @@ def photo_router(generator: Generator, axes: AxisSet, extractor: Extractor | Non
                 "crop": _data_url(result.crop), "reconstruction": _data_url(result.inversion.image),
                 "values": editor.values()}
 
-    @router.post(PREFIX + "/render", response_class=Response, summary="The inverted face after edits, as PNG")
+    @router.post(PREFIX + "/render", response_class=Response, summary="The inverted face after edits, as PNG", responses=ERRORS)
     def render(state: PhotoStateIn) -> Response:
         from tlgan.imaging import encode, to_pil
 
@@ -167,7 +174,7 @@ def photo_router(generator: Generator, axes: AxisSet, extractor: Extractor | Non
                         headers={"X-Knob-Values": json.dumps([values[n] for n in axes.names]),
                                  "Cache-Control": "no-store"})
 
-    @router.post(PREFIX + "/{token}/paste", response_class=Response, summary="The photo with the edited face, as JPEG")
+    @router.post(PREFIX + "/{token}/paste", response_class=Response, summary="The photo with the edited face, as JPEG", responses=ERRORS)
     def paste(token: str, state: PhotoStateIn) -> Response:
         from tlgan.editing.photo import paste_into
         from tlgan.photos import encode_photo, open_photo
@@ -178,7 +185,7 @@ def photo_router(generator: Generator, axes: AxisSet, extractor: Extractor | Non
         return Response(encode_photo(image, photo.icc_profile), media_type="image/jpeg",
                         headers={"Content-Disposition": 'attachment; filename="edited.jpg"', "Cache-Control": "no-store"})
 
-    @router.delete(PREFIX + "/{token}", summary="Delete an uploaded photo now")
+    @router.delete(PREFIX + "/{token}", summary="Delete an uploaded photo now", responses=ERRORS)
     def forget(token: str) -> dict[str, bool]:
         return {"deleted": store.delete(token)}
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
+from contextlib import nullcontext
 
 import torch
 
@@ -42,6 +43,8 @@ class Replayer:
         self._cache: OrderedDict[tuple, tuple[torch.Tensor, list]] = OrderedDict()
         self._lock = threading.Lock()
         self._version = 0
+        self._compute = threading.Lock()  # exact paths are computed one at a time
+        self._reader = None  # one ReadingModel shared by every Editor (its stats are derived once)
         self.hits = 0
 
     def set_axes(self, axes: AxisSet) -> None:
@@ -50,8 +53,11 @@ class Replayer:
         with self._lock:
             self.axes, self._version = axes, self._version + 1
             self._cache.clear()
+            self._reader = None
 
-    def _get(self, key: tuple) -> torch.Tensor | None:
+    def _get(self, key: tuple) -> tuple[torch.Tensor, list] | None:
+        if not self.use_cache:
+            return None
         with self._lock:
             item = self._cache.get(key)
             if item is not None:
@@ -69,9 +75,12 @@ class Replayer:
                 self._cache.popitem(last=False)
 
     def start(self, seed: int, mix: tuple[int, float] | None = None, axes: AxisSet | None = None) -> Editor:
-        """A fresh Editor on face ``seed``, or on its blend with face mix[0], mix[1] of the way (slerp);
-        with ``axes`` (default: the knob set served now)."""
-        editor = Editor(self.generator, axes or self.axes, seed)
+        """A fresh Editor on face ``seed``, or on its blend with face mix[0], mix[1] of the way (slerp), with
+        ``axes`` (default: the knob set served now); it shares this replayer's extractor and reading model
+        (what exact edits read)."""
+        editor = Editor(self.generator, axes or self.axes, seed, extractor=self.extractor)
+        if self._reader is not None:
+            editor.extractor, editor._reader = self._reader.extractor, self._reader
         if mix is not None and mix[1] > 0:
             other = latent_for_seed(mix[0], self.generator.latent_dim)
             editor.z = slerp(editor.z, other, mix[1]).to(editor.z.dtype)
@@ -80,27 +89,31 @@ class Replayer:
     def editor(self, seed: int, edits: Sequence[Edit], locks: Sequence[str] = (),
                mix: tuple[int, float] | None = None) -> Editor:
         """The Editor reached from face ``seed`` (blended as ``mix`` says) by ``edits``, with ``locks``
-        current (raises TlganError)."""
+        current (raises TlganError). Cache keys hold the start (knob-set version, seed, mix) and the edits
+        themselves, each with its mode, so linear and exact states never share an entry."""
         edits = tuple(edits)
-        with self._lock:
-            axes, version = self.axes, self._version
-        editor = self.start(seed, mix, axes)
-        start = (version, seed, mix)
-        key = (start, edits)
-        z = self._get(key)
-        if z is None and edits:
-            prefix = self._get((start, edits[:-1]))
-            if prefix is not None:
-                editor.z, editor.edits = prefix.clone(), list(edits[:-1])
-                editor.apply(edits[-1])
-            else:
-                for i, edit in enumerate(edits):
-                    editor.apply(edit)
-                    if i == len(edits) - 2:
-                        self._put((start, edits[:-1]), editor.z.clone())
-            self._put(key, editor.z.clone())
-        elif z is not None:
-            editor.z, editor.edits = z.clone(), list(edits)
+        with self._lock:  # the knob set and its version together (set_axes may swap them)
+            version = self._version
+            editor = self.start(seed, mix)
+        start = (version, seed, None if mix is None or mix[1] <= 0 else mix)
+        item = self._get((start, edits))
+        if item is None and edits:
+            with self._compute if any(e.exact for e in edits) else nullcontext():
+                item = self._get((start, edits))  # another request may have computed it meanwhile
+                if item is None:
+                    n0 = next((n for n in range(len(edits) - 1, 0, -1) if self._get((start, edits[:n]))), 0)
+                    if n0:
+                        z, reports = self._get((start, edits[:n0]))  # type: ignore[misc]
+                        editor.z, editor.edits, editor.reports = z.clone(), list(edits[:n0]), list(reports)
+                    for n in range(n0, len(edits)):
+                        editor.apply(edits[n])
+                        if edits[n].exact or n >= len(edits) - 2:  # every exact prefix, and the drag's base
+                            self._put((start, edits[:n + 1]), editor.z, editor.reports)
+                    if editor._reader is not None and version == self._version:  # not for a replaced knob set
+                        self._reader = editor._reader
+                    item = (editor.z, editor.reports)
+        if item is not None:
+            editor.z, editor.edits, editor.reports = item[0].clone(), list(edits), list(item[1])
         editor.set_locks(locks)
         return editor
 

@@ -16,7 +16,7 @@ const MINUS = "\u2212";
 
 let model = null;            // GET /api/model
 const rows = new Map();      // knob name -> {row, slider, value, reading, lock, minus, plus, strip}
-let state = { seed: 0, edits: [], locks: [] };
+let state = { seed: 0, edits: [], locks: [], exact: false };
 let undoStack = [];
 let redoStack = [];
 let values = null;           // knob values (σ) of the shown frame, in model.knobs order
@@ -32,6 +32,18 @@ let deferredSteps = [];      // − / + presses waiting for the requested state'
 // Extra state fields registered by other scripts: name -> {parse(text), format(value), initial}.
 const extraFields = new Map();
 const linkParts = [];        // other scripts' (state) -> "name=value" or "": carried in the link only
+// Exact mode: new edits follow a per-face path that keeps locked knobs' readings (Edit.exact), and knob
+// values are shown as standardised readings. Carried in the link as exact=1; each exact edit has a field 'x'.
+extraFields.set("exact", {
+  parse(text) {
+    if (!["0", "1"].includes(text)) throw new Error("exact must be 0 or 1");
+    return text === "1";
+  },
+  format: (on) => (on ? "1" : null),
+  initial: false,
+});
+let lockReadings = new Map();  // locked knob -> its raw reading when locked (to mark drift in linear mode)
+let lastReadings = new Map();  // feature -> raw reading of the last readings shown
 
 // ---------------------------------------------------------------- state helpers
 const clone = (s) => {
@@ -55,7 +67,6 @@ function encodeHash(s) {
   const parts = [`seed=${s.seed}`];
   if (s.mix) parts.push(`mix=${s.mix.seed}:${s.mix.t}`);
   if (s.locks.length) parts.push("locks=" + s.locks.map(enc).join(","));
-  if (s.exact) parts.push("exact=1");
   if (s.edits.length) {
     // an exact edit carries a fifth field 'x' (links made before exact mode stay valid)
     parts.push("edits=" + s.edits.map((e) =>
@@ -187,6 +198,15 @@ async function pump() {
   inflight = true;
   $("face").classList.add("busy");
   try {
+    const last = s.edits[s.edits.length - 1];
+    if (last && last.exact) {
+      // An exact path can take a moment: show the linear move at once, then the exact frame replaces it.
+      const quick = { ...s, edits: [...s.edits.slice(0, -1), { ...last, exact: false }] };
+      $("caption").textContent = "exact path: computing…";
+      const pre = await post("api/render", body(quick, { format: "png", size: model.frame_size, exact: false }));
+      showPreview(await pre.blob());
+      if (pending) return;  // a newer state is waiting: skip this one's exact frame
+    }
     const res = await post("api/render", body(s, { format: "png", size: model.frame_size }));
     const blob = await res.blob();
     const knobValues = JSON.parse(res.headers.get("X-Knob-Values"));
@@ -331,7 +351,7 @@ function updateValues() {
 }
 
 function updateLocks() {
-  $("exact").checked = state.exact;
+  $("exact").checked = !!state.exact;
   for (const [name, r] of rows) {
     const locked = state.locks.includes(name);
     r.row.classList.toggle("locked", locked);
@@ -371,7 +391,7 @@ async function fetchReadings() {
   try {
     const res = await post("api/readings", body(s), ctl.signal);
     const data = await res.json();
-    if (keyOf(s) === keyOf(state)) showReadings(data.readings);
+    if (keyOf(s) === keyOf(state)) showReadings(data.readings, s);
   } catch (err) {
     if (err.name !== "AbortError" && keyOf(s) === keyOf(state)) showError(err.message);
   }
@@ -386,15 +406,30 @@ function fmtReading(r, unit) {
   return fmtNumber(r.value, digits) + (unit || "");
 }
 
-function showReadings(readings) {
+// A locked knob's reading has drifted when it moved by more than 5 points (probabilities) or 5% (else).
+const drifted = (then, now, unit) => then !== null && now !== null &&
+  Math.abs(now - then) > (unit === "%" ? 0.05 : 0.05 * Math.max(1, Math.abs(then)));
+
+function showReadings(readings, s = state) {
   const units = featureUnits();
   const others = [];
+  for (const name of [...lockReadings.keys()]) if (!s.locks.includes(name)) lockReadings.delete(name);
+  lastReadings = new Map(readings.map((r) => [r.name, r.value]));
   for (const r of readings) {
     const row = rows.get(r.name);
     const text = fmtReading(r, units.get(r.name));
     if (row) {
       row.reading.replaceChildren(el("span", { className: "sr", textContent: "reads " }), text);
       row.reading.title = `the extractor reads ${r.name.replace(/_/g, " ")} = ${text} on the current image`;
+      if (s.locks.includes(r.name) && !lockReadings.has(r.name)) lockReadings.set(r.name, r.value);
+      // Linear locks keep the knob's σ, not what the extractor reads: mark a locked reading that moved.
+      const then = lockReadings.get(r.name);
+      const drift = !s.exact && s.locks.includes(r.name) && drifted(then ?? null, r.value, units.get(r.name));
+      row.row.classList.toggle("drifted", drift);
+      if (drift) {
+        row.reading.title += ` (it read ${fmtReading({ value: then }, units.get(r.name))} when locked: linear locks ` +
+          "keep the knob's σ, not its reading; Exact mode keeps readings)";
+      }
     } else {
       others.push(`${r.name.replace(/_/g, " ")} ${text}`);
     }
@@ -486,6 +521,7 @@ function typeKnob(name, value) {
 function toggleLock(name) {
   pushHistory();
   state.locks = state.locks.includes(name) ? state.locks.filter((k) => k !== name) : [...state.locks, name].sort();
+  if (state.locks.includes(name) && lastReadings.has(name)) lockReadings.set(name, lastReadings.get(name));
   clearError();
   writeHash();
   updateLocks();
@@ -1169,6 +1205,12 @@ async function start() {
   $("download").addEventListener("click", download);
   $("share").addEventListener("click", share);
   $("error-close").addEventListener("click", clearError);
+  $("exact").addEventListener("change", () => {
+    pushHistory();
+    state.exact = $("exact").checked;
+    expected = new Map();  // the values shown change meaning (σ or standardised reading)
+    commit();
+  });
   $("gallery-toggle").addEventListener("click", () => ($("gallery").hidden ? openGallery() : closeGallery()));
   $("gallery-more").addEventListener("click", () => fillGallery(false));
   $("gallery-variations").addEventListener("click", () => fillGallery(true));
