@@ -66,11 +66,18 @@ def fit_similarity(src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
     src, dst = src.to(torch.float64), dst.to(torch.float64)
     if src.shape != dst.shape or src.ndim != 2 or src.shape[1] != 2 or src.shape[0] < 2:
         raise TlganError(f"similarity fit needs two (K, 2) point sets with K >= 2, got {tuple(src.shape)}, {tuple(dst.shape)}")
-    x, y = src[:, 0], src[:, 1]
-    one, zero = torch.ones_like(x), torch.zeros_like(x)
-    rows = torch.cat([torch.stack([x, -y, one, zero], 1), torch.stack([y, x, zero, one], 1)])
-    rhs = torch.cat([dst[:, 0], dst[:, 1]])
-    a, b, tx, ty = torch.linalg.lstsq(rows, rhs[:, None]).solution[:, 0].tolist()
+    # Closed form (centre both sets; then a, b are the projections of the target onto the source and its
+    # 90° rotation), summed in a fixed order on plain floats, so the same points give the same bits every run.
+    p, q = src.tolist(), dst.tolist()
+    k = len(p)
+    mx, my = sum(u for u, _ in p) / k, sum(v for _, v in p) / k
+    nx, ny = sum(u for u, _ in q) / k, sum(v for _, v in q) / k
+    norm = sum((u - mx) ** 2 + (v - my) ** 2 for u, v in p)
+    if norm < 1e-18:
+        raise TlganError("landmarks are degenerate (all in one place): cannot align the face")
+    a = sum((u - mx) * (s - nx) + (v - my) * (r - ny) for (u, v), (s, r) in zip(p, q)) / norm
+    b = sum((u - mx) * (r - ny) - (v - my) * (s - nx) for (u, v), (s, r) in zip(p, q)) / norm
+    tx, ty = nx - (a * mx - b * my), ny - (b * mx + a * my)
     if math.hypot(a, b) < 1e-9:
         raise TlganError("landmarks are degenerate (all in one place): cannot align the face")
     return torch.tensor([[a, -b, tx], [b, a, ty]], dtype=torch.float64)

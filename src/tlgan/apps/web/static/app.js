@@ -241,10 +241,12 @@ function showWarnings(headers) {
   if (report) showError(JSON.parse(report));
   const typical = JSON.parse(headers.get("X-Latent-Typicality") || "null");
   const warn = $("typicality");
+  const wasHidden = warn.hidden;
   warn.hidden = !(typical && typical.warn);
   if (typical && typical.warn) {
     warn.textContent = `This face's latent is far from typical (‖z‖ = ${typical.norm.toFixed(1)}, faces ` +
       `usually ${typical.expected.toFixed(1)}): it may break. Exact mode keeps edited faces typical.`;
+    if (wasHidden) announce(warn.textContent);  // through the page's one live region, once when it appears
   }
 }
 
@@ -1321,6 +1323,8 @@ async function reloadModel() {
 // ---------------------------------------------------------------- for other scripts
 const startHooks = [];
 window.tlgan = {
+  // Say something to screen readers through the page's one live region.
+  announce,
   // A state field carried in the link (name=format(value)) and sent with every request.
   addStateField(name, { parse, format, initial }) {
     extraFields.set(name, { parse, format, initial });

@@ -17,13 +17,12 @@
   };
 
   const input = el("input", { type: "file", id: "photo-file", accept: "image/jpeg,image/png,image/webp,image/bmp,image/tiff,image/gif" });
-  const drop = el("div", { id: "photo-drop", className: "photo-drop", tabIndex: 0 }, [
+  // A drop region around the file input (the input itself is the keyboard's way in: no nested controls).
+  const drop = el("div", { id: "photo-drop", className: "photo-drop" }, [
     "Drop a photo with a face here, or ", el("label", { htmlFor: "photo-file", textContent: "choose a file" }), input]);
-  drop.setAttribute("role", "button");
-  drop.setAttribute("aria-label", "Upload a photo");
+  drop.setAttribute("role", "region");
+  drop.setAttribute("aria-label", "Photo upload");
   const status = el("p", { id: "photo-status", className: "hint" });
-  status.setAttribute("role", "status");
-  status.setAttribute("aria-live", "polite");
   const crop = el("img", { id: "photo-crop", alt: "The face found in the photo, aligned", width: 192, height: 192 });
   const recon = el("img", { id: "photo-recon", alt: "The generator's reconstruction of it", width: 192, height: 192 });
   const edited = el("img", { id: "photo-edited", alt: "The reconstruction after your edits", width: 192, height: 192 });
@@ -49,12 +48,12 @@
 
   // Layout through the CSSOM (the page's CSP allows no inline style attributes; style.css belongs to the main page).
   Object.assign(panel.style, { maxWidth: "1200px", margin: "1.5rem auto", padding: "0 1rem" });
-  Object.assign(drop.style, { border: "2px dashed #888", borderRadius: "8px", padding: "1.5rem", textAlign: "center", cursor: "pointer" });
+  Object.assign(drop.style, { border: "2px dashed #888", borderRadius: "8px", padding: "1.5rem", textAlign: "center" });
   Object.assign(result.querySelector(".photo-figures").style, { display: "flex", gap: "1rem", flexWrap: "wrap" });
   Object.assign(sliders.style, { display: "grid", gridTemplateColumns: "repeat(auto-fill, minmax(260px, 1fr))", gap: "0.25rem 1.5rem", marginTop: "1rem" });
   input.style.marginLeft = "0.5rem";
 
-  const say = (text) => { status.textContent = text; };
+  const say = (text) => { status.textContent = text; window.tlgan?.announce?.(text); };
 
   async function detail(res) {
     try { return (await res.json()).detail || res.statusText; } catch { return res.statusText; }
@@ -162,7 +161,6 @@
 
   reset.addEventListener("click", async () => { if (state) { state.edits = []; await refresh(); } });
   input.addEventListener("change", () => upload(input.files[0]));
-  drop.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); input.click(); } });
   for (const name of ["dragenter", "dragover"]) {
     drop.addEventListener(name, (e) => { e.preventDefault(); drop.classList.add("over"); drop.style.background = "#eef4ff"; });
   }
