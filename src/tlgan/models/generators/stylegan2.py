@@ -298,28 +298,12 @@ class SynthesisNetwork(nn.Module):
         return img
 
 
-class StyleGAN2(Generator):
-    """A StyleGAN2 generator. Spaces: z (N, z_dim); w (N, w_dim); w+ (N, num_ws, w_dim).
+class StyleGANLatents:
+    """What StyleGAN2 and StyleGAN3 share above their networks: w, ws, truncation, and the style weights.
 
-    ``synthesize(z)`` = NVlabs' ``G(z, None, truncation_psi=1, noise_mode='const')`` clamped to [-1, 1];
-    ``mapping(z, truncation=psi)`` -> w (N, w_dim); ``mapping_ws(z, psi, cutoff)`` -> ws (N, num_ws, w_dim);
-    ``synthesize_w(w)`` renders w (N, w_dim) or ws (N, num_ws, w_dim).
+    The class using it has ``mapping`` (with ``w_avg``), ``num_ws``, ``w_dim`` and defines ``render_ws`` and
+    ``style_layers``.
     """
-
-    name = "stylegan2"
-    spaces = ("z", "w", "w+")
-
-    def __init__(self, config: StyleGAN2Config) -> None:
-        super().__init__()
-        self.config = config
-        self.z_dim, self.w_dim = config.z_dim, config.w_dim
-        self.latent_dim, self.resolution = config.z_dim, config.img_resolution
-        self.img_channels = config.img_channels
-        self.synthesis = SynthesisNetwork(config)
-        self.num_ws = self.synthesis.num_ws
-        self.mapping = MappingNetwork(config)
-        self.noise_mode = "const"
-        self.fp16_on_cuda = True
 
     # --- latents ----------------------------------------------------------------------------------
     @property
@@ -344,15 +328,6 @@ class StyleGAN2(Generator):
             return w
         raise TlganError(f"w must have shape (N, {self.w_dim}) or (N, {self.num_ws}, {self.w_dim}), got {tuple(w.shape)}")
 
-    # --- rendering --------------------------------------------------------------------------------
-    def render_ws(self, ws: torch.Tensor, noise_mode: str | None = None) -> torch.Tensor:
-        """ws (N, num_ws, w_dim) -> images (N, C, R, R) as the network computes them (not clamped)."""
-        noise_mode = noise_mode or self.noise_mode
-        if noise_mode not in NOISE_MODES:
-            raise TlganError(f"noise mode must be one of {', '.join(NOISE_MODES)}, got '{noise_mode}'")
-        half = self.fp16_on_cuda and ws.device.type == "cuda"
-        return self.synthesis(ws, noise_mode=noise_mode, half=half).to(torch.float32)
-
     def synthesize_w(self, w: torch.Tensor) -> torch.Tensor:
         """Render w (N, w_dim) or ws (N, num_ws, w_dim) to images (N, C, R, R) in [-1, 1]."""
         return self.render_ws(self.broadcast(w)).clamp(-1.0, 1.0)
@@ -364,18 +339,6 @@ class StyleGAN2(Generator):
     def first_layer_weight(self) -> torch.Tensor:
         # The first mapping layer acts on the 2nd-moment-normalised z: (features, z_dim).
         return self.mapping.fc0.effective_weight().detach()
-
-    def style_layers(self) -> list[tuple[int, str, nn.Module]]:
-        """(ws index, name, layer) for every layer with an affine style, in ws order."""
-        layers: list[tuple[int, str, nn.Module]] = []
-        index = 0
-        for block in self.synthesis.blocks():
-            prefix = f"synthesis.b{block.resolution}"
-            names = (["conv0"] if block.in_channels else []) + ["conv1"] + (["torgb"] if block.num_torgb else [])
-            for j, name in enumerate(names):
-                layers.append((index + j, f"{prefix}.{name}", getattr(block, name)))
-            index += block.num_conv
-        return layers
 
     def styles(self, ws: torch.Tensor) -> dict[str, torch.Tensor]:
         """The style vector (N, in_channels) each layer computes from ws (N, num_ws, w_dim)."""
@@ -389,6 +352,51 @@ class StyleGAN2(Generator):
         if not mats:
             raise TlganError(f"no StyleGAN layers in the range {layers}")
         return torch.cat(mats).detach()
+
+
+class StyleGAN2(StyleGANLatents, Generator):
+    """A StyleGAN2 generator. Spaces: z (N, z_dim); w (N, w_dim); w+ (N, num_ws, w_dim).
+
+    ``synthesize(z)`` = NVlabs' ``G(z, None, truncation_psi=1, noise_mode='const')`` clamped to [-1, 1];
+    ``mapping(z, truncation=psi)`` -> w (N, w_dim); ``mapping_ws(z, psi, cutoff)`` -> ws (N, num_ws, w_dim);
+    ``synthesize_w(w)`` renders w (N, w_dim) or ws (N, num_ws, w_dim).
+    """
+
+    name = "stylegan2"
+    spaces = ("z", "w", "w+")
+
+    def __init__(self, config: StyleGAN2Config) -> None:
+        super().__init__()
+        self.config = config
+        self.z_dim, self.w_dim = config.z_dim, config.w_dim
+        self.latent_dim, self.resolution = config.z_dim, config.img_resolution
+        self.img_channels = config.img_channels
+        self.synthesis = SynthesisNetwork(config)
+        self.num_ws = self.synthesis.num_ws
+        self.mapping = MappingNetwork(config)
+        self.noise_mode = "const"
+        self.fp16_on_cuda = True
+
+    # --- rendering --------------------------------------------------------------------------------
+    def render_ws(self, ws: torch.Tensor, noise_mode: str | None = None) -> torch.Tensor:
+        """ws (N, num_ws, w_dim) -> images (N, C, R, R) as the network computes them (not clamped)."""
+        noise_mode = noise_mode or self.noise_mode
+        if noise_mode not in NOISE_MODES:
+            raise TlganError(f"noise mode must be one of {', '.join(NOISE_MODES)}, got '{noise_mode}'")
+        half = self.fp16_on_cuda and ws.device.type == "cuda"
+        return self.synthesis(ws, noise_mode=noise_mode, half=half).to(torch.float32)
+
+    def style_layers(self) -> list[tuple[int, str, nn.Module]]:
+        """(ws index, name, layer) for every layer with an affine style, in ws order."""
+        layers: list[tuple[int, str, nn.Module]] = []
+        index = 0
+        for block in self.synthesis.blocks():
+            prefix = f"synthesis.b{block.resolution}"
+            names = (["conv0"] if block.in_channels else []) + ["conv1"] + (["torgb"] if block.num_torgb else [])
+            for j, name in enumerate(names):
+                layers.append((index + j, f"{prefix}.{name}", getattr(block, name)))
+            index += block.num_conv
+        return layers
 
 
 # --- weights -------------------------------------------------------------------------------------

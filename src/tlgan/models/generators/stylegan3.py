@@ -27,7 +27,7 @@ from torch import nn
 from tlgan.errors import TlganError
 
 from .base import Generator
-from .stylegan2 import FullyConnectedLayer, weights_hash
+from .stylegan2 import FullyConnectedLayer, StyleGANLatents, weights_hash
 from .stylegan_ops import bias_act, upfirdn2d
 
 
@@ -295,7 +295,7 @@ class SynthesisNetwork(nn.Module):
         return (x * self.output_scale if self.output_scale != 1 else x).to(torch.float32)
 
 
-class StyleGAN3(Generator):
+class StyleGAN3(StyleGANLatents, Generator):
     """A StyleGAN3 (T or R) generator; the same API as StyleGAN2 (see stylegan2.StyleGAN2)."""
 
     name = "stylegan3"
@@ -312,37 +312,8 @@ class StyleGAN3(Generator):
         self.noise_mode = "const"  # StyleGAN3 has no noise inputs; kept for a uniform API
         self.fp16_on_cuda = True
 
-    @property
-    def w_avg(self) -> torch.Tensor:
-        return self.mapping.w_avg
-
-    def mapping_ws(self, z: torch.Tensor, truncation: float = 1.0, cutoff: int | None = None) -> torch.Tensor:
-        ws = self.mapping(z).unsqueeze(1).repeat(1, self.num_ws, 1)
-        if truncation != 1:
-            end = self.num_ws if cutoff is None else int(cutoff)
-            ws[:, :end] = self.w_avg.lerp(ws[:, :end], float(truncation))
-        return ws
-
-    def broadcast(self, w: torch.Tensor) -> torch.Tensor:
-        if not isinstance(w, torch.Tensor) or not w.is_floating_point():
-            raise TlganError("w must be a floating-point torch.Tensor")
-        if w.ndim == 2 and w.shape[1] == self.w_dim:
-            return w.unsqueeze(1).repeat(1, self.num_ws, 1)
-        if w.ndim == 3 and tuple(w.shape[1:]) == (self.num_ws, self.w_dim):
-            return w
-        raise TlganError(f"w must have shape (N, {self.w_dim}) or (N, {self.num_ws}, {self.w_dim}), got {tuple(w.shape)}")
-
     def render_ws(self, ws: torch.Tensor, noise_mode: str | None = None) -> torch.Tensor:
         return self.synthesis(ws, half=self.fp16_on_cuda and ws.device.type == "cuda")
-
-    def synthesize_w(self, w: torch.Tensor) -> torch.Tensor:
-        return self.render_ws(self.broadcast(w)).clamp(-1.0, 1.0)
-
-    def synthesize(self, z: torch.Tensor) -> torch.Tensor:
-        return self.synthesize_w(self.mapping(z))
-
-    def first_layer_weight(self) -> torch.Tensor:
-        return self.mapping.fc0.effective_weight().detach()
 
     def style_layers(self) -> list[tuple[int, str, nn.Module]]:
         """(ws index, name, layer) of every module with an affine style: the input reads ws[0], layer i ws[i + 1]."""
@@ -350,16 +321,6 @@ class StyleGAN3(Generator):
         out += [(i + 1, f"synthesis.{name}", getattr(self.synthesis, name)) for i, name in enumerate(self.synthesis.layer_names)]
         return out
 
-    def styles(self, ws: torch.Tensor) -> dict[str, torch.Tensor]:
-        ws = self.broadcast(ws)
-        return {name: layer.affine(ws[:, index]) for index, name, layer in self.style_layers()}
-
-    def style_weights(self, layers: range | list[int] | None = None) -> torch.Tensor:
-        chosen = set(range(self.num_ws)) if layers is None else set(layers)
-        mats = [layer.affine.effective_weight() for index, _, layer in self.style_layers() if index in chosen]
-        if not mats:
-            raise TlganError(f"no StyleGAN layers in the range {layers}")
-        return torch.cat(mats).detach()
 
 
 # --- pickles -----------------------------------------------------------------------------------------
