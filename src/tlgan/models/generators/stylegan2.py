@@ -412,16 +412,19 @@ def weights_hash(tensors: dict[str, torch.Tensor], length: int = 16) -> str:
     return digest.hexdigest()[:length]
 
 
-def build(config: StyleGAN2Config, tensors: dict[str, torch.Tensor], source: str, family: str = "stylegan2") -> StyleGAN2:
-    """A StyleGAN2 with ``tensors`` (NVlabs names) loaded; every mismatch is a one-line TlganError."""
-    model = StyleGAN2(config)
+def load_weights(model: Generator, tensors: dict[str, torch.Tensor], source: str, family: str) -> Generator:
+    """``model`` (a StyleGAN2 or StyleGAN3) with ``tensors`` (NVlabs names) loaded in float32, identity set, frozen.
+
+    Every mismatch (missing, unexpected, wrong shape, not finite) is a one-line TlganError naming ``source``.
+    """
     expected = model.state_dict()
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
     if missing or unexpected:
         detail = (f"missing {', '.join(missing[:3])}" if missing else "") + \
                  ("; " if missing and unexpected else "") + (f"unexpected {', '.join(unexpected[:3])}" if unexpected else "")
-        raise TlganError(f"{source}: weights do not fit a StyleGAN2 of this configuration ({detail})")
+        kind = {"stylegan2": "StyleGAN2", "stylegan3": "StyleGAN3"}.get(family, family)
+        raise TlganError(f"{source}: weights do not fit a {kind} of this configuration ({detail})")
     for name, value in tensors.items():
         if tuple(value.shape) != tuple(expected[name].shape):
             raise TlganError(f"{source}: '{name}' has shape {tuple(value.shape)}, expected {tuple(expected[name].shape)}")
@@ -430,6 +433,11 @@ def build(config: StyleGAN2Config, tensors: dict[str, torch.Tensor], source: str
     model.load_state_dict({k: v.to(torch.float32) for k, v in tensors.items()})
     model.identity = f"{family}:{weights_hash(tensors)}"
     return model.eval().requires_grad_(False)
+
+
+def build(config: StyleGAN2Config, tensors: dict[str, torch.Tensor], source: str, family: str = "stylegan2") -> StyleGAN2:
+    """A StyleGAN2 with ``tensors`` (NVlabs names) loaded; every mismatch is a one-line TlganError."""
+    return load_weights(StyleGAN2(config), tensors, source, family)
 
 
 __all__ = ["NOISE_MODES", "StyleGAN2", "StyleGAN2Config", "build", "weights_hash"]

@@ -27,7 +27,7 @@ from torch import nn
 from tlgan.errors import TlganError
 
 from .base import Generator
-from .stylegan2 import FullyConnectedLayer, StyleGANLatents, weights_hash
+from .stylegan2 import FullyConnectedLayer, StyleGANLatents, load_weights
 from .stylegan_ops import bias_act, upfirdn2d
 
 
@@ -361,18 +361,4 @@ def config_from_pickle(G: Any, source: str) -> StyleGAN3Config:
 
 def build(config: StyleGAN3Config, tensors: dict[str, torch.Tensor], source: str) -> StyleGAN3:
     """A StyleGAN3 with ``tensors`` (NVlabs names) loaded; mismatches are one-line TlganErrors."""
-    model = StyleGAN3(config)
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
-    if missing or unexpected:
-        raise TlganError(f"{source}: weights do not fit a StyleGAN3 of this configuration "
-                         f"(missing {', '.join(missing[:3]) or '-'}; unexpected {', '.join(unexpected[:3]) or '-'})")
-    for name, value in tensors.items():
-        if tuple(value.shape) != tuple(expected[name].shape):
-            raise TlganError(f"{source}: '{name}' has shape {tuple(value.shape)}, expected {tuple(expected[name].shape)}")
-        if not value.is_floating_point() or not bool(torch.isfinite(value).all()):
-            raise TlganError(f"{source}: '{name}' is not a finite floating-point tensor")
-    model.load_state_dict({k: v.to(torch.float32) for k, v in tensors.items()})
-    model.identity = f"stylegan3:{weights_hash(tensors)}"
-    return model.eval().requires_grad_(False)
+    return load_weights(StyleGAN3(config), tensors, source, "stylegan3")
