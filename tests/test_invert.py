@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from tlgan.editing.invert import invert, psnr
+from tlgan.editing.invert import invert, psnr, warp_images, warp_matrix
 from tlgan.editing.latentfile import LatentFile, load_latent_file, parse_latent_file, save_latent_file
 from tlgan.errors import TlganError
 from tlgan.models.generators import Generator
@@ -46,6 +46,52 @@ def test_inversion_is_deterministic_and_checks_input(digiface) -> None:
         invert(digiface, target[:, :32], steps=1)
     with pytest.raises(TlganError, match="space 'w'"):
         invert(digiface, target, space="w", steps=1)
+
+
+def test_warp_matrix_is_where_warp_images_samples() -> None:
+    # Bilinear sampling is exact on a linear ramp: pixel q of the warped image must equal the ramp at M·q.
+    res = 32
+    centres = torch.arange(res, dtype=torch.float64) + 0.5
+    v, u = torch.meshgrid(centres, centres, indexing="ij")
+    ramp = torch.stack([0.01 * u, 0.02 * v, 0.01 * u - 0.015 * v]).float()
+    params = torch.tensor([0.05, 0.08, 0.1, -0.06])
+    warped = warp_images(ramp[None], params[None])[0].double()
+    m = warp_matrix(params, res)
+    mu, mv = (m[0, 0] * u + m[0, 1] * v + m[0, 2]), (m[1, 0] * u + m[1, 1] * v + m[1, 2])
+    expected = torch.stack([0.01 * mu, 0.02 * mv, 0.01 * mu - 0.015 * mv])
+    inside = (mu > 1) & (mu < res - 1) & (mv > 1) & (mv < res - 1)
+    assert int(inside.sum()) > 500
+    assert float((warped - expected)[:, inside].abs().max()) < 1e-5
+    assert torch.allclose(warp_matrix(torch.zeros(4), res), torch.tensor([[1.0, 0, 0], [0, 1.0, 0]], dtype=torch.float64))
+
+
+def test_alignment_refinement_recovers_a_planted_misalignment(digiface) -> None:
+    # The target is a generated face seen through a known small similarity (a slightly wrong alignment):
+    # with refine_alignment the fitted warp matches it and the rendering is the face itself.
+    z_true = sample_latents(0, 0, 64, 100)[17]
+    planted = torch.tensor([0.04, 0.05, 0.06, -0.05])
+    with torch.inference_mode():
+        face = digiface.synthesize(z_true[None])
+        target = warp_images(face, planted[None])[0]
+    plain = invert(digiface, target, steps=60, seed=0, candidates=64, starts=1)
+    refined = invert(digiface, target, steps=60, seed=0, candidates=64, starts=1, refine_alignment=True)
+    assert plain.warp_params is None and refined.warp_params is not None
+    assert refined.psnr > plain.psnr + 2, (plain.psnr, refined.psnr)
+    assert float((refined.warp_params - planted).abs().max()) < 0.02, refined.warp_params
+    assert psnr(refined.image, face[0]) > 28
+
+
+def test_several_starts_are_searched_together_and_deterministically(digiface) -> None:
+    # The planted face of the first test: eight starts, pruned to the best, still find and close it.
+    z_true = sample_latents(0, 0, 64, 100)[17] + 0.15 * latent_for_seed(5, 100)
+    with torch.inference_mode():
+        target = digiface.synthesize(z_true[None])[0]
+    many = invert(digiface, target, steps=30, seed=0, candidates=64, lr=0.05, starts=8)
+    again = invert(digiface, target, steps=30, seed=0, candidates=64, lr=0.05, starts=8)
+    assert torch.equal(many.latent, again.latent)
+    assert many.psnr > 30, many.history
+    with pytest.raises(TlganError, match="starts"):
+        invert(digiface, target, steps=1, starts=0)
 
 
 def test_perceptual_term_runs_and_leaves_no_hooks(digiface) -> None:

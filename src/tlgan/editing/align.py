@@ -95,6 +95,12 @@ def apply(m: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
     return points @ m[:, :2].T + m[:, 2]
 
 
+def compose(outer: torch.Tensor, inner: torch.Tensor) -> torch.Tensor:
+    """The 2x3 matrix of ``outer`` applied after ``inner`` (both 2x3), float64."""
+    bottom = torch.tensor([[0.0, 0.0, 1.0]], dtype=torch.float64)
+    return (torch.cat([outer.double(), bottom]) @ torch.cat([inner.double(), bottom]))[:2]
+
+
 def scale_of(m: torch.Tensor) -> float:
     """The uniform scale of a similarity matrix (generator pixels per photo pixel for an alignment)."""
     return float(torch.linalg.det(m[:, :2].double()).abs().sqrt())

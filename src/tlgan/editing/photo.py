@@ -21,8 +21,8 @@ from tlgan.models.extractors.mtcnn import MTCNN, Face
 from tlgan.models.generators import Generator
 from tlgan.photos import Photo
 
-from .align import Layout, alignment, face_layout, face_mask, find_faces, paste_back, pick_face, warp_face
-from .invert import Inversion, invert
+from .align import Layout, alignment, compose, face_layout, face_mask, find_faces, paste_back, pick_face, warp_face
+from .invert import Inversion, invert, psnr, warp_matrix
 from .latentfile import LatentFile
 
 FACE_WEIGHT = 0.8   # share of the pixel loss on the face mask (the rest on the whole crop, background included)
@@ -57,9 +57,10 @@ def loss_weight(layout: Layout) -> torch.Tensor:
 
 def invert_photo(photo: Photo, generator: Generator, detector: MTCNN, extractor: Extractor | None, *,
                  face: int | None = None, space: str = "z", steps: int = 300, seed: int = 0, candidates: int = 1024,
-                 layout: Layout | None = None,
+                 starts: int = 8, layout: Layout | None = None,
                  progress: bool | Callable[[int, int, float], None] = False) -> PhotoInversion:
-    """Detect (largest face, or ``face``-th largest), align onto the generator's layout, and invert."""
+    """Detect (largest face, or ``face``-th largest), align onto the generator's layout, and invert
+    (``starts`` candidates searched together; the alignment refined with the latent)."""
     faces = find_faces(photo.image, detector)
     chosen = pick_face(faces, face, photo.name)
     layout = layout or face_layout(generator, detector)
@@ -67,8 +68,16 @@ def invert_photo(photo: Photo, generator: Generator, detector: MTCNN, extractor:
         raise TlganError(f"layout is for {layout.resolution} px but the generator renders {generator.resolution} px")
     m = alignment(chosen, layout)
     crop = warp_face(photo.image, m, generator.resolution)
+    weight = loss_weight(layout)
     result = invert(generator, crop, space=space, steps=steps, seed=seed, candidates=candidates, extractor=extractor,
-                    weight=loss_weight(layout), progress=progress)
+                    weight=weight, progress=progress, starts=starts, refine_alignment=True)
+    if result.warp_params is not None:
+        # The five landmarks place a face only roughly where the generator would: the inversion also fitted the
+        # small similarity that maps the crop onto the rendering. Folding it into the alignment makes the
+        # rendering itself the aligned face, so knob values, the crop and the paste-back all agree.
+        m = compose(warp_matrix(result.warp_params, generator.resolution), m)
+        crop = warp_face(photo.image, m, generator.resolution)
+        result.psnr = psnr(result.image, crop, weight)
     width, height = photo.size
     latent_file = LatentFile(
         generator=generator.identity, resolution=generator.resolution, space=space, latent=result.latent,

@@ -14,13 +14,16 @@ from tlgan.errors import TlganError
 @click.option("--space", default="z", show_default=True, help="latent space: z, or w / w+ for generators with a mapping")
 @click.option("--steps", type=click.IntRange(0, 20000), default=300, show_default=True, help="optimisation steps")
 @click.option("--candidates", type=click.IntRange(1, 100000), default=1024, show_default=True,
-              help="sampled latents the best start is picked from")
+              help="sampled latents the starts are picked from")
+@click.option("--starts", type=click.IntRange(1, 64), default=8, show_default=True,
+              help="best candidates optimised together, halved until one is left")
 @click.option("--face", type=click.IntRange(0, None), default=None, help="which face, 0 = largest [default: 0]")
 @click.option("--seed", type=int, default=0, show_default=True, help="seed of the sampled starting latents")
 @click.option("--extractor", default=None, help="extractors for the perceptual term [default: the shipped knobs' own; 'none' for pixels only]")
 @click.option("--preview", type=click.Path(dir_okay=False), default=None, help="also write aligned crop | reconstruction (.png)")
 @click.option("--device", default="auto", show_default=True)
-def invert(photo: str, out: str, generator: str | None, space: str, steps: int, candidates: int, face: int | None,
+def invert(photo: str, out: str, generator: str | None, space: str, steps: int, candidates: int, starts: int,
+           face: int | None,
            seed: int, extractor: str | None, preview: str | None, device: str) -> None:
     """Find the face in PHOTO, align it to the generator's face layout and invert it into a latent file.
 
@@ -50,7 +53,7 @@ def invert(photo: str, out: str, generator: str | None, space: str, steps: int, 
     spec = extractor or DEFAULT_EXTRACTORS
     ext = None if spec == "none" else load_extractor(spec, dev)
     result = invert_photo(picture, gen, detector, ext, face=face, space=space, steps=steps, seed=seed,
-                          candidates=candidates, progress=True)
+                          candidates=candidates, starts=starts, progress=True)
     save_latent_file(out, result.latent_file)
     if preview:
         save_image(grid([result.crop, result.inversion.image], size=256), preview)
