@@ -59,7 +59,13 @@ def test_api_exact_state(bent):
         res = client.post("/api/render", json={**far, "size": 64})
         assert res.status_code == 200 and "is in the way" in json.loads(res.headers["X-Exact-Report"])
         strip = client.post("/api/strip", json={**state, "knob": "glow", "steps": 3, "span": 1.0, "size": 16})
-        assert strip.status_code == 200
+        assert strip.status_code == 200 and json.loads(strip.headers["X-Strip-Stops"]) == []
+        # a strip past what the locks allow says which pictures ended short, and why
+        short = client.post("/api/strip", json={"seed": 0, "edits": [], "locks": ["bend", "smile"], "exact": True,
+                                                "knob": "tilt", "steps": 3, "span": 9.0, "size": 16})
+        stops = json.loads(short.headers["X-Strip-Stops"])
+        assert short.status_code == 200 and stops and {s["value"] for s in stops} <= {-9.0, 9.0}
+        assert all("is in the way" in s["message"] for s in stops)
 
 
 def test_cache_keeps_mode_mix_and_prefix_apart(bent):

@@ -83,6 +83,10 @@ def test_exact_stop_message_preview_first_and_drift_mark(browser, server):
         assert "'bend' is in the way" in page.text_content("#error-text")
         firsts = [r["edits"][-1].get("exact", False) for r in renders[:2]]
         assert firsts == [False, True], renders[:2]
+        # the strip says which of its pictures ended short (the ±3σ ends are past what the locks allow)
+        page.click(".knob[data-knob=tilt] .strip-btn")
+        page.wait_for_selector("#strip .strip-stops:not([hidden])", timeout=60_000)
+        assert "is in the way" in page.text_content("#strip .strip-stops")
         # linear mode: a move under a lock keeps the knob's σ but its reading drifts, and the row is marked
         open_page(page, server.url + "/#seed=4")
         page.click(".knob[data-knob=bend] .lock")

@@ -304,32 +304,39 @@ def create_app(generator: Generator, axes: AxisSet, extractor: Extractor | None,
             {"name": f.name, "value": float(v) if math.isfinite(float(v)) else None, "kind": f.kind, "group": f.group}
             for f, v in zip(extractor.features, row)]}
 
-    def strip_latents(request: Any, steps: int | None = None) -> tuple[list[float], torch.Tensor]:
+    def strip_latents(request: Any, steps: int | None = None) -> tuple[list[float], torch.Tensor, list[dict]]:
+        """(knob values, latents (steps, D), stops): ``stops`` lists the exact moves that ended short of their
+        value, with the editor's message (how far it got, which lock is in the way)."""
         base = ctx.editor(request)
         steps = steps or request.steps
         values = [-request.span + 2 * request.span * i / (steps - 1) for i in range(steps)]
-        latents = []
+        latents, stops = [], []
         for value in values:
             editor = ctx.replayer.start(request.seed)
             editor.z, editor.locks, editor.exact = base.z.clone(), set(base.locks), request.exact
             editor.set(request.knob, value)
+            report = editor.last_report() if request.exact else None
+            if report and not report.get("converged", True):
+                stops.append({"value": value, "message": report.get("message", "")})
             latents.append(editor.latent())
-        return values, torch.stack(latents)
+        return values, torch.stack(latents), stops
 
     def strip_png(pixels: Any, size: int) -> bytes:
         return png_bytes(tile_row([upscale(p, size) for p in pixels]))
 
     @app.post("/api/strip", response_class=Response, summary="One knob swept from −span to +span σ, as a PNG row",
               responses={200: {"content": {"image/png": {}},
-                               "description": "the tiles left to right; header X-Strip-Values lists their σ values"},
+                               "description": "the tiles left to right; header X-Strip-Values lists their σ values, "
+                                              "X-Strip-Stops the exact moves that ended short, with why"},
                          **ERRORS})
     async def strip(request: StripIn) -> Response:  # type: ignore[valid-type]
         async with ctx.work.slot() as admitted:
-            values, latents = await ctx.work.call(admitted, strip_latents, request)
+            values, latents, stops = await ctx.work.call(admitted, strip_latents, request)
             frames = await asyncio.wrap_future(ctx.renderer.submit(latents))
             data = await ctx.work.call(admitted, strip_png, frames.pixels, request.size)
         return Response(data, media_type="image/png",
-                        headers={"X-Strip-Values": json.dumps(values), "Cache-Control": "no-store"})
+                        headers={"X-Strip-Values": json.dumps(values), "X-Strip-Stops": json.dumps(stops),
+                                 "Cache-Control": "no-store"})
 
     def sweep_file(pixels: Any, request: Any) -> bytes:
         frames = [upscale(p, request.size) for p in pixels]
@@ -340,7 +347,7 @@ def create_app(generator: Generator, axes: AxisSet, extractor: Extractor | None,
                                "description": "a looping GIF or lossless WebP animation"}, **ERRORS})
     async def sweep(request: schemas["SweepIn"]) -> Response:  # type: ignore[valid-type]
         async with ctx.work.slot() as admitted:
-            _, latents = await ctx.work.call(admitted, strip_latents, request, request.frames)
+            _, latents, _ = await ctx.work.call(admitted, strip_latents, request, request.frames)
             frames = await asyncio.wrap_future(ctx.renderer.submit(latents))
             data = await ctx.work.call(admitted, sweep_file, frames.pixels, request)
         return Response(data, media_type=f"image/{request.format}", headers={"Cache-Control": "no-store"})

@@ -699,10 +699,23 @@ async function fetchStrip() {
     img.src = URL.createObjectURL(blob);
     img.alt = `${label(name)} from ${MINUS}${STRIP_SPAN}σ to +${STRIP_SPAN}σ, ${STRIP_STEPS} pictures`;
     img.dataset.values = res.headers.get("X-Strip-Values");
+    showStripStops(JSON.parse(res.headers.get("X-Strip-Stops") || "[]"));
     placeStripMarker();
   } catch (err) {
     showError(err.message);
   }
+}
+
+// Exact mode never fails silently: pictures whose move ended short say so under the strip.
+function showStripStops(stops) {
+  const el = stripEl.querySelector(".strip-stops");
+  el.hidden = !stops.length;
+  // one line: which pictures, and the first one's reason (the others' differ only in their numbers)
+  el.textContent = stops.length
+    ? `Exact mode could not reach ${stops.map((s) => fmt(s.value)).join(", ")}; those pictures show how far ` +
+      `it got. At ${fmt(stops[0].value)}: ${stops[0].message}`
+    : "";
+  el.title = stops.map((s) => `${fmt(s.value)}: ${s.message}`).join("\n");
 }
 
 function placeStripMarker() {
