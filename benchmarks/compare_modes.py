@@ -105,7 +105,7 @@ def section(res: dict, sweep: list[float], span: float) -> str:
              f"{res['linear-free']['n']} faces of the linear run. *Locked*: the other 19 knobs held (linear: their latent "
              "values; exact: their readings, within 0.02 SD). Effects in feature SD per unit offset. *reachable*: "
              f"share of exact moves that reached their goal. Machine: {platform.machine()}, "
-             f"{torch.get_num_threads()} threads."), "",
+             f"{torch.get_num_threads()} thread{'s' if torch.get_num_threads() != 1 else ''} per process."), "",
              "| mode | faces | diagonal, mean | leak, mean | worst leak | monotonicity | faces kept | reachable | time |",
              "|---|---|---|---|---|---|---|---|---|"]
     for mode, r in res.items():

@@ -160,7 +160,7 @@ def invert(generator: Generator, target: torch.Tensor, *, space: str = "z", step
     background). ``progress``: True for a bar on stderr, or a callback
     (step, steps, psnr). ``init``: a latent in ``space`` to start from instead of the best candidates.
     ``starts``: candidates optimised together (halved at 10%, 20%, ... of the steps until one is left).
-    ``refine_alignment``: also fit a small similarity warp of the rendering onto the target (``Inversion.warp``),
+    ``refine_alignment``: also fit a small similarity warp of the rendering onto the target (``Inversion.warp_params``),
     for targets whose alignment is only approximately the generator's own framing (photo crops).
     In w+ the first half of the steps run in w (one w for every layer), the rest in w+ from there.
     See the module docstring for the method.
