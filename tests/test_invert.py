@@ -127,14 +127,16 @@ class TinyStyle(Generator):
         return self.synthesize_w(self.mapping(z))
 
 
+@pytest.mark.parametrize("refine", [False, True])
 @pytest.mark.parametrize("space,shape", [("w", (6,)), ("w+", (3, 6))])
-def test_w_spaces_when_the_generator_has_a_mapping(space, shape) -> None:
+def test_w_spaces_when_the_generator_has_a_mapping(space, shape, refine) -> None:
     gen = TinyStyle().eval().requires_grad_(False)
     w_true = gen.mapping(torch.randn(1, 8, generator=torch.Generator().manual_seed(1)))
     target = gen.synthesize_w(w_true)[0].detach()
-    result = invert(gen, target, space=space, steps=150, candidates=32)
+    result = invert(gen, target, space=space, steps=150, candidates=32, refine_alignment=refine)
     assert result.latent.shape == shape
     assert result.psnr > result.start_psnr + 3
+    assert (result.warp_params is not None) == refine
 
 
 def test_latent_file_round_trip_and_bad_files(tmp_path) -> None:
