@@ -716,6 +716,7 @@ function showStripStops(stops) {
       `it got. At ${fmt(stops[0].value)}: ${stops[0].message}`
     : "";
   el.title = stops.map((s) => `${fmt(s.value)}: ${s.message}`).join("\n");
+  if (stops.length) announce(el.textContent);  // through the page's one live region
 }
 
 function placeStripMarker() {
