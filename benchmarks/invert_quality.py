@@ -97,7 +97,7 @@ def main() -> None:
     parser.add_argument("--faces", type=int, default=5)
     parser.add_argument("--lfw", type=int, default=10)
     parser.add_argument("--no-astronaut", action="store_true")
-    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--steps", type=int, default=500)
     parser.add_argument("--candidates", type=int, default=1024)
     parser.add_argument("--random", type=int, default=10_000)
     parser.add_argument("--extractor", default=DEFAULT_EXTRACTORS, help="perceptual term's extractors ('none': pixels only)")

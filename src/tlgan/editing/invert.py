@@ -149,7 +149,7 @@ class Inversion:
                 "seed": self.seed}
 
 
-def invert(generator: Generator, target: torch.Tensor, *, space: str = "z", steps: int = 300, seed: int = 0,
+def invert(generator: Generator, target: torch.Tensor, *, space: str = "z", steps: int = 500, seed: int = 0,
            candidates: int = 1024, extractor: Extractor | None = None, weight: torch.Tensor | None = None,
            lr: float = 0.2, perceptual_weight: float = 0.01, prior_weight: float = 0.1, batch: int = 128,
            progress: bool | Callable[[int, int, float], None] = False, init: torch.Tensor | None = None,

@@ -56,7 +56,7 @@ def loss_weight(layout: Layout) -> torch.Tensor:
 
 
 def invert_photo(photo: Photo, generator: Generator, detector: MTCNN, extractor: Extractor | None, *,
-                 face: int | None = None, space: str = "z", steps: int = 300, seed: int = 0, candidates: int = 1024,
+                 face: int | None = None, space: str = "z", steps: int = 500, seed: int = 0, candidates: int = 1024,
                  starts: int = 8, layout: Layout | None = None,
                  progress: bool | Callable[[int, int, float], None] = False) -> PhotoInversion:
     """Detect (largest face, or ``face``-th largest), align onto the generator's layout, and invert

@@ -12,7 +12,7 @@ from tlgan.errors import TlganError
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="latent file to write (.json)")
 @click.option("--generator", default=None, help="generator spec [default: digiface]")
 @click.option("--space", default="z", show_default=True, help="latent space: z, or w / w+ for generators with a mapping")
-@click.option("--steps", type=click.IntRange(0, 20000), default=300, show_default=True, help="optimisation steps")
+@click.option("--steps", type=click.IntRange(0, 20000), default=500, show_default=True, help="optimisation steps")
 @click.option("--candidates", type=click.IntRange(1, 100000), default=1024, show_default=True,
               help="sampled latents the starts are picked from")
 @click.option("--starts", type=click.IntRange(1, 64), default=8, show_default=True,
