@@ -132,10 +132,23 @@ def section(res: dict, sweep: list[float], span: float) -> str:
               "softmax and sum to 1, so exact mode stops at once and names the lock in the way (reachable 0). "
               "Hold fewer emotions to move one. Brightness, background and centre_vs_background are tied the same "
               "way (mean luma of the whole image, of its border, and centre minus border): with the other image "
-              "statistics held there is almost no room left. An exact-locked run with few faces (each step needs 20 "
-              "gradients) shows what holding the readings guarantees (leaks ≤ 0.02 SD per move) and what the locks "
-              "leave possible (diagonal, reachable)."), END]
+              "statistics held there is almost no room left."), *movable(res), END]
     return "\n".join(lines)
+
+
+def movable(res: dict) -> list[str]:
+    """A sentence on the exact-locked knobs that can move at all (reachable > 0): their mean diagonal."""
+    r = res.get("exact-locked")
+    if not r:
+        return []
+    rows = [(r["axes"][k].get(r["key"]) or {}) if r["key"] else r["axes"][k] for k in r["axes"]]
+    moving = [a["diagonal"] for a in rows if (a.get("reachable") or 0) > 0 and a.get("diagonal") is not None]
+    if not moving:
+        return []
+    worst = ((r["summary"] or {}).get("leak_max") or {}).get("effect")
+    held = "" if worst is None else f"; what the locks hold, they hold (worst leak {abs(worst):.2f} SD per unit)"
+    return ["", (f"Exact-locked over the {len(moving)} knobs the other 19 leave any room (reachable > 0): mean "
+                 f"diagonal {sum(moving) / len(moving):.2f}{held}.")]
 
 
 def write(out: Path, res: dict, sweep: list[float], span: float) -> None:
