@@ -23,8 +23,7 @@ from tlgan.errors import TlganError
 @click.option("--preview", type=click.Path(dir_okay=False), default=None, help="also write aligned crop | reconstruction (.png)")
 @click.option("--device", default="auto", show_default=True)
 def invert(photo: str, out: str, generator: str | None, space: str, steps: int, candidates: int, starts: int,
-           face: int | None,
-           seed: int, extractor: str | None, preview: str | None, device: str) -> None:
+           face: int | None, seed: int, extractor: str | None, preview: str | None, device: str) -> None:
     """Find the face in PHOTO, align it to the generator's face layout and invert it into a latent file.
 
     \b
