@@ -168,11 +168,17 @@ def _external_storage(path, layers):
     return path
 
 
-def _virtual(path, layers):
-    write_keras_h5(path, layers)
+def _other_file(path):
+    """A second HDF5 file beside ``path`` holding a (40,) float32 dataset 'b', for links out of the model file."""
     other = path.with_name("other.h5")
     with h5py.File(other, "w") as f:
         f.create_dataset("b", data=np.zeros(40, np.float32))
+    return other
+
+
+def _virtual(path, layers):
+    write_keras_h5(path, layers)
+    other = _other_file(path)
     with h5py.File(path, "r+") as f:
         name = "model_weights/fc2_dense/fc2_dense/bias:0"
         del f[name]
@@ -184,9 +190,7 @@ def _virtual(path, layers):
 
 def _external_link(path, layers):
     write_keras_h5(path, layers)
-    other = path.with_name("other.h5")
-    with h5py.File(other, "w") as f:
-        f.create_dataset("b", data=np.zeros(40, np.float32))
+    other = _other_file(path)
     with h5py.File(path, "r+") as f:
         name = "model_weights/fc2_dense/fc2_dense/bias:0"
         del f[name]
