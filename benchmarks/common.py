@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 import platform
+import socket
 import statistics
+import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -95,3 +98,33 @@ def run_child(args: list[str]) -> tuple[float, float, str]:
     # ru_maxrss is in KiB on Linux, bytes on macOS.
     peak = usage.ru_maxrss / (1024 * 1024 if sys.platform == "darwin" else 1024)
     return wall, peak, err
+
+
+@contextmanager
+def served(device: str, timeout: float = 120) -> Iterator[tuple[str, dict]]:
+    """The web app on the default model in a child process (``web_latency.py --serve``) on a free port:
+    yields (base URL, its /api/model answer) once it answers, and stops it afterwards."""
+    import httpx
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    root = Path(__file__).resolve().parent
+    server = subprocess.Popen([sys.executable, str(root / "web_latency.py"), "--serve", str(port), "--device", device],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              env={**os.environ, "PYTHONPATH": str(root.parent / "src")})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                info = httpx.get(url + "/api/model", timeout=2).json()
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise SystemExit(f"server did not start:\n{server.stdout.read() if server.poll() is not None else ''}")
+                time.sleep(0.3)
+        yield url, info
+    finally:
+        server.terminate()
+        server.wait(timeout=20)

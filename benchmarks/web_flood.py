@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
-import subprocess
 import sys
 import threading
 import time
@@ -31,6 +29,7 @@ sys.path.insert(0, str(SRC))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from web_latency import percentile  # noqa: E402
+from common import served  # noqa: E402
 
 
 def flood(url: str, knobs: list[str], clients: int, n_locks: int, n_edits: int, size: int) -> dict:
@@ -93,26 +92,9 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
 
-    import httpx
-
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} before the run")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = subprocess.Popen([sys.executable, str(Path(__file__).with_name("web_latency.py")), "--serve", str(port),
-                               "--device", args.device], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              env={**os.environ, "PYTHONPATH": str(SRC)})
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                knobs = [k["name"] for k in httpx.get(url + "/api/model", timeout=2).json()["knobs"]]
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise SystemExit("server did not start")
-                time.sleep(0.3)
+    with served(args.device) as (url, info):
+        knobs = [k["name"] for k in info["knobs"]]
         for n_locks in [int(x) for x in args.locks.split(",")]:
             r = flood(url, knobs, args.clients, n_locks, args.edits, args.size)
             codes = ", ".join(f"{n}× {c}" for c, n in sorted(r["codes"].items()))
@@ -121,9 +103,6 @@ def main() -> None:
                   f"served p50 {r['served_p50_s']:.1f} s; flood lasted {r['wall_s']:.1f} s")
             print(f"  GET /api/model during the flood ({r['probes']} probes): p50 {r['probe_p50_s'] * 1000:.0f} ms, "
                   f"p95 {r['probe_p95_s'] * 1000:.0f} ms, max {r['probe_max_s'] * 1000:.0f} ms (target ≤ 2000 ms)")
-    finally:
-        server.terminate()
-        server.wait(timeout=20)
     print(f"load average after the run: {os.getloadavg()[0]:.1f}")
 
 

@@ -17,9 +17,6 @@ import argparse
 import json
 import os
 import random
-import socket
-import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -27,6 +24,7 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 sys.path.insert(0, str(SRC))
+from common import served  # noqa: E402
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -157,26 +155,9 @@ def main() -> None:
     print(f"one frame, server side (replay + render + scale + PNG), {len(frame)} frames: "
           f"p50 {percentile(frame, 50):.2f} ms, p95 {percentile(frame, 95):.2f} ms")
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = subprocess.Popen([sys.executable, __file__, "--serve", str(port), "--device", args.device],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              env={**os.environ, "PYTHONPATH": str(SRC)})
-    url = f"http://127.0.0.1:{port}"
     results = {"frame_p50_ms": percentile(frame, 50), "frame_p95_ms": percentile(frame, 95), "levels": []}
-    try:
-        import httpx
-
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                knobs = [k["name"] for k in httpx.get(url + "/api/model", timeout=2).json()["knobs"]]
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise SystemExit(f"server did not start:\n{server.stdout.read() if server.poll() is not None else ''}")
-                time.sleep(0.2)
+    with served(args.device, timeout=60) as (url, info):
+        knobs = [k["name"] for k in info["knobs"]]
         run_clients(url, 1, 1.0, args.size, knobs)  # warm-up
         print(f"\n{'clients':>7} {'requests':>9} {'errors':>6} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8} "
               f"{'frames/s':>9} {'server p95':>11}")
@@ -187,9 +168,6 @@ def main() -> None:
                   f"{r['max_ms']:>8.1f} {r['frames_per_s']:>9.1f} {r['server_p95_ms']:>9.1f}ms")
             if r["first_error"]:
                 print(f"        first error: {r['first_error']}")
-    finally:
-        server.terminate()
-        server.wait(timeout=20)
     print(f"load average after the run: {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))

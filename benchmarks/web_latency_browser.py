@@ -17,16 +17,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from web_latency import percentile  # noqa: E402
+from common import served  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 MOVES_JS = """async (n) => {
@@ -76,27 +74,10 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
 
-    import httpx
     from playwright.sync_api import sync_playwright
 
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} before the run")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = subprocess.Popen([sys.executable, str(Path(__file__).with_name("web_latency.py")), "--serve", str(port),
-                               "--device", args.device], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              env={**os.environ, "PYTHONPATH": str(SRC)})
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                info = httpx.get(url + "/api/model", timeout=2).json()
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise SystemExit("server did not start")
-                time.sleep(0.3)
+    with served(args.device) as (url, info):
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"])
             for label, size in [(f"{info['frame_size']} px PNG (the page's frames)", None), ("512 px PNG", 512)]:
@@ -105,9 +86,6 @@ def main() -> None:
                       f"p95 {percentile(times, 95):.1f} ms, max {max(times):.1f} ms; "
                       f"{mean_bytes / 1024:.1f} KiB per frame")
             browser.close()
-    finally:
-        server.terminate()
-        server.wait(timeout=20)
     print(f"load average after the run: {os.getloadavg()[0]:.1f}")
 
 
