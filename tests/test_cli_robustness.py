@@ -102,6 +102,15 @@ def test_sigint_while_starting_up_exits_cleanly(delay):
     assert "Traceback" not in err and err.strip().startswith("interrupted:"), err
 
 
+def test_a_signal_after_the_command_finished_does_not_kill_it():
+    """Python's shutdown (torch's teardown) comes after the output; a Ctrl-C there must not end in death by signal."""
+    script = ("import os, signal, sys, time; from tlgan.apps.cli import main; sys.argv = ['tlgan', 'info']; "
+              "main(); os.kill(os.getpid(), signal.SIGINT); time.sleep(0.5)")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "tlgan" in proc.stdout and proc.stderr == ""
+
+
 @pytest.mark.slow
 def test_sigterm_is_treated_like_ctrl_c(tmp_path):
     out = tmp_path / "axes.safetensors"

@@ -133,7 +133,7 @@ def test_cli_prints_one_line_error_for_a_bad_csv(base, tmp_path, monkeypatch, ca
     monkeypatch.setattr(sys, "argv", ["tlgan", "teach", "g", "--labels", str(tmp_path / "bad.csv"),
                                       "--axes", str(folder / "axes.safetensors")])
     with pytest.raises(SystemExit) as exit_info:
-        main()
+        main(exiting=False)
     assert exit_info.value.code == 1
     err = capsys.readouterr().err
     assert err.strip() == "error: bad.csv line 2: label must be 0 or 1, got 'maybe'"

@@ -36,9 +36,16 @@ def install_signal_handlers() -> dict[int, Any]:
     return previous
 
 
+def _ignore_signals() -> None:
+    try:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_IGN)
+    except ValueError:  # not the main thread
+        pass
+
+
 def _stopped() -> NoReturn:
-    for name in ("SIGINT", "SIGTERM"):  # a second signal must not interrupt the goodbye
-        signal.signal(getattr(signal, name), signal.SIG_IGN)
+    _ignore_signals()  # a second signal must not interrupt the goodbye
     signum = _received[-1] if _received else signal.SIGINT
     word = "terminated" if signum == signal.SIGTERM else "interrupted"
     print(f"{word}: finished work is kept; rerun the same command to resume", file=sys.stderr)
@@ -50,8 +57,14 @@ def _fail(message: str, code: int = 1) -> NoReturn:
     sys.exit(code)
 
 
-def main() -> None:
-    """Console entry point: run the CLI with one-line errors and clean interrupts."""
+def main(*, exiting: bool = True) -> None:
+    """Console entry point: run the CLI with one-line errors and clean interrupts.
+
+    ``exiting`` (the console script): once the command has finished, SIGINT and SIGTERM are ignored, because
+    Python's shutdown (torch's teardown takes about half a second) would otherwise turn a late Ctrl-C into a
+    death by signal after the output was complete. ``exiting=False`` (tests, notebooks) restores the caller's
+    handlers instead.
+    """
     previous = install_signal_handlers()
     try:
         _run()
@@ -61,9 +74,12 @@ def main() -> None:
         _fail(str(exc))
     except OSError as exc:  # I/O outside tlgan.atomic: say which file and why, no traceback
         _fail(describe_os_error(exc))
-    finally:  # when called in-process (tests, notebooks), leave the caller's handlers as they were
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+    finally:
+        if exiting:
+            _ignore_signals()
+        else:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
 
 
 def _run() -> None:
