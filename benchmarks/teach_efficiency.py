@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from tlgan.axes.defaults import DEFAULT_GENERATOR, load_default_axes
 from tlgan.editing.active import POOL_SIZE, candidate_pool, quick_fit, suggest
+from tlgan.editing.looks import Looks, looks_for
 from tlgan.models.generators import load_generator
 from tlgan.sampling.latents import latent_for_seed, sample_latents
 
@@ -93,7 +94,8 @@ def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def learn(rule_labels: np.ndarray, pool_seeds: np.ndarray, reference: torch.Tensor, pool: int, active: bool,
-          page: int, max_labels: int, rng: np.random.Generator, scale: torch.Tensor | None = None) -> dict[int, float]:
+          page: int, max_labels: int, rng: np.random.Generator, scale: torch.Tensor | None = None,
+          looks: Looks | None = None) -> dict[int, float]:
     """Cosine to the reference axis after each page of labels (label count -> cosine)."""
     answer = dict(zip(pool_seeds.tolist(), rule_labels.tolist()))
     examples: list[tuple[int, int]] = []
@@ -104,7 +106,7 @@ def learn(rule_labels: np.ndarray, pool_seeds: np.ndarray, reference: torch.Tens
     while len(examples) < max_labels:
         ones = sum(y for _, y in examples)
         if active and examples and min(ones, len(examples) - ones) >= 2:
-            seeds = suggest(examples, dim, page, pool, scale=scale).seeds
+            seeds = suggest(examples, dim, page, pool, scale=scale, looks=looks).seeds
         else:
             labelled = {s for s, _ in examples}
             seeds = []
@@ -117,7 +119,8 @@ def learn(rule_labels: np.ndarray, pool_seeds: np.ndarray, reference: torch.Tens
         ones = sum(y for _, y in examples)
         if min(ones, len(examples) - ones) >= 2:
             z = torch.stack([latent_for_seed(s, dim) for s, _ in examples]).double()
-            w, _ = quick_fit(z, torch.tensor([y for _, y in examples]), scale=scale)
+            y = torch.tensor([y for _, y in examples])
+            w = looks.knob(looks.features(z), y)[0] if looks is not None else quick_fit(z, y, scale=scale)[0]
             curve[len(examples)] = cosine(w, reference)
     return curve
 
@@ -143,7 +146,10 @@ def main() -> None:
     parser.add_argument("--prior", action=argparse.BooleanOptionalAction, default=True,
                         help="also run with the generator-sensitivity prior (what the web app uses)")
     parser.add_argument("--power", type=float, default=1.0, help="prior covariance S^power")
+    parser.add_argument("--looks", action=argparse.BooleanOptionalAction, default=True,
+                        help="also run learning from the pictures (tlgan.editing.looks, what the web app uses)")
     parser.add_argument("--rules", default=",".join(RULES), help="comma-separated subset of the rules")
+    parser.add_argument("--strategies", default="", help="comma-separated subset of the strategies (default: all)")
     parser.add_argument("--cache", type=Path, default=Path(__file__).parent / ".cache" / "teach_features.pt")
     args = parser.parse_args()
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
@@ -158,6 +164,14 @@ def main() -> None:
         scale = prior_scale(cached_sensitivity(load_generator(DEFAULT_GENERATOR, "cpu")), args.power)
         print(f"# sensitivity prior (power {args.power}) ready in {time.perf_counter() - start:.1f} s")
         strategies += ["active+prior", "random+prior"]
+    looks = None
+    if args.looks:
+        start = time.perf_counter()
+        looks = looks_for(load_generator(DEFAULT_GENERATOR, "cpu"))
+        print(f"# picture-space transfer pool ready in {time.perf_counter() - start:.1f} s")
+        strategies += ["active+looks", "random+looks"]
+    if args.strategies:
+        strategies = [s for s in strategies if s in args.strategies.split(",")]
     assert not set(RULES) & set(axes.names), "a rule is one of the knob set's features"
     data = features(args.cache, args.reference)
     dim = axes.latent_dim
@@ -184,7 +198,8 @@ def main() -> None:
             for strategy in curves:
                 curves[strategy].append(learn(noisy, seeds, reference, pool, strategy.startswith("active"), args.page,
                                               args.max_labels, np.random.default_rng([r, k, 1]),
-                                              scale if strategy.endswith("+prior") else None))
+                                              scale if strategy.endswith("+prior") else None,
+                                              looks if strategy.endswith("+looks") else None))
         print(f"\n{rule}: the reference axis classifies its own faces with accuracy {acc:.2f}")
         print("  labels  " + "".join(f"{n:>7}" for n in checkpoints))
         for strategy, runs in curves.items():

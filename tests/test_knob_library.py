@@ -99,6 +99,7 @@ def test_teach_into_the_library_and_edit_with_the_knob(tmp_path, default_generat
     res = run("teach", "smile2", "--labels", str(csv), "--knobs-dir", str(lib))
     assert res.returncode == 0, res.stderr
     assert KnobLibrary(lib).names() == ["smile2"]
+    assert KnobLibrary(lib).load("smile2").params["taught"]["smile2"]["prior"] == "looks"  # the default teacher
     res = run("edit", "--seed", "5", "--lock", "smile2", "--step", "yaw=0.5", "--json", "--extractor", "imagestats",
               env={ENV: str(lib)})
     assert res.returncode == 0, res.stderr
@@ -148,7 +149,7 @@ def test_tlgan_serve_keeps_taught_knobs_across_a_restart(tmp_path):
 
     def start():
         proc = subprocess.Popen([TLGAN, "serve", "--axes", str(path), "--extractor", "none", "--port", "0",
-                                 "--device", "cpu", "--knobs-dir", str(lib), "--no-teach-prior"],
+                                 "--device", "cpu", "--knobs-dir", str(lib), "--teacher", "plain"],
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         line = proc.stdout.readline()
         assert line.startswith("tlgan: serving on http://127.0.0.1:"), line

@@ -62,12 +62,16 @@ def test_teach_cli_writes_the_set_and_refuses_to_overwrite_an_axis(base, tmp_pat
     csv.write_text("\n".join(f"x,{line}" if i else line for i, line in enumerate(csv.read_text().splitlines())))
     out = tmp_path / "with-hat.safetensors"
     args = ["teach", "hat", "--labels", str(csv), "--axes", str(folder / "axes.safetensors"), "--out", str(out)]
-    result = CliRunner().invoke(cli, args)
+    result = CliRunner().invoke(cli, args)  # learning from the pictures needs the axes' generator
+    assert isinstance(result.exception, TlganError)
+    assert str(result.exception).endswith("; give --generator SPEC (the axes' generator), or --teacher plain")
+    result = CliRunner().invoke(cli, args + ["--teacher", "plain"])
     assert result.exit_code == 0, result.output
     assert "hat" in load_axes(out).names and "cross-validated" in result.output
-    result = CliRunner().invoke(cli, ["teach", "hat", "--labels", str(csv), "--axes", str(out)])
+    plain = ["--teacher", "plain"]
+    result = CliRunner().invoke(cli, ["teach", "hat", "--labels", str(csv), "--axes", str(out)] + plain)
     assert isinstance(result.exception, TlganError) and "--replace" in str(result.exception)
-    result = CliRunner().invoke(cli, ["teach", "hat", "--labels", str(csv), "--axes", str(out), "--replace"])
+    result = CliRunner().invoke(cli, ["teach", "hat", "--labels", str(csv), "--axes", str(out), "--replace"] + plain)
     assert result.exit_code == 0 and load_axes(out).names.count("hat") == 1
 
 

@@ -33,11 +33,11 @@ def library(tmp_path):
     return KnobLibrary(tmp_path / "knobs")
 
 
-def client_for(library, extractor=True, prior=False):
+def client_for(library, extractor=True, teacher="plain"):
     # the prior (a few hundred generator backward passes) is tested on its own, and its wiring below
     generator, axes = web_model()
     return TestClient(create_app(generator, axes, StatsExtractor() if extractor else None, library=library,
-                                 teach_prior=prior), base_url="http://127.0.0.1")
+                                 teacher=teacher), base_url="http://127.0.0.1")
 
 
 @pytest.fixture
@@ -217,7 +217,7 @@ def test_the_app_fits_under_the_generator_sensitivity_prior(library, monkeypatch
     planted[:5, :5] = torch.eye(5) * D / 5
     calls = []
     monkeypatch.setattr("tlgan.editing.prior.cached_sensitivity", lambda gen: calls.append(gen) or planted)
-    with client_for(library, prior=True) as client:
+    with client_for(library, teacher="sensitivity") as client:
         labels = rule_labels(range(40))
         assert client.post("/api/knobs/suggest", json={"labels": labels}).status_code == 200
         knob = client.post("/api/knobs", json={"name": "visible", "labels": labels}).json()
@@ -228,6 +228,23 @@ def test_the_app_fits_under_the_generator_sensitivity_prior(library, monkeypatch
     assert float(saved.axes[0, :5].double().norm()) > 0.6
     plain = make_knob("plain", [(x["seed"], x["label"]) for x in labels], "g", D)
     assert float(plain.axes[0, :5].double().norm()) < 0.4
+
+
+def test_the_app_teaches_from_the_pictures_by_default(library):
+    # a rule a person could apply by eye: the left half of the face is lighter than the right
+    generator, axes = web_model()
+    seeds = list(range(40))
+    with torch.inference_mode():
+        faces = generator(torch.stack([latent_for_seed(s, D) for s in seeds]))
+    luma = faces.mean(1)
+    lighter = (luma[..., :32].mean((1, 2)) - luma[..., 32:].mean((1, 2)))
+    labels = [{"seed": s, "label": int(v > lighter.median())} for s, v in zip(seeds, lighter.tolist())]
+    with TestClient(create_app(generator, axes, None, library=library), base_url="http://127.0.0.1") as client:
+        found = client.post("/api/knobs/suggest", json={"labels": labels, "count": 12}).json()
+        knob = client.post("/api/knobs", json={"name": "lit_left", "labels": labels}).json()
+    assert len(set(found["seeds"])) == 12 and set(found["seeds"]) <= set(candidate_pool(0, D)[0].tolist())
+    assert library.load("lit_left").params["taught"]["lit_left"]["prior"] == "looks"
+    assert knob["labels"] == 40 and knob["cv_accuracy"] > 0.6
 
 
 def test_taught_knobs_join_the_openapi_names_and_refits_drop_cached_states(client):
@@ -256,7 +273,7 @@ def test_each_knob_set_of_a_multi_set_app_teaches_into_the_shared_library(librar
 
     generator, axes = web_model()
     sets = [("all", axes), ("some", subset_axes(axes, NAMES[:2]))]
-    with TestClient(create_multi_app(generator, sets, None, library=library, teach_prior=False),
+    with TestClient(create_multi_app(generator, sets, None, library=library, teacher="plain"),
                     base_url="http://127.0.0.1") as c:
         res = c.post("/sets/some/api/knobs", json={"name": "bangs", "labels": rule_labels(range(30))})
         assert res.status_code == 200, res.text
@@ -264,7 +281,7 @@ def test_each_knob_set_of_a_multi_set_app_teaches_into_the_shared_library(librar
         assert "bangs" not in [k["name"] for k in c.get("/api/model").json()["knobs"]]  # until a restart
         res = c.post("/sets/some/api/render", json={"seed": 2, "edits": [{"op": "set", "knob": "bangs", "value": 1}]})
         assert res.status_code == 200, res.text
-    with TestClient(create_multi_app(generator, sets, None, library=library, teach_prior=False),
+    with TestClient(create_multi_app(generator, sets, None, library=library, teacher="plain"),
                     base_url="http://127.0.0.1") as c:
         for prefix in ("", "/sets/some"):
             assert "bangs" in [k["name"] for k in c.get(f"{prefix}/api/model").json()["knobs"]]

@@ -16,7 +16,7 @@ import threading
 import warnings
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import torch
@@ -25,6 +25,9 @@ from tlgan.errors import TlganError
 from tlgan.sampling.latents import MAX_SEED, latent_for_seed
 
 from .teach import DEFAULT_C, Labels
+
+if TYPE_CHECKING:
+    from .looks import Looks
 
 MIN_LABELS = 10         # a knob is fitted from at least this many faces ...
 MIN_PER_CLASS = 3       # ... with at least this many of each answer (3-fold cross-validation needs 3)
@@ -121,15 +124,17 @@ class Suggestion:
 
 def suggest(examples: Sequence[Example], latent_dim: int, count: int, pool: int = 0,
             random_share: float = RANDOM_SHARE, c: float = DEFAULT_C, pool_size: int = POOL_SIZE,
-            scale: torch.Tensor | None = None) -> Suggestion:
+            scale: torch.Tensor | None = None, looks: "Looks | None" = None) -> Suggestion:
     """The ``count`` unlabelled faces of candidate pool ``pool`` that would teach the most.
 
     With at least two labels of each answer, a logistic fit on the labels so
     far ranks the candidates by distance to its decision boundary
-    |z·w + b| / |w|; the closest ``count − k`` are taken, plus ``k =
+    |z·w + b| / |w| (with ``looks``: the picture-space classifier's margin,
+    ``tlgan.editing.looks``); the closest ``count − k`` are taken, plus ``k =
     max(1, round(count · random_share))`` random candidates. With fewer labels
-    every face is random. ``scale``: the fit's prior (``quick_fit``). The page is shuffled, so the random faces cannot be
-    told apart; the result is the same for the same labels.
+    every face is random. ``scale``: the fit's prior (``quick_fit``). The page
+    is shuffled, so the random faces cannot be told apart; the result is the
+    same for the same labels.
     """
     if not 1 <= count <= 64:
         raise TlganError(f"count must be within 1 … 64, got {count}")
@@ -148,8 +153,14 @@ def suggest(examples: Sequence[Example], latent_dim: int, count: int, pool: int 
     else:
         n_random = min(count, max(1, round(count * random_share)))
         zl = torch.stack([latent_for_seed(int(s), latent_dim) for s, _ in examples]).double()
-        w, b = quick_fit(zl, torch.tensor([y for _, y in examples]), c, scale)
-        margin = ((z[free] @ w + b).abs() / w.norm().clamp_min(1e-12)).numpy()
+        yl = torch.tensor([y for _, y in examples])
+        if looks is not None:
+            pictures = looks.pool_features(pool) if pool_size == POOL_SIZE else looks.features(z)
+            model = looks.classifier(looks.features(zl), yl)
+            margin = np.abs(model.decision_function(pictures[free].numpy()))
+        else:
+            w, b = quick_fit(zl, yl, c, scale)
+            margin = ((z[free] @ w + b).abs() / w.norm().clamp_min(1e-12)).numpy()
         order = free[np.argsort(margin, kind="stable")]
         uncertain = order[: count - n_random].tolist()
         rest = np.setdiff1d(free, uncertain)

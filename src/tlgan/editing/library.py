@@ -31,6 +31,7 @@ from tlgan.axes.store import AxisSet, load_axes
 from tlgan.errors import TlganError
 
 from .active import Example, labels_from_examples
+from .looks import Looks
 from .teach import DEFAULT_C, teach
 
 ENV = "TLGAN_KNOBS_DIR"
@@ -87,6 +88,30 @@ def quantised(axis: torch.Tensor, generator_identity: str) -> torch.Tensor:
     return axis_from_code(knob_code(d / d.norm(), generator_identity), generator_identity, axis.numel())
 
 
+# ---- how knobs are fitted -------------------------------------------------------
+TEACHERS = ("looks", "sensitivity", "plain")
+
+
+def teaching_aid(generator: torch.nn.Module, teacher: str) -> tuple[torch.Tensor | None, Looks | None]:
+    """What ``make_knob`` and ``active.suggest`` are given for ``teacher``: (scale, looks).
+
+    'looks' learns the labels from the pictures (``tlgan.editing.looks``; renders and caches a pool of faces
+    once per generator), 'sensitivity' fits in z under the generator-sensitivity prior (``tlgan.editing.prior``;
+    a few hundred backward passes once per generator), 'plain' is an L2 logistic fit in z.
+    """
+    if teacher == "looks":
+        from .looks import looks_for
+
+        return None, looks_for(generator)
+    if teacher == "sensitivity":
+        from .prior import cached_sensitivity, prior_scale
+
+        return prior_scale(cached_sensitivity(generator)), None
+    if teacher == "plain":
+        return None, None
+    raise TlganError(f"teacher must be one of: {', '.join(TEACHERS)}; got '{teacher}'")
+
+
 # ---- knobs -----------------------------------------------------------------------
 def _empty_set(generator_identity: str, latent_dim: int) -> AxisSet:
     return AxisSet(names=[], axes=torch.zeros(0, latent_dim), kinds=[], groups=[], generator=generator_identity,
@@ -96,16 +121,17 @@ def _empty_set(generator_identity: str, latent_dim: int) -> AxisSet:
 
 def make_knob(name: str, examples: Sequence[Example], generator_identity: str, latent_dim: int,
               history: Sequence[Sequence[float]] = (), c: float = DEFAULT_C, source: str = "web app",
-              scale: torch.Tensor | None = None) -> AxisSet:
+              scale: torch.Tensor | None = None, looks: Looks | None = None) -> AxisSet:
     """Fit a one-axis knob set from (seed, label) pairs (see ``active.check_examples`` for what is refused);
-    ``scale``: the fit's prior (``tlgan.editing.prior``), None for a plain L2 fit.
+    ``scale``: the fit's prior (``tlgan.editing.prior``); ``looks``: learn from the pictures
+    (``tlgan.editing.looks``); neither: a plain L2 fit on the latents.
 
     Its record (params['taught'][name]) holds the examples and ``history``: [labels, cv accuracy] after each
     fit so far, this one appended.
     """
     check_axis_name(name)
     labels = labels_from_examples(examples, latent_dim, source)
-    knob = teach(_empty_set(generator_identity, latent_dim), name, labels, c=c, group=GROUP, scale=scale)
+    knob = teach(_empty_set(generator_identity, latent_dim), name, labels, c=c, group=GROUP, scale=scale, looks=looks)
     record = dict(knob.params["taught"][name])
     record["examples"] = [[s, int(y)] for s, y in zip(labels.ids, labels.y.tolist())]
     record["history"] = [[int(n), float(a)] for n, a in history] + [[len(labels.ids), record["cv_accuracy"]]]
@@ -253,5 +279,5 @@ def with_library(axes: AxisSet, generator: Any, folder: str | Path | None = None
     return axes, notes
 
 
-__all__ = ["ENV", "GROUP", "KnobLibrary", "knobs_dir", "knob_code", "axis_from_code", "quantised", "make_knob",
+__all__ = ["TEACHERS", "teaching_aid", "ENV", "GROUP", "KnobLibrary", "knobs_dir", "knob_code", "axis_from_code", "quantised", "make_knob",
            "knob_record", "knob_examples", "as_knob", "merge_knobs", "with_library"]

@@ -22,6 +22,7 @@ import io
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -30,6 +31,9 @@ from tlgan.axes.ops import add_axis, check_axis_name
 from tlgan.axes.store import AxisSet
 from tlgan.errors import TlganError
 from tlgan.sampling.latents import MAX_SEED, latent_for_seed
+
+if TYPE_CHECKING:
+    from .looks import Looks
 
 MIN_LABELS = 20
 MIN_PER_CLASS = 5
@@ -126,13 +130,17 @@ def read_labels(path: str | Path, name: str, latent_dim: int, samples: str | Pat
 
 
 def teach_direction(z: torch.Tensor, y: torch.Tensor, c: float = DEFAULT_C,
-                    scale: torch.Tensor | None = None) -> tuple[torch.Tensor, float, float, int]:
+                    scale: torch.Tensor | None = None,
+                    looks: "Looks | None" = None) -> tuple[torch.Tensor, float, float, int]:
     """Logistic regression of labels y (N,) on latents z (N, D).
 
     Returns (weights (D,) float64, intercept, cross-validated accuracy, folds):
     stratified k-fold with k = min(5, smaller class size). With ``scale`` A
     (D, D) the fit runs on z·A and the weights are A·v: an L2 fit under the
-    prior w ~ N(0, A·Aᵀ) (see ``tlgan.editing.prior``).
+    prior w ~ N(0, A·Aᵀ) (see ``tlgan.editing.prior``). With ``looks`` the
+    labels are learnt from the faces' pictures and carried to z through a pool
+    of faces (``tlgan.editing.looks``); the accuracy is still that of the
+    resulting latent model on held-out labels.
     """
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
@@ -140,9 +148,12 @@ def teach_direction(z: torch.Tensor, y: torch.Tensor, c: float = DEFAULT_C,
 
     if not c > 0:
         raise TlganError(f"C must be positive, got {c}")
-    x, t = z.to(torch.float64), y.numpy().astype(np.int64)
-    x = (x if scale is None else x @ scale.double()).numpy()
+    t = y.numpy().astype(np.int64)
     folds = int(min(MAX_FOLDS, np.bincount(t, minlength=2).min()))
+    if looks is not None:
+        return _teach_by_looks(z.double(), y, looks, folds) + (folds,)
+    x = z.to(torch.float64)
+    x = (x if scale is None else x @ scale.double()).numpy()
     model = LogisticRegression(C=c, max_iter=5000)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -152,10 +163,24 @@ def teach_direction(z: torch.Tensor, y: torch.Tensor, c: float = DEFAULT_C,
     return (w if scale is None else scale.double() @ w), float(model.intercept_[0]), float(cv.mean()), folds
 
 
+def _teach_by_looks(z: torch.Tensor, y: torch.Tensor, looks: "Looks", folds: int) -> tuple[torch.Tensor, float, float]:
+    """``teach_direction`` through the pictures: (w (D,), b, cross-validated accuracy of z·w + b > 0)."""
+    from sklearn.model_selection import StratifiedKFold
+
+    x, t = looks.features(z), y.numpy().astype(np.int64)
+    hits = 0
+    for train, test in StratifiedKFold(folds, shuffle=True, random_state=0).split(x.numpy(), t):
+        w, b = looks.knob(x[train], y[train])
+        hits += int((((z[test] @ w + b) > 0).long() == y[test]).sum())
+    w, b = looks.knob(x, y)
+    return w, b, hits / len(t)
+
+
 def teach(axis_set: AxisSet, name: str, labels: Labels, c: float = DEFAULT_C, group: str = "other",
-          replace_existing: bool = False, samples: str | None = None, scale: torch.Tensor | None = None) -> AxisSet:
+          replace_existing: bool = False, samples: str | None = None, scale: torch.Tensor | None = None,
+          looks: "Looks | None" = None) -> AxisSet:
     """``axis_set`` plus an axis ``name`` fitted to ``labels`` (recorded in params['taught'][name]);
-    ``scale``: a prior for the fit, as in ``teach_direction``."""
+    ``scale`` (a prior) or ``looks`` (learning from the pictures): as in ``teach_direction``."""
     from tlgan.models.extractors import GROUPS
 
     check_axis_name(name)
@@ -163,11 +188,11 @@ def teach(axis_set: AxisSet, name: str, labels: Labels, c: float = DEFAULT_C, gr
         raise TlganError(f"group must be one of: {', '.join(GROUPS)}; got '{group}'")
     if labels.z.shape[1] != axis_set.latent_dim:
         raise TlganError(f"labels are {labels.z.shape[1]}-d latents; the axis set is {axis_set.latent_dim}-d")
-    w, b, cv, folds = teach_direction(labels.z, labels.y, c, scale)
+    w, b, cv, folds = teach_direction(labels.z, labels.y, c, scale, looks)
     positives = int(labels.y.sum())
     record = {"labels": len(labels.ids), "positives": positives, "C": c, "cv_accuracy": cv, "folds": folds,
               "id_column": labels.column, "source": labels.source, "sha256": labels.sha256, "samples": samples,
-              "prior": "none" if scale is None else "sensitivity"}
+              "prior": "looks" if looks is not None else "none" if scale is None else "sensitivity"}
     train = float((((labels.z.double() @ w + b) > 0).long() == labels.y).double().mean())
     out = add_axis(
         axis_set, name, w, kind="probability", group=group, weight=w, intercept=b,

@@ -37,8 +37,13 @@ def rename(axes: str, renames: tuple[str, ...], out: str | None) -> None:
 @click.option("--C", "c", type=float, default=1.0, show_default=True, help="inverse L2 penalty of the regression")
 @click.option("--replace", "replace_existing", is_flag=True, help="overwrite an existing axis called NAME")
 @click.option("--knobs-dir", default=None, help=KNOBS_DIR_HELP)
+@click.option("--teacher", type=click.Choice(["looks", "sensitivity", "plain"]), default="looks", show_default=True,
+              help="fit from the labelled faces' pictures (renders 2,000 faces once per generator, cached), under "
+                   "the generator-sensitivity prior, or a plain fit on the latents (no generator needed)")
+@click.option("--generator", default=None, help="generator spec, for --teacher looks/sensitivity [default: digiface]")
+@click.option("--device", default="cpu", show_default=True, help="where the generator runs: cpu, cuda, cuda:N")
 def teach(name: str, labels_file: str, axes: str | None, samples: str | None, out: str | None, group: str, c: float,
-          replace_existing: bool, knobs_dir: str | None) -> None:
+          replace_existing: bool, knobs_dir: str | None, teacher: str, generator: str | None, device: str) -> None:
     """Make a knob NAME from a few dozen yes/no labels of faces (e.g. glasses, hats) and add it to an axis set.
 
     \b
@@ -50,10 +55,26 @@ def teach(name: str, labels_file: str, axes: str | None, samples: str | None, ou
     """
     from tlgan.axes.defaults import load_default_axes
     from tlgan.axes.store import load_axes
+    from tlgan.editing.library import teaching_aid
     from tlgan.editing.teach import read_labels
     from tlgan.editing.teach import teach as add_taught
 
     axis_set = load_axes(axes) if axes else load_default_axes()
+
+    def aid() -> tuple:  # after the labels are checked: it loads the generator
+        if teacher == "plain":
+            return None, None
+        from tlgan.axes.spaces import match_space
+
+        from .common import load_model
+
+        try:
+            gen, _ = load_model(generator, axes, device, library=False)
+        except TlganError as exc:
+            if generator:
+                raise
+            raise TlganError(f"{exc}; give --generator SPEC (the axes' generator), or --teacher plain") from None
+        return teaching_aid(match_space(gen, axis_set)[0], teacher)
     if axes is None and out is None:  # the shipped set is never overwritten: the knob goes to the library
         from tlgan.editing.library import KnobLibrary, make_knob
 
@@ -62,8 +83,9 @@ def teach(name: str, labels_file: str, axes: str | None, samples: str | None, ou
         if name in axis_set.names:
             raise TlganError(f"'{name}' is a built-in knob; choose another name")
         labels = read_labels(labels_file, name, axis_set.latent_dim)
+        scale, looks = aid()
         knob = make_knob(name, list(zip(labels.ids, labels.y.tolist())), axis_set.generator, axis_set.latent_dim,
-                         c=c, source=labels.source)
+                         c=c, source=labels.source, scale=scale, looks=looks)
         library = KnobLibrary(knobs_dir)
         path = library.save(knob, replace_existing)
         cv = knob.quality[name]["accuracy"]
@@ -77,8 +99,9 @@ def teach(name: str, labels_file: str, axes: str | None, samples: str | None, ou
             raise TlganError(f"{samples} holds faces of generator '{manifest.generator}', "
                              f"the axis set is for '{axis_set.generator}'")
     labels = read_labels(labels_file, name, axis_set.latent_dim, samples)
+    scale, looks = aid()
     new = add_taught(axis_set, name, labels, c=c, group=group, replace_existing=replace_existing,
-                     samples=str(samples) if samples else None)
+                     samples=str(samples) if samples else None, scale=scale, looks=looks)
     target = out or axes
     new.save(target)
     record = new.params["taught"][name]

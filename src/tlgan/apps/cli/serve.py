@@ -29,11 +29,12 @@ from .common import AXES_HELP, KNOBS_DIR_HELP
 @click.option("--leaks/--no-leaks", default=True, show_default=True,
               help="measure once (in the background, cached on disk) what else each knob moves, and show it")
 @click.option("--knobs-dir", default=None, help=KNOBS_DIR_HELP + "; knobs taught in the page are saved there")
-@click.option("--teach-prior/--no-teach-prior", default=True, show_default=True,
-              help="fit taught knobs under the generator-sensitivity prior (measured once per generator)")
+@click.option("--teacher", type=click.Choice(["looks", "sensitivity", "plain"]), default="looks", show_default=True,
+              help="how knobs taught in the page are fitted: from the faces' pictures (renders 2,000 faces once "
+                   "per generator), under the generator-sensitivity prior, or a plain fit on the latents")
 def serve_command(axes: tuple[str, ...], generator: str | None, extractor: str | None, host: str, port: int,
                   open_browser: bool, device: str, assets_dir: str | None, report_dir: str | None,
-                  leaks: bool, knobs_dir: str | None, teach_prior: bool) -> None:
+                  leaks: bool, knobs_dir: str | None, teacher: str) -> None:
     """Serve the web app: a face, one knob per feature, locks, undo, share links.
 
     \b
@@ -64,7 +65,7 @@ def serve_command(axes: tuple[str, ...], generator: str | None, extractor: str |
     bind(host, port).close()  # fail fast on a busy port, before loading models
     set_cpu_threads()
     extras = {"report": report_dir, "leaks_cache": default_cache_dir() if leaks else None,
-              "library": KnobLibrary(knobs_dir), "teach_prior": teach_prior}
+              "library": KnobLibrary(knobs_dir), "teacher": teacher}
     if assets_dir:
         if axes or generator:
             raise TlganError("--assets brings its own generator and axes; drop --axes/--generator")

@@ -132,7 +132,7 @@ def create_app(generator: Generator, axes: AxisSet, extractor: Extractor | None,
                max_pending: int | None = None, routers: Sequence[APIRouter] = (),
                leaks_cache: str | Path | None = None, report: str | Path | None = None,
                shared: tuple[BatchRenderer, WorkPool, dict[str, Any]] | None = None, library: Any = None,
-               teach_prior: bool = True) -> FastAPI:
+               teacher: str = "looks") -> FastAPI:
     """Build the app for one generator and axis set.
 
     Args:
@@ -154,7 +154,8 @@ def create_app(generator: Generator, axes: AxisSet, extractor: Extractor | None,
         library: the ``tlgan.editing.library.KnobLibrary`` whose knobs for this generator are served and where
             knobs taught in the page are saved; None keeps taught knobs in memory only. Taught knobs join the
             served knob set (``ctx.replayer.axes``); ``ctx.axes`` stays the built-in set.
-        teach_prior: fit taught knobs under the generator-sensitivity prior (``tlgan.editing.prior``).
+        teacher: how taught knobs are fitted: 'looks' (from the pictures, ``tlgan.editing.looks``),
+            'sensitivity' (``tlgan.editing.prior``) or 'plain'.
     """
     axes.check_generator(generator)
     # A StyleGAN with axes made in its w / w+: serve the generator seen in that space (latents are centred w).
@@ -191,7 +192,7 @@ def create_app(generator: Generator, axes: AxisSet, extractor: Extractor | None,
     app.state.hardening = hosts   # serve() relaxes it when bound to a public address
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES, overrides=BODY_LIMITS)
     app.add_middleware(Hardening, settings=app.state.hardening)
-    include_knobs(app, library, teach_prior)  # taught knobs: /api/knobs; ctx.replayer.axes grows with them
+    include_knobs(app, library, teacher)  # taught knobs: /api/knobs; ctx.replayer.axes grows with them
     make_openapi = app.openapi
 
     def openapi() -> dict[str, Any]:

@@ -39,6 +39,7 @@ from tlgan.editing.library import (
     knob_record,
     make_knob,
     merge_knobs,
+    teaching_aid,
 )
 from tlgan.errors import TlganError
 from tlgan.models.generators import Generator
@@ -95,12 +96,12 @@ class KnobBook:
     """The taught knobs a server serves on top of its built-in ones; every change re-publishes ``replayer.axes``."""
 
     def __init__(self, generator: Generator, base: AxisSet, replayer: Replayer, library: KnobLibrary | None,
-                 prior: bool = True) -> None:
+                 teacher: str = "looks") -> None:
         self.generator, self.base, self.replayer, self.library = generator, base, replayer, library
         self.entries: dict[str, _Entry] = {}
         self.notes: list[str] = []
         self._lock = threading.Lock()
-        self._use_prior, self._scale, self._prior_lock = prior, None, threading.Lock()
+        self.teacher, self._aid, self._aid_lock = teacher, None, threading.Lock()
         if library is not None:
             knobs, self.notes = library.for_generator(generator)
             for knob in knobs:
@@ -110,19 +111,16 @@ class KnobBook:
                     self.entries[knob.names[0]] = _Entry(knob, "saved")
             self._publish()
 
-    def scale(self) -> Any:
-        """The fit's prior (``tlgan.editing.prior``), measured on first use and cached on disk; None when off.
+    def aid(self) -> tuple[Any, Any]:
+        """(scale, looks) for fits and suggestions (``library.teaching_aid``), made on first use.
 
-        Measuring runs the generator with gradients in the request's thread, once per generator and machine.
+        Making it renders 2,000 faces ('looks') or runs a few hundred backward passes ('sensitivity') in the
+        request's thread, once per generator and machine (cached on disk).
         """
-        if not self._use_prior:
-            return None
-        with self._prior_lock:
-            if self._scale is None:
-                from tlgan.editing.prior import cached_sensitivity, prior_scale
-
-                self._scale = prior_scale(cached_sensitivity(self.generator))
-            return self._scale
+        with self._aid_lock:
+            if self._aid is None:
+                self._aid = teaching_aid(self.generator, self.teacher)
+            return self._aid
 
     def _publish(self) -> None:
         self.replayer.set_axes(merge_knobs(self.base, [e.knob for e in self.entries.values()]))
@@ -159,8 +157,9 @@ class KnobBook:
             history = knob_record(old.knob).get("history", []) if old is not None else []
             examples = _examples(request.labels)
             history = [h for h in history if int(h[0]) != len(examples)]
+            scale, looks = self.aid()
             knob = make_knob(name, examples, self.generator.identity, self.generator.latent_dim, history,
-                             scale=self.scale())
+                             scale=scale, looks=looks)
             if request.save and self.library is not None:
                 self.library.save(knob)
             self.entries[name] = _Entry(knob, "saved" if request.save else "draft")
@@ -240,8 +239,9 @@ async def suggestions(request: SuggestIn, http: Request) -> dict[str, Any]:
     book = _book(http)
 
     def work() -> dict[str, Any]:
+        scale, looks = book.aid()
         found = suggest(_examples(request.labels), book.generator.latent_dim, request.count, request.pool,
-                        request.random_share, scale=book.scale())
+                        request.random_share, scale=scale, looks=looks)
         return {"seeds": found.seeds, "reasons": found.reasons, "pool": request.pool}
 
     return await _run(http, work)
@@ -262,13 +262,13 @@ async def delete(name: str, http: Request) -> dict[str, Any]:
     return _book(http).delete(name)
 
 
-def include_knobs(app: FastAPI, library: KnobLibrary | None, prior: bool = True) -> KnobBook:
+def include_knobs(app: FastAPI, library: KnobLibrary | None, teacher: str = "looks") -> KnobBook:
     """Serve taught knobs in ``app`` (made by ``create_app``; its WebContext is ``app.state.tlgan``): the library's
     for this generator at once; ``app.state.knobs`` is the book, and the routes are ``router``.
 
-    ``prior``: fit taught knobs under the generator-sensitivity prior (``tlgan.editing.prior``)."""
+    ``teacher``: how taught knobs are fitted (``tlgan.editing.library.teaching_aid``)."""
     ctx = app.state.tlgan
-    book = KnobBook(ctx.generator, ctx.axes, ctx.replayer, library, prior)
+    book = KnobBook(ctx.generator, ctx.axes, ctx.replayer, library, teacher)
     app.state.knobs = book
     app.include_router(router)
     return book
