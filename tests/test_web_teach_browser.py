@@ -74,7 +74,7 @@ def shot(page, name):
 def test_teach_a_knob_in_the_page(browser, tmp_path):
     generator, axes = web_model()
     library = KnobLibrary(tmp_path / "knobs")
-    app = create_app(generator, axes, StatsExtractor(), library=library, teacher="plain")  # prior: test_teach_prior
+    app = create_app(generator, axes, StatsExtractor(), library=library)  # the default teacher: from the pictures
     context = _context(browser)
     errors: list[str] = []
     try:

@@ -124,7 +124,7 @@ class Suggestion:
 
 def suggest(examples: Sequence[Example], latent_dim: int, count: int, pool: int = 0,
             random_share: float = RANDOM_SHARE, c: float = DEFAULT_C, pool_size: int = POOL_SIZE,
-            scale: torch.Tensor | None = None, looks: "Looks | None" = None) -> Suggestion:
+            scale: torch.Tensor | None = None, looks: Looks | None = None) -> Suggestion:
     """The ``count`` unlabelled faces of candidate pool ``pool`` that would teach the most.
 
     With at least two labels of each answer, a logistic fit on the labels so

@@ -43,7 +43,7 @@ from .prior import cache_dir
 COLOUR_GRID = 8      # thumbnails of luma, red−green and blue−yellow, COLOUR_GRID² cells each
 DETAIL_GRID = 4      # mean |Laplacian of luma| over DETAIL_GRID² cells
 COMPONENTS = 32      # components of the picture space kept
-C_PICTURE = 1.0      # L2 strength of the picture-space classifier (sklearn's C)
+C_PICTURE = 3.0      # L2 strength of the picture-space classifier (sklearn's C)
 C_LATENT = 1.0       # ... and of the soft-label fit on the pool's latents
 TRANSFER_POOL = 0
 DESCRIPTOR_SIZE = 3 * COLOUR_GRID**2 + DETAIL_GRID**2
@@ -85,7 +85,7 @@ class PictureSpace:
     scale: float          # std of the first component over the pool, so that it is 1
 
     @classmethod
-    def fit(cls, descriptors: torch.Tensor, z: torch.Tensor, components: int = COMPONENTS) -> "PictureSpace":
+    def fit(cls, descriptors: torch.Tensor, z: torch.Tensor, components: int = COMPONENTS) -> PictureSpace:
         """From a pool's descriptors (P, F) and latents (P, D): the top principal directions of the part of
         the (standardised) descriptors that is linear in z. Picture variation no latent direction moves can
         never end up in a knob, so the classifier is not given it to fit."""

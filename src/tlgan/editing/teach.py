@@ -131,7 +131,7 @@ def read_labels(path: str | Path, name: str, latent_dim: int, samples: str | Pat
 
 def teach_direction(z: torch.Tensor, y: torch.Tensor, c: float = DEFAULT_C,
                     scale: torch.Tensor | None = None,
-                    looks: "Looks | None" = None) -> tuple[torch.Tensor, float, float, int]:
+                    looks: Looks | None = None) -> tuple[torch.Tensor, float, float, int]:
     """Logistic regression of labels y (N,) on latents z (N, D).
 
     Returns (weights (D,) float64, intercept, cross-validated accuracy, folds):
@@ -163,7 +163,7 @@ def teach_direction(z: torch.Tensor, y: torch.Tensor, c: float = DEFAULT_C,
     return (w if scale is None else scale.double() @ w), float(model.intercept_[0]), float(cv.mean()), folds
 
 
-def _teach_by_looks(z: torch.Tensor, y: torch.Tensor, looks: "Looks", folds: int) -> tuple[torch.Tensor, float, float]:
+def _teach_by_looks(z: torch.Tensor, y: torch.Tensor, looks: Looks, folds: int) -> tuple[torch.Tensor, float, float]:
     """``teach_direction`` through the pictures: (w (D,), b, cross-validated accuracy of z·w + b > 0)."""
     from sklearn.model_selection import StratifiedKFold
 
@@ -178,7 +178,7 @@ def _teach_by_looks(z: torch.Tensor, y: torch.Tensor, looks: "Looks", folds: int
 
 def teach(axis_set: AxisSet, name: str, labels: Labels, c: float = DEFAULT_C, group: str = "other",
           replace_existing: bool = False, samples: str | None = None, scale: torch.Tensor | None = None,
-          looks: "Looks | None" = None) -> AxisSet:
+          looks: Looks | None = None) -> AxisSet:
     """``axis_set`` plus an axis ``name`` fitted to ``labels`` (recorded in params['taught'][name]);
     ``scale`` (a prior) or ``looks`` (learning from the pictures): as in ``teach_direction``."""
     from tlgan.models.extractors import GROUPS
