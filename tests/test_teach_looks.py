@@ -112,3 +112,16 @@ def test_the_pool_is_rendered_once_per_generator_then_read_from_the_cache(looks,
     assert torch.allclose(again.pool_x, looks.pool_x, rtol=0, atol=1e-9)
     with pytest.raises(AssertionError):      # another generator is not served from this one's cache
         looks_for(LitSides("litsides:2"), pool_size=600)
+
+
+def test_every_teacher_is_offered_and_an_unknown_one_is_refused():
+    from tlgan.apps.cli.main import cli
+    from tlgan.editing.library import TEACHERS, teaching_aid
+    from tlgan.errors import TlganError
+
+    for command in ("teach", "serve"):
+        option = next(p for p in cli.commands[command].params if p.name == "teacher")
+        assert tuple(option.type.choices) == TEACHERS
+    assert teaching_aid(LitSides(), "plain") == (None, None)
+    with pytest.raises(TlganError, match="teacher must be one of: looks, sensitivity, plain; got 'magic'"):
+        teaching_aid(LitSides(), "magic")

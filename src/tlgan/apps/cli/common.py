@@ -40,6 +40,15 @@ def absolute_spec(spec: str) -> str:
     return ",".join(parts)
 
 
+def teacher_option(what: str) -> Callable:
+    """``--teacher``: how taught knobs are fitted (the names of ``tlgan.editing.library.TEACHERS``, not imported
+    here so that the CLI starts without torch)."""
+    return click.option("--teacher", type=click.Choice(["looks", "sensitivity", "plain"]), default="looks",
+                        show_default=True,
+                        help=f"how {what} fitted: from the faces' pictures (renders 2,000 faces once per generator, "
+                             "cached), under the generator-sensitivity prior, or a plain fit on the latents")
+
+
 AXES_HELP = "axis set file (.safetensors); default: the shipped knob set of the default generator"
 
 

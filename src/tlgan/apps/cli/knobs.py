@@ -6,7 +6,7 @@ import click
 
 from tlgan.errors import TlganError
 
-from .common import KNOBS_DIR_HELP
+from .common import KNOBS_DIR_HELP, teacher_option
 
 
 @click.command()
@@ -37,9 +37,7 @@ def rename(axes: str, renames: tuple[str, ...], out: str | None) -> None:
 @click.option("--C", "c", type=float, default=1.0, show_default=True, help="inverse L2 penalty of the regression")
 @click.option("--replace", "replace_existing", is_flag=True, help="overwrite an existing axis called NAME")
 @click.option("--knobs-dir", default=None, help=KNOBS_DIR_HELP)
-@click.option("--teacher", type=click.Choice(["looks", "sensitivity", "plain"]), default="looks", show_default=True,
-              help="fit from the labelled faces' pictures (renders 2,000 faces once per generator, cached), under "
-                   "the generator-sensitivity prior, or a plain fit on the latents (no generator needed)")
+@teacher_option("the knob is")
 @click.option("--generator", default=None, help="generator spec, for --teacher looks/sensitivity [default: digiface]")
 @click.option("--device", default="cpu", show_default=True, help="where the generator runs: cpu, cuda, cuda:N")
 def teach(name: str, labels_file: str, axes: str | None, samples: str | None, out: str | None, group: str, c: float,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .common import AXES_HELP, KNOBS_DIR_HELP
+from .common import AXES_HELP, KNOBS_DIR_HELP, teacher_option
 
 
 @click.command("serve")
@@ -29,9 +29,7 @@ from .common import AXES_HELP, KNOBS_DIR_HELP
 @click.option("--leaks/--no-leaks", default=True, show_default=True,
               help="measure once (in the background, cached on disk) what else each knob moves, and show it")
 @click.option("--knobs-dir", default=None, help=KNOBS_DIR_HELP + "; knobs taught in the page are saved there")
-@click.option("--teacher", type=click.Choice(["looks", "sensitivity", "plain"]), default="looks", show_default=True,
-              help="how knobs taught in the page are fitted: from the faces' pictures (renders 2,000 faces once "
-                   "per generator), under the generator-sensitivity prior, or a plain fit on the latents")
+@teacher_option("knobs taught in the page are")
 def serve_command(axes: tuple[str, ...], generator: str | None, extractor: str | None, host: str, port: int,
                   open_browser: bool, device: str, assets_dir: str | None, report_dir: str | None,
                   leaks: bool, knobs_dir: str | None, teacher: str) -> None:
