@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import warnings
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -46,6 +47,7 @@ COMPONENTS = 32      # components of the picture space kept
 C_PICTURE = 3.0      # L2 strength of the picture-space classifier (sklearn's C)
 C_LATENT = 1.0       # ... and of the soft-label fit on the pool's latents
 TRANSFER_POOL = 0
+KEPT_POOLS = 8       # candidate pools' pictures kept in memory (the web app picks one pool per teaching session)
 DESCRIPTOR_SIZE = 3 * COLOUR_GRID**2 + DETAIL_GRID**2
 
 
@@ -68,8 +70,11 @@ def descriptor(images: torch.Tensor) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def render_descriptors(generator: torch.nn.Module, z: torch.Tensor, batch: int = 250) -> torch.Tensor:
-    """Latents (N, D) -> descriptors (N, DESCRIPTOR_SIZE) float64 of the faces the generator renders."""
+def render_descriptors(generator: torch.nn.Module, z: torch.Tensor, batch: int | None = None) -> torch.Tensor:
+    """Latents (N, D) -> descriptors (N, DESCRIPTOR_SIZE) float64 of the faces the generator renders
+    (``batch`` faces at a time; default 250 at 64 px, fewer for larger pictures, at least 8)."""
+    if batch is None:
+        batch = max(8, 250 * 64**2 // max(64, int(getattr(generator, "resolution", 64) or 64)) ** 2)
     device = next(generator.parameters(), torch.empty(0)).device
     out = [descriptor(generator(z[i: i + batch].to(device, torch.float32))) for i in range(0, len(z), batch)]
     return torch.cat(out) if out else torch.empty(0, DESCRIPTOR_SIZE, dtype=torch.float64)
@@ -130,7 +135,7 @@ class Looks:
     space: PictureSpace
     pool_z: torch.Tensor
     pool_x: torch.Tensor
-    _pools: dict[int, torch.Tensor] = field(default_factory=dict, repr=False)
+    _pools: OrderedDict[int, torch.Tensor] = field(default_factory=OrderedDict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def features(self, z: torch.Tensor) -> torch.Tensor:
@@ -138,12 +143,15 @@ class Looks:
         return self.space.project(render_descriptors(self.generator, z))
 
     def pool_features(self, pool: int) -> torch.Tensor:
-        """Candidate pool ``pool``'s faces (POOL_SIZE, K), rendered on first use and kept."""
+        """Candidate pool ``pool``'s faces (POOL_SIZE, K), rendered on first use; the last KEPT_POOLS are kept."""
         if pool == TRANSFER_POOL:
             return self.pool_x
         with self._lock:
             if pool not in self._pools:
                 self._pools[pool] = self.features(candidate_pool(pool, self.generator.latent_dim)[1])
+                while len(self._pools) > KEPT_POOLS:
+                    self._pools.popitem(last=False)
+            self._pools.move_to_end(pool)
             return self._pools[pool]
 
     def classifier(self, x: torch.Tensor, y: torch.Tensor, c: float = C_PICTURE):
