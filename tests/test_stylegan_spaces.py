@@ -234,3 +234,40 @@ def test_replay_keeps_layer_range(sg2):
     editor.set("p", -1.0)
     again = Editor.replay(sg2, axis_set, 3, editor.edits, layers="middle")
     assert torch.equal(again.latent(), editor.latent()) and again.axes.layers == {"p": [4, 7]}
+
+
+def test_a_knob_taught_in_w_is_fitted_on_the_faces_w_not_their_z():
+    """Seeds name faces by their z; in w the face is that z mapped, and the labels are about that face."""
+    from tlgan.editing.library import make_knob
+    from tlgan.editing.looks import looks_for
+    from tlgan.sampling.spaces import face_latent
+
+    gen = PlantedStyleGAN()
+    view = space_view(gen, "w")
+    rule = PlantedExtractor(dim=16).truth[0].double()
+    seeds = range(200)
+    examples = [(s, int(float(face_latent(view, s).double() @ rule) > 0)) for s in seeds]
+    taught = make_knob("lin", examples, view.identity, 16, generator=view)
+    assert float(taught.axes[0].double() @ rule) > 0.95
+    # the seeds' plain z would have given another direction
+    seed_z = make_knob("lin", examples, view.identity, 16)
+    assert float(seed_z.axes[0].double() @ rule) < float(taught.axes[0].double() @ rule) - 0.1
+    # learning from the pictures renders the faces in w too (the planted picture carries w)
+    by_looks = make_knob("lin", examples, view.identity, 16, looks=looks_for(view, pool_size=500))
+    assert float(by_looks.axes[0].double() @ rule) > 0.9
+
+
+def test_blending_with_another_face_in_w_blends_the_faces_w():
+    from tlgan.apps.web.state import Replayer
+    from tlgan.sampling.latents import slerp
+    from tlgan.sampling.spaces import face_latent
+
+    gen = PlantedStyleGAN()
+    view = space_view(gen, "w")
+    truth = PlantedExtractor(dim=16).truth
+    axis_set = AxisSet(names=["a"], axes=truth[:1], kinds=["real"], groups=["x"], generator=view.identity,
+                       latent_dim=16, method="manual", seed=3)
+    axis_set = with_space(axis_set, view, seed=3, n=500)
+    editor = Replayer(view, axis_set).start(4, mix=(9, 0.5))
+    expected = slerp(face_latent(view, 4).double(), face_latent(view, 9).double(), 0.5)
+    assert torch.allclose(editor.z.double(), expected, atol=1e-6)

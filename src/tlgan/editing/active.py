@@ -1,6 +1,6 @@
 """Teaching a knob by clicking faces: labels given as (seed, label) pairs, and which faces to ask about next.
 
-The labeller sees faces named by seeds (``latent_for_seed``) and answers 1
+The labeller sees faces named by seeds (``seed_latents``) and answers 1
 (*has it*) or 0 (*doesn't*). ``labels_from_examples`` checks such answers and
 turns them into ``teach.Labels``; ``suggest`` picks the next faces to show:
 mostly the candidates the current fit is least sure about (smallest distance
@@ -12,18 +12,19 @@ covers only the hard cases near the boundary.
 from __future__ import annotations
 
 import hashlib
-import threading
 import warnings
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import torch
 
 from tlgan.errors import TlganError
-from tlgan.sampling.latents import MAX_SEED, latent_for_seed
+from tlgan.models.generators import Generator
+from tlgan.sampling.latents import MAX_SEED
+from tlgan.sampling.spaces import seed_latents
 
+from .pools import MAX_POOL, POOL_SIZE, candidate_pool
 from .teach import DEFAULT_C, Labels
 
 if TYPE_CHECKING:
@@ -32,9 +33,7 @@ if TYPE_CHECKING:
 MIN_LABELS = 10         # a knob is fitted from at least this many faces ...
 MIN_PER_CLASS = 3       # ... with at least this many of each answer (3-fold cross-validation needs 3)
 MAX_LABELS = 2000
-POOL_SIZE = 2000        # candidate faces per pool
 RANDOM_SHARE = 0.25     # of each suggested page
-MAX_POOL = 2**31 - 1
 
 Example = tuple[int, int]   # (seed, label in {0, 1})
 
@@ -72,30 +71,15 @@ def examples_sha256(examples: Sequence[Example]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def labels_from_examples(examples: Sequence[Example], latent_dim: int, source: str = "web app") -> Labels:
-    """Checked (seed, label) pairs -> Labels with the faces' latents z (N, D)."""
+def labels_from_examples(examples: Sequence[Example], latent_dim: int, source: str = "web app",
+                         generator: Generator | None = None) -> Labels:
+    """Checked (seed, label) pairs -> Labels with the faces' latents z (N, D) (in ``generator``'s space when
+    given: ``tlgan.sampling.spaces.seed_latents``)."""
     examples = [(int(s), int(y)) if not isinstance(s, bool) else (s, y) for s, y in examples]
     check_examples(examples)
-    z = torch.stack([latent_for_seed(s, latent_dim) for s, _ in examples])
+    z = seed_latents([s for s, _ in examples], latent_dim, generator)
     y = torch.tensor([label for _, label in examples])
     return Labels(z, y, [s for s, _ in examples], "seed", source, examples_sha256(examples))
-
-
-_pool_lock = threading.Lock()
-
-
-@lru_cache(maxsize=8)
-def _pool(pool: int, size: int, latent_dim: int) -> tuple[np.ndarray, torch.Tensor]:
-    seeds = np.random.default_rng(pool).choice(MAX_POOL, size=size, replace=False).astype(np.int64)
-    return seeds, torch.stack([latent_for_seed(int(s), latent_dim) for s in seeds]).double()
-
-
-def candidate_pool(pool: int, latent_dim: int, size: int = POOL_SIZE) -> tuple[np.ndarray, torch.Tensor]:
-    """Pool number ``pool``'s candidate faces: seeds (size,) int64 and their latents (size, D) float64."""
-    if not 0 <= pool <= MAX_POOL:
-        raise TlganError(f"pool must be within 0 … {MAX_POOL}, got {pool}")
-    with _pool_lock:
-        return _pool(pool, size, latent_dim)
 
 
 def quick_fit(z: torch.Tensor, y: torch.Tensor, c: float = DEFAULT_C,
@@ -124,7 +108,8 @@ class Suggestion:
 
 def suggest(examples: Sequence[Example], latent_dim: int, count: int, pool: int = 0,
             random_share: float = RANDOM_SHARE, c: float = DEFAULT_C, pool_size: int = POOL_SIZE,
-            scale: torch.Tensor | None = None, looks: Looks | None = None) -> Suggestion:
+            scale: torch.Tensor | None = None, looks: Looks | None = None,
+            generator: Generator | None = None) -> Suggestion:
     """The ``count`` unlabelled faces of candidate pool ``pool`` that would teach the most.
 
     With at least two labels of each answer, a logistic fit on the labels so
@@ -132,8 +117,8 @@ def suggest(examples: Sequence[Example], latent_dim: int, count: int, pool: int 
     |z·w + b| / |w| (with ``looks``: the picture-space classifier's margin,
     ``tlgan.editing.looks``); the closest ``count − k`` are taken, plus ``k =
     max(1, round(count · random_share))`` random candidates. With fewer labels
-    every face is random. ``scale``: the fit's prior (``quick_fit``). The page
-    is shuffled, so the random faces cannot be told apart; the result is the
+    every face is random. ``scale``: the fit's prior (``quick_fit``);
+    ``generator``: latents in its space (``seed_latents``). The page is shuffled, so the random faces cannot be told apart; the result is the
     same for the same labels.
     """
     if not 1 <= count <= 64:
@@ -141,7 +126,9 @@ def suggest(examples: Sequence[Example], latent_dim: int, count: int, pool: int 
     if not 0 <= random_share <= 1:
         raise TlganError(f"random_share must be within 0 … 1, got {random_share}")
     check_pairs(examples)
-    seeds, z = candidate_pool(pool, latent_dim, pool_size)
+    if looks is not None:
+        generator = looks.generator
+    seeds, z = candidate_pool(pool, latent_dim, pool_size, generator)
     labelled = {int(s) for s, _ in examples}
     free = np.array([i for i, s in enumerate(seeds.tolist()) if s not in labelled])
     if len(free) < count:
@@ -152,7 +139,7 @@ def suggest(examples: Sequence[Example], latent_dim: int, count: int, pool: int 
         picked, reasons = rng.choice(free, size=count, replace=False).tolist(), ["random"] * count
     else:
         n_random = min(count, max(1, round(count * random_share)))
-        zl = torch.stack([latent_for_seed(int(s), latent_dim) for s, _ in examples]).double()
+        zl = seed_latents([s for s, _ in examples], latent_dim, generator).double()
         yl = torch.tensor([y for _, y in examples])
         if looks is not None:
             pictures = looks.pool_features(pool) if pool_size == POOL_SIZE else looks.features(z)

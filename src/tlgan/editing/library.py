@@ -121,16 +121,18 @@ def _empty_set(generator_identity: str, latent_dim: int) -> AxisSet:
 
 def make_knob(name: str, examples: Sequence[Example], generator_identity: str, latent_dim: int,
               history: Sequence[Sequence[float]] = (), c: float = DEFAULT_C, source: str = "web app",
-              scale: torch.Tensor | None = None, looks: Looks | None = None) -> AxisSet:
+              scale: torch.Tensor | None = None, looks: Looks | None = None,
+              generator: torch.nn.Module | None = None) -> AxisSet:
     """Fit a one-axis knob set from (seed, label) pairs (see ``active.check_examples`` for what is refused);
     ``scale``: the fit's prior (``tlgan.editing.prior``); ``looks``: learn from the pictures
-    (``tlgan.editing.looks``); neither: a plain L2 fit on the latents.
+    (``tlgan.editing.looks``); neither: a plain L2 fit on the latents. ``generator`` (or looks' generator):
+    the faces' latents are in its space (a StyleGAN seen in w), else seeds name z ~ N(0, I).
 
     Its record (params['taught'][name]) holds the examples and ``history``: [labels, cv accuracy] after each
     fit so far, this one appended.
     """
     check_axis_name(name)
-    labels = labels_from_examples(examples, latent_dim, source)
+    labels = labels_from_examples(examples, latent_dim, source, looks.generator if looks is not None else generator)
     knob = teach(_empty_set(generator_identity, latent_dim), name, labels, c=c, group=GROUP, scale=scale, looks=looks)
     record = dict(knob.params["taught"][name])
     record["examples"] = [[s, int(y)] for s, y in zip(labels.ids, labels.y.tolist())]

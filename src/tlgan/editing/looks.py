@@ -38,7 +38,7 @@ import torch.nn.functional as F
 
 from tlgan.errors import TlganError
 
-from .active import POOL_SIZE, candidate_pool
+from .pools import POOL_SIZE, candidate_pool
 from .prior import cache_dir
 
 COLOUR_GRID = 8      # thumbnails of luma, red−green and blue−yellow, COLOUR_GRID² cells each
@@ -148,7 +148,8 @@ class Looks:
             return self.pool_x
         with self._lock:
             if pool not in self._pools:
-                self._pools[pool] = self.features(candidate_pool(pool, self.generator.latent_dim)[1])
+                z = candidate_pool(pool, self.generator.latent_dim, generator=self.generator)[1]
+                self._pools[pool] = self.features(z)
                 while len(self._pools) > KEPT_POOLS:
                     self._pools.popitem(last=False)
             self._pools.move_to_end(pool)
@@ -185,7 +186,7 @@ def looks_for(generator: torch.nn.Module, pool_size: int = POOL_SIZE) -> Looks:
     with _cache_lock:
         if identity and key in _cache:
             return _cache[key]
-        _, z = candidate_pool(TRANSFER_POOL, generator.latent_dim, pool_size)
+        _, z = candidate_pool(TRANSFER_POOL, generator.latent_dim, pool_size, generator)
         path = cache_dir() / "looks" / f"{key}.safetensors"
         descriptors = None
         if identity and path.is_file():

@@ -3,7 +3,8 @@
 The labels file is a CSV with a header. One column names the faces, one holds
 the labels (0 or 1), other columns are ignored:
 
-- ``seed``: the face ``tlgan.sampling.latents.latent_for_seed(seed, D)``, i.e. the one
+- ``seed``: the face ``tlgan.sampling.latents.latent_for_seed(seed, D)`` (for a StyleGAN seen
+  in w: that z mapped, ``tlgan.sampling.spaces.face_latent``), i.e. the one
   ``tlgan edit --seed S`` and the web app's seed S show. Valid seeds are the
   integers 0 … 2^63 − 1.
 - ``index`` (with a sample folder): sample number i of that folder
@@ -30,7 +31,8 @@ import torch
 from tlgan.axes.ops import add_axis, check_axis_name
 from tlgan.axes.store import AxisSet
 from tlgan.errors import TlganError
-from tlgan.sampling.latents import MAX_SEED, latent_for_seed
+from tlgan.sampling.latents import MAX_SEED
+from tlgan.sampling.spaces import seed_latents
 
 if TYPE_CHECKING:
     from .looks import Looks
@@ -61,7 +63,10 @@ def _int_id(raw: str) -> int | None:
 
 
 def read_labels(path: str | Path, name: str, latent_dim: int, samples: str | Path | None = None) -> Labels:
-    """Read and check a labels CSV (see module docstring); every problem is a one-line TlganError naming the line."""
+    """Read and check a labels CSV (see module docstring); every problem is a one-line TlganError naming the line.
+
+    A seed's latent is ``latent_for_seed``; for a StyleGAN seen in w, replace ``z`` with
+    ``tlgan.sampling.spaces.seed_latents(ids, D, view)``."""
     path = Path(path)
     if not path.is_file():
         raise TlganError(f"labels file not found: {path}")
@@ -125,7 +130,7 @@ def read_labels(path: str | Path, name: str, latent_dim: int, samples: str | Pat
         row_of = {i: r for r, i in enumerate(order.tolist())}
         z = found[[row_of[i] for i in ids]].float()
     else:
-        z = torch.stack([latent_for_seed(s, latent_dim) for s in ids])
+        z = seed_latents(ids, latent_dim)
     return Labels(z, torch.tensor(labels), ids, id_col, path.name, hashlib.sha256(data).hexdigest())
 
 

@@ -18,6 +18,8 @@ in every space. The view's identity is the generator's plus the space and psi
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 
@@ -142,3 +144,14 @@ def face_latent(generator: Generator, seed: int) -> torch.Tensor:
     """The latent (latent_dim,) of the face called ``seed`` in ``generator``'s space."""
     face = getattr(generator, "face_latent", None)
     return face(seed) if face else latent_for_seed(seed, generator.latent_dim)
+
+
+def seed_latents(seeds: Sequence[int], latent_dim: int, generator: Generator | None = None) -> torch.Tensor:
+    """The latents (N, latent_dim) float32 of the faces called ``seeds``: in ``generator``'s space (a StyleGAN
+    seen in w maps each seed's z), or ``latent_for_seed`` without a generator."""
+    if not len(seeds):
+        return torch.empty(0, latent_dim)
+    if generator is None:
+        return torch.stack([latent_for_seed(int(s), latent_dim) for s in seeds])
+    with torch.no_grad():
+        return torch.stack([face_latent(generator, int(s)).float() for s in seeds])

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import Any
+
 import click
 
 from tlgan.errors import TlganError
@@ -21,6 +24,14 @@ def rename(axes: str, renames: tuple[str, ...], out: str | None) -> None:
     axis_set = rename_axes(load_axes(axes), parse_renames(renames))
     axis_set.save(out or axes)
     click.echo(f"wrote {out or axes}: {', '.join(axis_set.names)}", err=True)
+
+
+def _aid(view: Any, teacher: str) -> dict[str, Any]:
+    """``scale``/``looks`` keyword arguments for the teacher (``tlgan.editing.library.teaching_aid``)."""
+    from tlgan.editing.library import teaching_aid
+
+    scale, looks = teaching_aid(view, teacher) if view is not None else (None, None)
+    return {"scale": scale, "looks": looks}
 
 
 @click.command()
@@ -53,15 +64,17 @@ def teach(name: str, labels_file: str, axes: str | None, samples: str | None, ou
     """
     from tlgan.axes.defaults import load_default_axes
     from tlgan.axes.store import load_axes
-    from tlgan.editing.library import teaching_aid
     from tlgan.editing.teach import read_labels
     from tlgan.editing.teach import teach as add_taught
+    from tlgan.sampling.spaces import seed_latents
 
     axis_set = load_axes(axes) if axes else load_default_axes()
 
-    def aid() -> tuple:  # after the labels are checked: it loads the generator
-        if teacher == "plain":
-            return None, None
+    def view() -> Any:
+        """The generator seen in the axes' space: for the teacher, and for seeds in a StyleGAN's w (None when
+        neither needs it). Loaded after the labels are checked."""
+        if teacher == "plain" and axis_set.latent_space == "z":
+            return None
         from tlgan.axes.spaces import match_space
 
         from .common import load_model
@@ -72,7 +85,8 @@ def teach(name: str, labels_file: str, axes: str | None, samples: str | None, ou
             if generator:
                 raise
             raise TlganError(f"{exc}; give --generator SPEC (the axes' generator), or --teacher plain") from None
-        return teaching_aid(match_space(gen, axis_set)[0], teacher)
+        return match_space(gen, axis_set)[0]
+
     if axes is None and out is None:  # the shipped set is never overwritten: the knob goes to the library
         from tlgan.editing.library import KnobLibrary, make_knob
 
@@ -81,9 +95,9 @@ def teach(name: str, labels_file: str, axes: str | None, samples: str | None, ou
         if name in axis_set.names:
             raise TlganError(f"'{name}' is a built-in knob; choose another name")
         labels = read_labels(labels_file, name, axis_set.latent_dim)
-        scale, looks = aid()
+        gen = view()
         knob = make_knob(name, list(zip(labels.ids, labels.y.tolist())), axis_set.generator, axis_set.latent_dim,
-                         c=c, source=labels.source, scale=scale, looks=looks)
+                         c=c, source=labels.source, generator=gen, **_aid(gen, teacher))
         library = KnobLibrary(knobs_dir)
         path = library.save(knob, replace_existing)
         cv = knob.quality[name]["accuracy"]
@@ -97,9 +111,11 @@ def teach(name: str, labels_file: str, axes: str | None, samples: str | None, ou
             raise TlganError(f"{samples} holds faces of generator '{manifest.generator}', "
                              f"the axis set is for '{axis_set.generator}'")
     labels = read_labels(labels_file, name, axis_set.latent_dim, samples)
-    scale, looks = aid()
+    gen = view()
+    if gen is not None and samples is None:  # seeds name faces in the generator's space
+        labels = replace(labels, z=seed_latents(labels.ids, axis_set.latent_dim, gen))
     new = add_taught(axis_set, name, labels, c=c, group=group, replace_existing=replace_existing,
-                     samples=str(samples) if samples else None, scale=scale, looks=looks)
+                     samples=str(samples) if samples else None, **_aid(gen, teacher))
     target = out or axes
     new.save(target)
     record = new.params["taught"][name]

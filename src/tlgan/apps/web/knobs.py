@@ -159,7 +159,7 @@ class KnobBook:
             history = [h for h in history if int(h[0]) != len(examples)]
             scale, looks = self.aid()
             knob = make_knob(name, examples, self.generator.identity, self.generator.latent_dim, history,
-                             scale=scale, looks=looks)
+                             scale=scale, looks=looks, generator=self.generator)
             if request.save and self.library is not None:
                 self.library.save(knob)
             self.entries[name] = _Entry(knob, "saved" if request.save else "draft")
@@ -241,7 +241,7 @@ async def suggestions(request: SuggestIn, http: Request) -> dict[str, Any]:
     def work() -> dict[str, Any]:
         scale, looks = book.aid()
         found = suggest(_examples(request.labels), book.generator.latent_dim, request.count, request.pool,
-                        request.random_share, scale=scale, looks=looks)
+                        request.random_share, scale=scale, looks=looks, generator=book.generator)
         return {"seeds": found.seeds, "reasons": found.reasons, "pool": request.pool}
 
     return await _run(http, work)

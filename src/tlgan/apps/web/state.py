@@ -26,7 +26,8 @@ from tlgan.editing.editor import Edit, Editor
 from tlgan.errors import TlganError
 from tlgan.models.extractors import Extractor
 from tlgan.models.generators import Generator
-from tlgan.sampling.latents import latent_for_seed, slerp
+from tlgan.sampling.latents import slerp
+from tlgan.sampling.spaces import face_latent
 
 
 class Replayer:
@@ -82,7 +83,7 @@ class Replayer:
         if self._reader is not None:
             editor.extractor, editor._reader = self._reader.extractor, self._reader
         if mix is not None and mix[1] > 0:
-            other = latent_for_seed(mix[0], self.generator.latent_dim)
+            other = face_latent(self.generator, mix[0])
             editor.z = slerp(editor.z, other, mix[1]).to(editor.z.dtype)
         return editor
 
