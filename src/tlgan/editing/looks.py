@@ -126,7 +126,7 @@ def _fit(model, x: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None)
 
 @dataclass
 class Looks:
-    """A generator's transfer pool in picture space: what ``knob`` and ``margins`` work with.
+    """A generator's transfer pool in picture space: what ``classifier`` and ``knob`` work with.
 
     ``pool_z`` (P, D) float64 latents and ``pool_x`` (P, K) their pictures' projected descriptors.
     """
