@@ -125,3 +125,11 @@ def test_every_teacher_is_offered_and_an_unknown_one_is_refused():
     assert teaching_aid(LitSides(), "plain") == (None, None)
     with pytest.raises(TlganError, match="teacher must be one of: looks, sensitivity, plain; got 'magic'"):
         teaching_aid(LitSides(), "magic")
+
+
+def test_a_generator_that_draws_nan_is_a_one_line_error(looks, monkeypatch):
+    from tlgan.errors import TlganError
+
+    monkeypatch.setattr(looks.generator, "synthesize", lambda z: torch.full((len(z), 3, 16, 16), float("nan")))
+    with pytest.raises(TlganError, match="^the generator's pictures contain NaN or infinite values"):
+        teach_direction(torch.randn(20, D, dtype=torch.float64), torch.tensor([0, 1] * 10), looks=looks)

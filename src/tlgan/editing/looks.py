@@ -140,7 +140,7 @@ class Looks:
 
     def features(self, z: torch.Tensor) -> torch.Tensor:
         """Latents (N, D) -> the projected descriptors (N, K) of their faces (rendered now)."""
-        return self.space.project(render_descriptors(self.generator, z))
+        return self.space.project(_finite(render_descriptors(self.generator, z)))
 
     def pool_features(self, pool: int) -> torch.Tensor:
         """Candidate pool ``pool``'s faces (POOL_SIZE, K), rendered on first use; the last KEPT_POOLS are kept."""
@@ -170,6 +170,12 @@ class Looks:
         return torch.from_numpy(model.coef_[0].astype(np.float64)), float(model.intercept_[0])
 
 
+def _finite(descriptors: torch.Tensor) -> torch.Tensor:
+    if not bool(torch.isfinite(descriptors).all()):
+        raise TlganError("the generator's pictures contain NaN or infinite values; cannot teach from them")
+    return descriptors
+
+
 _cache: dict[str, Looks] = {}
 _cache_lock = threading.Lock()
 
@@ -197,9 +203,7 @@ def looks_for(generator: torch.nn.Module, pool_size: int = POOL_SIZE) -> Looks:
             except Exception:  # a damaged cache file is recomputed
                 descriptors = None
         if descriptors is None:
-            descriptors = render_descriptors(generator, z)
-            if not bool(torch.isfinite(descriptors).all()):
-                raise TlganError("the generator's pictures contain NaN or infinite values; cannot teach from them")
+            descriptors = _finite(render_descriptors(generator, z))
             if identity:
                 try:
                     with atomic_path(path) as tmp:
