@@ -119,6 +119,7 @@
           <button id="teach-save" type="button" disabled>Save knob</button>
           <button id="teach-cancel" type="button">Discard</button>
         </div>
+        <p id="teach-busy" class="hint teach-busy"></p>
         <div id="teach-grid" class="teach-grid"></div>
         <section id="teach-strips" class="teach-strips" hidden>
           <h3 id="teach-strips-title">What the knob does so far</h3>
@@ -218,6 +219,7 @@
     const grid = byId("teach-grid");
     grid.replaceChildren();
     grid.dataset.ready = "false";
+    busy("Choosing the faces to show next…");
     let seeds;
     try {
       const res = await page.post("api/knobs/suggest", { labels: session.labels, count: PAGE_SIZE, pool: session.pool });
@@ -225,6 +227,8 @@
     } catch (err) {
       page.showError(err.message);
       return;
+    } finally {
+      busy("");
     }
     if (!session.stripSeeds.length) session.stripSeeds = seeds.slice(0, STRIP_FACES);
     for (const seed of seeds) {
@@ -244,6 +248,14 @@
       }
     }));
     grid.dataset.ready = "true";
+  }
+
+  function busy(text) {   // what the panel is waiting for (the first fit of a server renders 2,000 faces to learn from)
+    const grid = byId("teach-grid");
+    byId("teach-busy").textContent = text;
+    grid.setAttribute("aria-busy", text ? "true" : "false");
+    grid.classList.toggle("busy", Boolean(text));   // marks made now would be lost: the answers were sent
+    if (text) grid.dataset.ready = "false";
   }
 
   function setMark(tile, mark) {
@@ -334,6 +346,7 @@
     byId("teach-next").disabled = true;
     try {
       if (enough(labels)) {
+        busy("Refitting the knob from your answers…");
         await fit(false);
         byId("teach-save").disabled = false;
         await refreshTaught();
@@ -347,6 +360,7 @@
     } catch (err) {
       page.showError(err.message);
     } finally {
+      busy("");
       byId("teach-next").disabled = false;
     }
   }
