@@ -10,13 +10,14 @@ Rules (pixel statistics of the rendered 64x64 face; none is among the 20 shipped
 For each rule the *reference axis* is the logistic fit on the reference faces (default 20,000), all labelled
 without noise. The learner starts from one page of random faces, then asks for pages chosen by
 ``tlgan.editing.active.suggest`` (the faces nearest its current boundary, plus a random quarter) or, for the
-baseline, pages of random faces from the same candidate pool; after each page the knob is refitted with the
-same fit the web app uses (``teach.teach_direction``'s logistic regression, via ``make_knob``) and the cosine
-between its axis and the reference axis is recorded.
+baseline, pages of random faces from the same candidate pool; after each page the knob is refitted (without the
+cross-validation, which does not change the axis) by each teacher: a plain logistic regression on z, the same under
+the generator-sensitivity prior (``tlgan.editing.prior``, "+prior"), and learning from the pictures
+(``tlgan.editing.looks``, "+looks": what the web app and ``tlgan teach`` use), and the cosine between its axis and
+the reference axis is recorded.
 
-Prints, per rule and label count, the median cosine over repeats for active and random selection, with and
-without the generator-sensitivity prior (``tlgan.editing.prior``), and the labels from which each median curve
-stays at or above --target (default 0.9).
+Prints, per rule and label count, the median cosine over repeats for each teacher with active and random selection,
+and the labels from which each median curve stays at or above --target (default 0.9).
 
     python benchmarks/teach_efficiency.py [--reference 20000] [--repeats 5] [--page 10] [--max-labels 300]
 
@@ -144,7 +145,7 @@ def main() -> None:
     parser.add_argument("--target", type=float, default=0.9)
     parser.add_argument("--lower", type=float, default=0.7, help="a second, lower bar to compare strategies at")
     parser.add_argument("--prior", action=argparse.BooleanOptionalAction, default=True,
-                        help="also run with the generator-sensitivity prior (what the web app uses)")
+                        help="also run with the generator-sensitivity prior (--teacher sensitivity)")
     parser.add_argument("--power", type=float, default=1.0, help="prior covariance S^power")
     parser.add_argument("--looks", action=argparse.BooleanOptionalAction, default=True,
                         help="also run learning from the pictures (tlgan.editing.looks, what the web app uses)")
