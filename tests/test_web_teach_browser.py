@@ -149,6 +149,22 @@ def test_teach_a_knob_in_the_page(browser, tmp_path):
                 other.goto("about:blank")
                 open_page(other, bad.replace(server.url, other_server.url).replace("glasses", "specs"))
                 assert "This link uses the taught knob 'specs', which this server cannot use" in other.locator("#error-text").inner_text()
+            # "more like this" from the editor: face 11 as drawn joins the knob's labels, and the knob is refitted
+            page.goto("about:blank")
+            open_page(page, server.url + "/#seed=11")
+            idle(page)
+            before = library.load("glasses").params["taught"]["glasses"]["examples"]
+            assert [11, 1] not in before
+            page.click(".knob[data-knob=glasses] .teach-more button[data-label='1']")
+            page.wait_for_function("document.getElementById('toast').textContent.includes('refitted with face #11')")
+            idle(page)
+            after = library.load("glasses").params["taught"]["glasses"]["examples"]
+            assert after == [e for e in before if e[0] != 11] + [[11, 1]]
+            shot(page, "teach-4-more-like-this.png")
+            # an edited face is no seed's face: the buttons are off
+            page.click(".knob[data-knob=happy] .plus")
+            idle(page)
+            assert page.locator(".knob[data-knob=glasses] .teach-more button").first.is_disabled()
             # delete it from the panel
             page.click("#teach-open")
             page.click(".teach-knob[data-knob=glasses] .teach-delete")

@@ -423,8 +423,59 @@
     }
   }
 
+  // ---------------------------------------------------------------- "more like this" from the editor
+  // A taught knob's row offers "this face: has it / doesn't": the editor's face joins the knob's labels and the
+  // knob is refitted. Labels name faces by seed, so only a face shown as drawn (no edits, no blend) qualifies.
+  function labelable(s) {
+    return !s.edits.length && !(s.mix && s.mix.t > 0);
+  }
+
+  function decorateTaughtRows(s) {
+    const why = labelable(s) ? "" : "only a face as drawn can be a label (faces are named by seeds): Reset or draw a new face";
+    for (const [name, k] of taught) {
+      const row = document.querySelector(`.knob[data-knob="${CSS.escape(name)}"]`);
+      if (!row || k.status === "shared" || !k.labels) continue;
+      let box = row.querySelector(".teach-more");
+      if (!box) {
+        const button = (label, text) => {
+          const b = page.el("button", { type: "button", textContent: text });
+          b.dataset.label = String(label);
+          b.addEventListener("click", () => labelEditorFace(name, label));
+          return b;
+        };
+        box = page.el("div", { className: "teach-more" }, page.el("span", { textContent: "This face:" }),
+                      button(1, "has it"), button(0, "doesn't"));
+        row.append(box);
+      }
+      for (const b of box.querySelectorAll("button")) {
+        b.disabled = Boolean(why);
+        b.title = why || `add face #${s.seed} to '${name}''s labels as ${b.dataset.label === "1" ? "having" : "not having"} it, and refit`;
+      }
+    }
+  }
+
+  async function labelEditorFace(name, label) {
+    const s = page.state;
+    if (!labelable(s)) return;
+    page.clearError();
+    try {
+      const res = await fetch(`api/knobs/${encodeURIComponent(name)}`);
+      if (!res.ok) throw await page.apiError(res);
+      const knob = await res.json();
+      const labels = [...knob.examples.filter((l) => l.seed !== s.seed), { seed: s.seed, label }];
+      const fitted = await (await page.post("api/knobs", { name, labels, save: knob.status === "saved", replace: true })).json();
+      await refreshTaught();
+      await page.reloadModel();
+      page.toast(`'${name}' refitted with face #${s.seed} (${label ? "has it" : "doesn't"}): ${fitted.labels} labels, ` +
+                 `cross-validated accuracy ${fitted.cv_accuracy.toFixed(2)}`);
+    } catch (err) {
+      page.showError(err.message);
+    }
+  }
+
   page = window.tlgan;         // app.js runs first (both scripts are deferred)
   page.addLinkPart(linkPart);
+  page.onFrame((s) => decorateTaughtRows(s));
   page.onStart(async () => {
     build();
     await refreshTaught();
