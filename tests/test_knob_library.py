@@ -99,7 +99,8 @@ def test_teach_into_the_library_and_edit_with_the_knob(tmp_path, default_generat
     res = run("teach", "smile2", "--labels", str(csv), "--knobs-dir", str(lib))
     assert res.returncode == 0, res.stderr
     assert KnobLibrary(lib).names() == ["smile2"]
-    assert KnobLibrary(lib).load("smile2").params["taught"]["smile2"]["prior"] == "looks"  # the default teacher
+    record = KnobLibrary(lib).load("smile2").params["taught"]["smile2"]
+    assert record["prior"] == "looks" and record["looks"]["pool_size"] == 2000  # the default teacher
     res = run("edit", "--seed", "5", "--lock", "smile2", "--step", "yaw=0.5", "--json", "--extractor", "imagestats",
               env={ENV: str(lib)})
     assert res.returncode == 0, res.stderr

@@ -89,6 +89,8 @@ def test_a_rule_on_the_picture_is_taught_from_few_labels(looks):
     plain, _ = quick_fit(z, y)
     assert cos(w, RULE) > 0.9 > cos(plain, RULE) + 0.15
     assert folds == 5 and accuracy > 0.7
+    assert looks.params() == {"pool": 0, "pool_size": 600, "components": looks.pool_x.shape[1], "colour_grid": 8,
+                              "detail_grid": 4, "C_picture": 3.0, "C_latent": 1.0}
     probe = torch.stack([latent_for_seed(s, D) for s in range(10**9, 10**9 + 500)]).double()
     assert float((((probe @ w + b) > 0) == ((probe @ RULE.double()) > 0)).double().mean()) > 0.9
 

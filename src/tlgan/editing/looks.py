@@ -138,6 +138,11 @@ class Looks:
     _pools: OrderedDict[int, torch.Tensor] = field(default_factory=OrderedDict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
+    def params(self) -> dict[str, float | int]:
+        """What a knob taught through this pool depends on, for its record."""
+        return {"pool": TRANSFER_POOL, "pool_size": len(self.pool_z), "components": int(self.pool_x.shape[1]),
+                "colour_grid": COLOUR_GRID, "detail_grid": DETAIL_GRID, "C_picture": C_PICTURE, "C_latent": C_LATENT}
+
     def features(self, z: torch.Tensor) -> torch.Tensor:
         """Latents (N, D) -> the projected descriptors (N, K) of their faces (rendered now)."""
         return self.space.project(_finite(render_descriptors(self.generator, z)))

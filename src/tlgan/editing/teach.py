@@ -198,6 +198,8 @@ def teach(axis_set: AxisSet, name: str, labels: Labels, c: float = DEFAULT_C, gr
     record = {"labels": len(labels.ids), "positives": positives, "C": c, "cv_accuracy": cv, "folds": folds,
               "id_column": labels.column, "source": labels.source, "sha256": labels.sha256, "samples": samples,
               "prior": "looks" if looks is not None else "none" if scale is None else "sensitivity"}
+    if looks is not None:
+        record["looks"] = looks.params()
     train = float((((labels.z.double() @ w + b) > 0).long() == labels.y).double().mean())
     out = add_axis(
         axis_set, name, w, kind="probability", group=group, weight=w, intercept=b,
