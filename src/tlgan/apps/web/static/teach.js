@@ -458,6 +458,7 @@
     const s = page.state;
     if (!labelable(s)) return;
     page.clearError();
+    for (const b of document.querySelectorAll(".teach-more button")) b.disabled = true;   // one refit at a time
     try {
       const res = await fetch(`api/knobs/${encodeURIComponent(name)}`);
       if (!res.ok) throw await page.apiError(res);
@@ -470,6 +471,8 @@
                  `cross-validated accuracy ${fitted.cv_accuracy.toFixed(2)}`);
     } catch (err) {
       page.showError(err.message);
+    } finally {
+      decorateTaughtRows(page.state);
     }
   }
 
