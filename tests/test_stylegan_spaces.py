@@ -271,3 +271,37 @@ def test_blending_with_another_face_in_w_blends_the_faces_w():
     editor = Replayer(view, axis_set).start(4, mix=(9, 0.5))
     expected = slerp(face_latent(view, 4).double(), face_latent(view, 9).double(), 0.5)
     assert torch.allclose(editor.z.double(), expected, atol=1e-6)
+
+
+def test_a_server_in_w_teaches_knobs_and_opens_shared_ones():
+    """Knobs in w are in units of their spread: a taught (or shared) knob joins the set with its own."""
+    from fastapi.testclient import TestClient
+
+    from tlgan.apps.web.app import create_app
+    from tlgan.sampling.spaces import face_latent
+
+    gen = PlantedStyleGAN()
+    view = space_view(gen, "w")
+    truth = PlantedExtractor(dim=16).truth
+    axis_set = with_space(AxisSet(names=["a"], axes=truth[1:2], kinds=["real"], groups=["x"], generator=view.identity,
+                                  latent_dim=16, method="manual", seed=3), view, seed=3, n=2000)
+    rule = truth[0].double()
+    labels = [{"seed": s, "label": int(float(face_latent(view, s).double() @ rule) > 0)} for s in range(60)]
+    with TestClient(create_app(gen, axis_set, None, teacher="plain"), base_url="http://127.0.0.1") as client:
+        res = client.post("/api/knobs", json={"name": "lin", "labels": labels, "save": False})
+        assert res.status_code == 200, res.text
+        served = client.app.state.tlgan.replayer.axes
+        k = served.index("lin")
+        assert float(served.axes[k].double() @ rule) > 0.95
+        latents = view.draw_latents(0, 0, 4000).double()
+        assert float(served.spread[k]) == pytest.approx(float((latents @ served.axes[k].double()).std()), rel=0.05)
+        body = {"seed": 5, "edits": [{"op": "set", "knob": "lin", "value": 1.0, "locks": ["a"]}], "locks": [],
+                "size": 16, "format": "png"}
+        res = client.post("/api/render", json=body)
+        assert res.status_code == 200, res.text
+        values = json.loads(res.headers["x-knob-values"])
+        assert values[k] == pytest.approx(1.0, abs=1e-6)
+        code = client.app.state.knobs.describe("lin")["code"]
+    with TestClient(create_app(gen, axis_set, None, teacher="plain"), base_url="http://127.0.0.1") as other:
+        assert other.post("/api/knobs/shared", json={"name": "lin", "code": code}).status_code == 200
+        assert "lin" in other.app.state.tlgan.replayer.axes.names

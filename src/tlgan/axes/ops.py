@@ -92,16 +92,20 @@ def add_axis(
     intercept: float = 0.0,
     positive_rate: float = math.nan,
     replace_existing: bool = False,
+    spread: float | None = None,
 ) -> AxisSet:
     """A copy of ``axis_set`` with one more axis ``name`` along unit-normalised ``direction`` (D,).
 
     weight (D,) and intercept are the raw model (logit space for a yes/no
     label); positive_rate gives the stored feature mean p and SD √(p(1 − p)).
-    An existing axis of that name is an error unless ``replace_existing``.
+    ``spread``: the SD of the generator's latents along the new axis, needed
+    (and only used) when the set has spreads (w, w+). An existing axis of
+    that name is an error unless ``replace_existing``.
     """
     check_axis_name(name)
-    if axis_set.spread is not None:
-        raise TlganError(f"adding axes to a set in {axis_set.latent_space} (with measured spreads) is not supported yet")
+    if axis_set.spread is not None and not (spread is not None and math.isfinite(spread) and spread > 0):
+        raise TlganError(f"an axis added to a set in {axis_set.latent_space} needs its spread (the SD of the faces' "
+                         f"latents along it), got {spread}")
     if name in axis_set.names:
         if not replace_existing:
             raise TlganError(f"the axis set already has an axis '{name}'; pass --replace to overwrite it")
@@ -131,4 +135,5 @@ def add_axis(
         feature_mean=grow(axis_set.feature_mean, p),
         feature_std=grow(axis_set.feature_std, math.sqrt(p * (1 - p)) if math.isfinite(p) else math.nan),
         reading_mean=grow(axis_set.reading_mean, math.nan), reading_std=grow(axis_set.reading_std, math.nan),
+        spread=grow(axis_set.spread, spread if spread is not None else math.nan),
     )

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from tlgan.axes.ops import add_axis, check_axis_name
+from tlgan.axes.spaces import with_space
 from tlgan.axes.store import AxisSet, load_axes
 from tlgan.errors import TlganError
 
@@ -132,12 +133,22 @@ def make_knob(name: str, examples: Sequence[Example], generator_identity: str, l
     fit so far, this one appended.
     """
     check_axis_name(name)
-    labels = labels_from_examples(examples, latent_dim, source, looks.generator if looks is not None else generator)
+    generator = looks.generator if looks is not None else generator
+    labels = labels_from_examples(examples, latent_dim, source, generator)
     knob = teach(_empty_set(generator_identity, latent_dim), name, labels, c=c, group=GROUP, scale=scale, looks=looks)
     record = dict(knob.params["taught"][name])
     record["examples"] = [[s, int(y)] for s, y in zip(labels.ids, labels.y.tolist())]
     record["history"] = [[int(n), float(a)] for n, a in history] + [[len(labels.ids), record["cv_accuracy"]]]
-    return replace(knob, axes=quantised(knob.axes[0], generator_identity)[None], params={"taught": {name: record}})
+    knob = replace(knob, axes=quantised(knob.axes[0], generator_identity)[None], params={"taught": {name: record}})
+    return in_space(knob, generator)
+
+
+def in_space(knob: AxisSet, generator: torch.nn.Module | None) -> AxisSet:
+    """``knob`` with the latent space, psi and (outside z) spread of the generator view it is served with, so
+    that it can join a knob set in w or w+ (knob values there are in units of that spread)."""
+    if generator is None or getattr(generator, "latent_space", "z") == "z":
+        return knob
+    return with_space(knob, generator, seed=0)
 
 
 def knob_record(knob: AxisSet) -> dict[str, Any]:
@@ -178,7 +189,8 @@ def merge_knobs(base: AxisSet, knobs: Sequence[AxisSet]) -> AxisSet:
         out = add_axis(out, name, knob.axes[0], kind=knob.kinds[0], group=GROUP, quality=q,
                        description=knob.descriptions.get(name, ""),
                        weight=None if knob.weights is None else knob.weights[:, 0],
-                       intercept=0.0 if knob.intercepts is None else float(knob.intercepts[0]), positive_rate=mean)
+                       intercept=0.0 if knob.intercepts is None else float(knob.intercepts[0]), positive_rate=mean,
+                       spread=None if knob.spread is None else float(knob.spread[0]))
         taught = {**out.params.get("taught", {}), **({name: knob_record(knob)} if knob_record(knob) else {})}
         out.params = {**out.params, "taught": taught} if taught else out.params
     return out
@@ -281,5 +293,5 @@ def with_library(axes: AxisSet, generator: Any, folder: str | Path | None = None
     return axes, notes
 
 
-__all__ = ["TEACHERS", "teaching_aid", "ENV", "GROUP", "KnobLibrary", "knobs_dir", "knob_code", "axis_from_code", "quantised", "make_knob",
+__all__ = ["TEACHERS", "teaching_aid", "in_space", "ENV", "GROUP", "KnobLibrary", "knobs_dir", "knob_code", "axis_from_code", "quantised", "make_knob",
            "knob_record", "knob_examples", "as_knob", "merge_knobs", "with_library"]

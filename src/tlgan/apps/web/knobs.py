@@ -34,6 +34,7 @@ from tlgan.editing.library import (
     KnobLibrary,
     as_knob,
     axis_from_code,
+    in_space,
     knob_code,
     knob_examples,
     knob_record,
@@ -179,7 +180,7 @@ class KnobBook:
             shared = AxisSet(names=[name], axes=axis[None], kinds=["probability"], groups=["taught"],
                              generator=self.generator.identity, latent_dim=self.generator.latent_dim, method="taught",
                              descriptions={name: "taught knob from a shared link"})
-            self.entries[name] = _Entry(as_knob(shared), "shared")
+            self.entries[name] = _Entry(in_space(as_knob(shared), self.generator), "shared")
             self._publish()
             return self.describe(name)
 
