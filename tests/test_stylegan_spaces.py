@@ -305,3 +305,24 @@ def test_a_server_in_w_teaches_knobs_and_opens_shared_ones():
     with TestClient(create_app(gen, axis_set, None, teacher="plain"), base_url="http://127.0.0.1") as other:
         assert other.post("/api/knobs/shared", json={"name": "lin", "code": code}).status_code == 200
         assert "lin" in other.app.state.tlgan.replayer.axes.names
+
+
+def test_teaching_into_an_axis_set_in_w_measures_the_new_knobs_spread():
+    from tlgan.editing.active import labels_from_examples
+    from tlgan.editing.teach import teach
+    from tlgan.sampling.spaces import face_latent
+
+    gen = PlantedStyleGAN()
+    view = space_view(gen, "w")
+    truth = PlantedExtractor(dim=16).truth
+    axis_set = with_space(AxisSet(names=["a"], axes=truth[1:2], kinds=["real"], groups=["x"], generator=view.identity,
+                                  latent_dim=16, method="manual", seed=3), view, seed=3, n=2000)
+    examples = [(s, int(float(face_latent(view, s).double() @ truth[0].double()) > 0)) for s in range(60)]
+    labels = labels_from_examples(examples, 16, generator=view)
+    with pytest.raises(TlganError, match="the axis set is in w: teaching into it needs its generator"):
+        teach(axis_set, "lin", labels)
+    out = teach(axis_set, "lin", labels, generator=view)
+    k = out.index("lin")
+    latents = view.draw_latents(0, 0, 4000).double()
+    assert out.spread.shape == (2,) and torch.equal(out.spread[:1], axis_set.spread)
+    assert float(out.spread[k]) == pytest.approx(float((latents @ out.axes[k].double()).std()), rel=0.05)

@@ -29,8 +29,10 @@ import numpy as np
 import torch
 
 from tlgan.axes.ops import add_axis, check_axis_name
+from tlgan.axes.spaces import measure_spread
 from tlgan.axes.store import AxisSet
 from tlgan.errors import TlganError
+from tlgan.models.generators import Generator
 from tlgan.sampling.latents import MAX_SEED
 from tlgan.sampling.spaces import seed_latents
 
@@ -183,9 +185,10 @@ def _teach_by_looks(z: torch.Tensor, y: torch.Tensor, looks: Looks, folds: int) 
 
 def teach(axis_set: AxisSet, name: str, labels: Labels, c: float = DEFAULT_C, group: str = "other",
           replace_existing: bool = False, samples: str | None = None, scale: torch.Tensor | None = None,
-          looks: Looks | None = None) -> AxisSet:
+          looks: Looks | None = None, generator: Generator | None = None) -> AxisSet:
     """``axis_set`` plus an axis ``name`` fitted to ``labels`` (recorded in params['taught'][name]);
-    ``scale`` (a prior) or ``looks`` (learning from the pictures): as in ``teach_direction``."""
+    ``scale`` (a prior) or ``looks`` (learning from the pictures): as in ``teach_direction``. A set in w or w+
+    needs the ``generator`` view (or ``looks``) to measure the new axis' spread."""
     from tlgan.models.extractors import GROUPS
 
     check_axis_name(name)
@@ -201,12 +204,22 @@ def teach(axis_set: AxisSet, name: str, labels: Labels, c: float = DEFAULT_C, gr
     if looks is not None:
         record["looks"] = looks.params()
     train = float((((labels.z.double() @ w + b) > 0).long() == labels.y).double().mean())
+    spread = None
+    if axis_set.spread is not None:
+        view = looks.generator if looks is not None else generator
+        if view is None:
+            raise TlganError(f"the axis set is in {axis_set.latent_space}: teaching into it needs its generator "
+                             "(to measure the new knob's spread)")
+        unit = (w / w.norm()).float()[None]
+        spread = float(measure_spread(AxisSet(names=[name], axes=unit, kinds=["probability"], groups=[group],
+                                              generator=axis_set.generator, latent_dim=axis_set.latent_dim,
+                                              method="taught"), view, seed=0)[0])
     out = add_axis(
         axis_set, name, w, kind="probability", group=group, weight=w, intercept=b,
         quality={"accuracy": cv, "train_accuracy": train},
         description=f"taught from {len(labels.ids)} labels ({positives} yes) in {labels.source}; "
                     f"{folds}-fold cross-validated accuracy {cv:.2f}",
-        positive_rate=positives / len(labels.ids), replace_existing=replace_existing,
+        positive_rate=positives / len(labels.ids), replace_existing=replace_existing, spread=spread,
     )
     taught = {k: v for k, v in axis_set.params.get("taught", {}).items() if k != name}
     out.params = {**axis_set.params, "taught": {**taught, name: record}}

@@ -115,7 +115,7 @@ def teach(name: str, labels_file: str, axes: str | None, samples: str | None, ou
     if gen is not None and samples is None:  # seeds name faces in the generator's space
         labels = replace(labels, z=seed_latents(labels.ids, axis_set.latent_dim, gen))
     new = add_taught(axis_set, name, labels, c=c, group=group, replace_existing=replace_existing,
-                     samples=str(samples) if samples else None, **_aid(gen, teacher))
+                     samples=str(samples) if samples else None, generator=gen, **_aid(gen, teacher))
     target = out or axes
     new.save(target)
     record = new.params["taught"][name]
