@@ -257,17 +257,22 @@ def test_a_knob_taught_in_w_is_fitted_on_the_faces_w_not_their_z():
     assert float(by_looks.axes[0].double() @ rule) > 0.9
 
 
+def one_knob_in_w() -> tuple[PlantedStyleGAN, SpaceView, AxisSet, torch.Tensor]:
+    """(generator, its view in w, a one-knob set 'a' in w with its spread, the planted rule truth[0] (D,) float64)."""
+    gen = PlantedStyleGAN()
+    view = space_view(gen, "w")
+    truth = PlantedExtractor(dim=16).truth
+    axis_set = with_space(AxisSet(names=["a"], axes=truth[1:2], kinds=["real"], groups=["x"], generator=view.identity,
+                                  latent_dim=16, method="manual", seed=3), view, seed=3, n=2000)
+    return gen, view, axis_set, truth[0].double()
+
+
 def test_blending_with_another_face_in_w_blends_the_faces_w():
     from tlgan.apps.web.state import Replayer
     from tlgan.sampling.latents import slerp
     from tlgan.sampling.spaces import face_latent
 
-    gen = PlantedStyleGAN()
-    view = space_view(gen, "w")
-    truth = PlantedExtractor(dim=16).truth
-    axis_set = AxisSet(names=["a"], axes=truth[:1], kinds=["real"], groups=["x"], generator=view.identity,
-                       latent_dim=16, method="manual", seed=3)
-    axis_set = with_space(axis_set, view, seed=3, n=500)
+    _, view, axis_set, _ = one_knob_in_w()
     editor = Replayer(view, axis_set).start(4, mix=(9, 0.5))
     expected = slerp(face_latent(view, 4).double(), face_latent(view, 9).double(), 0.5)
     assert torch.allclose(editor.z.double(), expected, atol=1e-6)
@@ -280,12 +285,7 @@ def test_a_server_in_w_teaches_knobs_and_opens_shared_ones():
     from tlgan.apps.web.app import create_app
     from tlgan.sampling.spaces import face_latent
 
-    gen = PlantedStyleGAN()
-    view = space_view(gen, "w")
-    truth = PlantedExtractor(dim=16).truth
-    axis_set = with_space(AxisSet(names=["a"], axes=truth[1:2], kinds=["real"], groups=["x"], generator=view.identity,
-                                  latent_dim=16, method="manual", seed=3), view, seed=3, n=2000)
-    rule = truth[0].double()
+    gen, view, axis_set, rule = one_knob_in_w()
     labels = [{"seed": s, "label": int(float(face_latent(view, s).double() @ rule) > 0)} for s in range(60)]
     with TestClient(create_app(gen, axis_set, None, teacher="plain"), base_url="http://127.0.0.1") as client:
         res = client.post("/api/knobs", json={"name": "lin", "labels": labels, "save": False})
@@ -312,12 +312,8 @@ def test_teaching_into_an_axis_set_in_w_measures_the_new_knobs_spread():
     from tlgan.editing.teach import teach
     from tlgan.sampling.spaces import face_latent
 
-    gen = PlantedStyleGAN()
-    view = space_view(gen, "w")
-    truth = PlantedExtractor(dim=16).truth
-    axis_set = with_space(AxisSet(names=["a"], axes=truth[1:2], kinds=["real"], groups=["x"], generator=view.identity,
-                                  latent_dim=16, method="manual", seed=3), view, seed=3, n=2000)
-    examples = [(s, int(float(face_latent(view, s).double() @ truth[0].double()) > 0)) for s in range(60)]
+    _, view, axis_set, rule = one_knob_in_w()
+    examples = [(s, int(float(face_latent(view, s).double() @ rule) > 0)) for s in range(60)]
     labels = labels_from_examples(examples, 16, generator=view)
     with pytest.raises(TlganError, match="the axis set is in w: teaching into it needs its generator"):
         teach(axis_set, "lin", labels)
