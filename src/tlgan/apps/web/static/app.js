@@ -43,6 +43,7 @@ extraFields.set("exact", {
   initial: false,
 });
 let lockReadings = new Map();  // locked knob -> its raw reading when locked (to mark drift in linear mode)
+let lastReadingsKey = null;    // keyOf the state lastReadings were read for
 let lastReadings = new Map();  // feature -> raw reading of the last readings shown
 
 // ---------------------------------------------------------------- state helpers
@@ -417,6 +418,7 @@ function showReadings(readings, s = state) {
   const others = [];
   for (const name of [...lockReadings.keys()]) if (!s.locks.includes(name)) lockReadings.delete(name);
   lastReadings = new Map(readings.map((r) => [r.name, r.value]));
+  lastReadingsKey = keyOf(s);
   for (const r of readings) {
     const row = rows.get(r.name);
     const text = fmtReading(r, units.get(r.name));
@@ -521,9 +523,12 @@ function typeKnob(name, value) {
 }
 
 function toggleLock(name) {
+  // The shown readings count only if they are this face's: right after a new face or link they are the last one's,
+  // and the first frame with the lock records the reading instead (showReadings).
+  const fresh = lastReadingsKey === keyOf(state);
   pushHistory();
   state.locks = state.locks.includes(name) ? state.locks.filter((k) => k !== name) : [...state.locks, name].sort();
-  if (state.locks.includes(name) && lastReadings.has(name)) lockReadings.set(name, lastReadings.get(name));
+  if (fresh && state.locks.includes(name) && lastReadings.has(name)) lockReadings.set(name, lastReadings.get(name));
   clearError();
   writeHash();
   updateLocks();
