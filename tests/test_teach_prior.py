@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from tlgan.editing.active import quick_fit
@@ -28,7 +29,10 @@ class FewDims(Generator):
 def test_sensitivity_finds_the_dimensions_the_picture_depends_on(tmp_path, monkeypatch):
     gen = FewDims()
     s = sensitivity(gen, faces=32, rounds=2, batch=16)
-    assert s.shape == (D, D) and torch.allclose(s, s.T) and float(s.trace()) == torch.tensor(float(D)).item()
+    assert s.shape == (D, D) and torch.allclose(s, s.T)
+    # normalised to trace D; the sum of D rounded diagonal terms may differ from D in the last bits (seen: 40 + 7e-15
+    # on an AMD EPYC), so compare to a few ulps of D per term, far below any real error in the normalisation
+    assert float(s.trace()) == pytest.approx(D, rel=D * torch.finfo(s.dtype).eps)
     assert float(s[:ACTIVE, :ACTIVE].trace()) > 0.999 * D
     assert all(p.requires_grad is False for p in gen.parameters())
     # cached per generator: the second call reads the file

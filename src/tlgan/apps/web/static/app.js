@@ -12,6 +12,11 @@ const $ = (id) => document.getElementById(id);
 const GALLERY_COUNT = 12;
 const STRIP_STEPS = 7;
 const STRIP_SPAN = 3;
+// Knob values come back from float32/float64 arithmetic on the server: a knob set to exactly −3 may read
+// −3.0000000001 on another CPU. Range ends are compared with this slack (far below the 0.01σ the page shows),
+// so a value the user typed or reached is never treated as outside the range it sits at the end of.
+const ROUNDING = 1e-6;
+const beyond = (v, limit) => Math.abs(v) > limit + ROUNDING;
 const MINUS = "\u2212";
 
 let model = null;            // GET /api/model
@@ -345,7 +350,7 @@ function updateValues() {
     r.value.title = percentileText(k.name, values[i]);
     if (dragging !== k.name) r.slider.value = String(values[i]);
     r.slider.setAttribute("aria-valuetext", `${fmt(values[i])}, ${percentileText(k.name, values[i])}`);
-    r.row.classList.toggle("off-scale", Math.abs(values[i]) > model.slider_range);
+    r.row.classList.toggle("off-scale", beyond(values[i], model.slider_range));
   });
   if (stripKnob) placeStripMarker();
   const last = state.edits.length ? state.edits[state.edits.length - 1].knob : null;
@@ -495,7 +500,7 @@ function stepKnob(name, delta) {
     return;
   }
   const target = expected.get(name) + delta;
-  if (Math.abs(target) > model.slider_range + 1e-9) {
+  if (beyond(target, model.slider_range)) {
     deferredSteps = [];
     return rangeError(name, target);
   }
@@ -515,7 +520,7 @@ function stepKnob(name, delta) {
 function typeKnob(name, value) {
   if (state.locks.includes(name)) return lockedMessage(name);
   if (!Number.isFinite(value)) return showError(`${label(name)}: type a number of σ, e.g. 1.5 or −0.8`);
-  if (Math.abs(value) > model.slider_range) return rangeError(name, value);
+  if (beyond(value, model.slider_range)) return rangeError(name, value);
   if (expected.get(name) === value) return;   // already there (or already asked for)
   pushHistory();
   dragging = null;
@@ -728,7 +733,7 @@ function placeStripMarker() {
   if (!stripEl || !values) return;
   const v = values[knobIndex(stripKnob)];
   const marker = stripEl.querySelector(".strip-marker");
-  marker.hidden = Math.abs(v) > STRIP_SPAN;
+  marker.hidden = beyond(v, STRIP_SPAN);
   // tile i's centre sits at (i + 0.5) / steps of the width; value −span maps to tile 0's centre
   const at = (0.5 + ((v + STRIP_SPAN) / (2 * STRIP_SPAN)) * (STRIP_STEPS - 1)) / STRIP_STEPS;
   marker.style.left = `${(at * 100).toFixed(2)}%`;
@@ -1016,7 +1021,7 @@ function knobRow(k) {
   value.addEventListener("change", () => {
     const v = parseNumber(value.value);
     typeKnob(k.name, v);
-    if ((!Number.isFinite(v) || Math.abs(v) > model.slider_range) && values) {   // refused: show the value again
+    if ((!Number.isFinite(v) || beyond(v, model.slider_range)) && values) {   // refused: show the value again
       value.value = fmt(values[knobIndex(k.name)]).slice(0, -1);
       value.select();
     }
@@ -1152,7 +1157,7 @@ async function loadState(s) {
   const unknownLocks = s.locks.filter((k) => !known.has(k));
   if (unknownLocks.length) dropped.push(`unknown lock${unknownLocks.length > 1 ? "s" : ""} ${unknownLocks.join(", ")}`);
   s.locks = s.locks.filter((k) => known.has(k));
-  let keep = s.edits.findIndex((e, i) => i >= model.limits.max_edits || Math.abs(e.value) > model.max_value);
+  let keep = s.edits.findIndex((e, i) => i >= model.limits.max_edits || beyond(e.value, model.max_value));
   let reason = keep >= 0 ? (keep >= model.limits.max_edits ? `more than ${model.limits.max_edits} edits`
     : `${e2s(s.edits[keep])} is outside ±${model.max_value}σ`) : null;
   if (keep < 0) keep = s.edits.length;
