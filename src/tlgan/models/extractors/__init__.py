@@ -23,6 +23,7 @@ _LOADERS: dict[str, str | Callable[..., Extractor]] = {
     "emotion": "tlgan.models.extractors.emotion:load_emotion",
     "landmarks": "tlgan.models.extractors.landmarks:load_landmarks",
     "imagestats": "tlgan.models.extractors.imagestats:load_imagestats",
+    "facelight": "tlgan.models.extractors.facelight:load_facelight",
     "celeba-cnn": "tlgan.models.extractors.celeba_cnn:load_celeba_cnn",
     "celeba-cnn-antialias": "tlgan.models.extractors.celeba_cnn:load_celeba_cnn_antialias",
     "tlgan-cnn": "tlgan.models.extractors.trained:load_trained_cnn",
