@@ -107,6 +107,7 @@ def main() -> None:
     big = F.interpolate(images, size=(UPSAMPLE, UPSAMPLE), mode="bilinear", align_corners=False)
     scale = UPSAMPLE / images.shape[-1]
     pixel_diff, whole, sampling_only, dlib_desc, how = [], [], [], {}, {"hog": 0, "onet box": 0}
+    whole_by: dict[bool, list[float]] = {True: [], False: []}
     for i in range(args.n):
         arr = to_uint8(big[i])
         dets = hog(arr, 0)
@@ -128,15 +129,20 @@ def main() -> None:
         affine = dlib_chip_affine(fit_similarity(template5[None], pts[None]))
         mine = sample_chips(torch.from_numpy(arr).permute(2, 0, 1)[None].float(), affine.float())[0]
         pixel_diff.append(np.abs(mine.permute(1, 2, 0).numpy() - chip.astype(np.float32)).mean())
-        # tlgan's sampling from the 64 px image at dlib's points (scaled back): isolates the landmarks' share.
-        pts64 = (pts + 0.5) / scale
-        sampling_only.append(np.linalg.norm(port([np.ascontiguousarray(
-            model.align(images[i:i + 1], pts64[None].float())[0].permute(1, 2, 0).clamp(0, 255).round().byte().numpy())])[0]
-            - dlib_desc[i]))
+        # tlgan's sampling from the 64 px image at dlib's points and template: isolates the landmarks' share.
+        pts64 = (pts + 0.5) / scale - 0.5
+        affine64 = dlib_chip_affine(fit_similarity(template5[None], pts64[None]))
+        with torch.no_grad():
+            chip64 = sample_chips((images[i:i + 1] + 1) * 127.5, affine64.float())[0]
+        chip64 = np.ascontiguousarray(chip64.permute(1, 2, 0).clamp(0, 255).round().byte().numpy())
+        sampling_only.append(np.linalg.norm(port([chip64])[0] - dlib_desc[i]))
         if found[i]:
             whole.append(np.linalg.norm(reading.descriptors[i].detach().numpy() - dlib_desc[i]))
+            whole_by[len(dets) > 0].append(whole[-1])
     print(f"2. alignment: tlgan's sampling at dlib's points vs dlib's get_face_chip, mean |pixel diff| (0..255): {q(pixel_diff)}")
     print(f"3. whole reading vs dlib's pipeline (dlib box: {how}): distance {q(whole)}")
+    print(f"   faces dlib's HOG detector found: {q(whole_by[True])}")
+    print(f"   faces dlib read from a box given by ONet's points: {q(whole_by[False])}")
     print(f"   same, with dlib's landmarks and tlgan's sampling from the 64 px image: {q(sampling_only)}")
     mtcnn = load_mtcnn("cpu")
     face = mtcnn.detect(torch.from_numpy(astro).permute(2, 0, 1))[0]
@@ -179,7 +185,7 @@ def main() -> None:
         x = images[:batch].repeat(max(1, batch // len(images) + 1), 1, 1, 1)[:batch].clone()
         for backward in (False, True):
             times = []
-            for _ in range(5 if batch == 1 else 3):
+            for rep in range(6 if batch == 1 else 4):
                 xi = x.clone().requires_grad_(backward)
                 t0 = time.perf_counter()
                 if backward:
@@ -188,7 +194,8 @@ def main() -> None:
                 else:
                     with torch.no_grad():
                         model.read(xi)
-                times.append(time.perf_counter() - t0)
+                if rep:                                   # the first run warms up
+                    times.append(time.perf_counter() - t0)
             best, med = min(times), float(np.median(times))
             print(f"6. speed, CPU {args.threads} threads, batch {batch}, {'forward+backward' if backward else 'forward'}: "
                   f"best {1000 * best / batch:.1f} ms/image, median {1000 * med / batch:.1f} ms/image")

@@ -361,7 +361,12 @@ class IdentityModel(nn.Module):
                 raise TlganError(f"points must have shape ({images.shape[0]}, 5, 2), got {tuple(points.shape)}")
             face_prob = torch.ones(images.shape[0], device=images.device)
             found = plausible_points(points, tuple(images.shape[-2:]))
-        descriptors = self.resnet(self.align(images, points))
+        # Faces not found are aligned on a stand-in (the template spread over the image) so that nothing
+        # degenerate (coincident or non-finite points) reaches the similarity fit; their readings are flagged.
+        height, width = images.shape[-2:]
+        stand_in = (self.template / CHIP_SIZE * self.template.new_tensor([width, height])).to(points.device)
+        aligned_on = torch.where(found[:, None, None], torch.nan_to_num(points), stand_in)
+        descriptors = self.resnet(self.align(images, aligned_on))
         return IdentityReading(descriptors, found, points, face_prob)
 
     def descriptors(self, images: torch.Tensor, points: torch.Tensor | None = None) -> torch.Tensor:
