@@ -157,6 +157,17 @@ def test_sample_chips_reads_the_pixels_the_affine_points_at():
     assert far.abs().max() == 0
 
 
+def test_each_chip_in_a_batch_goes_down_its_own_pyramid_level():
+    images = torch.rand(2, 3, 400, 400, generator=torch.Generator().manual_seed(0)) * 255
+    near = torch.tensor([[0.8, 0.0, 100.0], [0.0, 0.8, 100.0]])
+    far = torch.tensor([[2.5, 0.0, 10.0], [0.0, 2.5, 10.0]])     # shrinks 2.5x: one pyramid level
+    batch = sample_chips(images, torch.stack([near, far]), size=40)
+    torch.testing.assert_close(batch[0:1], sample_chips(images[0:1], near[None], size=40))
+    torch.testing.assert_close(batch[1:2], sample_chips(images[1:2], far[None], size=40))
+    # The pyramid level blurs: the shrunk chip of noise varies far less than the unshrunk one.
+    assert batch[1].std() < 0.6 * batch[0].std()
+
+
 # ---------------------------------------------------------------- the real model (slow: 22 MB file)
 
 
@@ -220,6 +231,25 @@ def test_chips_are_cut_as_dlib_cuts_them(identity, dlib_models, faces):
                             dlib_chip_affine(fit_similarity(template5[None], pts[None])).float())[0].permute(1, 2, 0).numpy()
         diff = np.abs(ours - chip)
         assert diff.mean() < 1.0 and np.percentile(diff, 99) < 2.0
+
+
+@pytest.mark.slow
+def test_chips_of_an_enlarged_photo_follow_dlibs_pyramid(identity, dlib_models):
+    """A face 4x larger than the chip wants: dlib goes down its image pyramid before sampling; so does tlgan."""
+    skdata = pytest.importorskip("skimage.data")
+    dlib, rec, sp = dlib_models
+    astro = skdata.astronaut()
+    box = dlib.get_frontal_face_detector()(astro, 1)[0]
+    big = np.asarray(Image.fromarray(astro).resize((2048, 2048), Image.BICUBIC))
+    shape = sp(big, dlib.rectangle(box.left() * 4, box.top() * 4, box.right() * 4, box.bottom() * 4))
+    ref = np.array(rec.compute_face_descriptor(dlib.get_face_chip(big, shape, CHIP_SIZE, 0.25)))
+    template5 = torch.from_numpy((0.25 + DLIB_5) / 1.5 * CHIP_SIZE)
+    pts = torch.tensor([(shape.part(k).x, shape.part(k).y) for k in range(5)], dtype=torch.float64)
+    affine = dlib_chip_affine(fit_similarity(template5[None], pts[None])).float()
+    assert torch.linalg.vector_norm(affine[0, :, 0]) > 3                 # one pyramid level at least
+    with torch.no_grad():
+        ours = identity.resnet(sample_chips(torch.from_numpy(big.copy()).permute(2, 0, 1)[None].float(), affine))[0]
+    assert np.linalg.norm(ours.numpy() - ref) < 0.02
 
 
 @pytest.mark.slow
