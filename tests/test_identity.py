@@ -87,6 +87,39 @@ def test_planted_port_matches_dlib():
             np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-4 * max(1.0, np.abs(ref).max()))
 
 
+def test_batch_norm_records_are_read_as_the_affine_layers_dlib_makes_of_them(tmp_path):
+    dlib = pytest.importorskip("dlib")
+    layers = face_resnet_layers(seed=2)
+    rng = np.random.default_rng(5)
+    k = layers[1][1].size
+    mean, var = rng.normal(0, 0.5, k).astype(np.float32), rng.uniform(0.2, 2.0, k).astype(np.float32)
+    layers[1] = ("bn", layers[1][1], layers[1][2], mean, var, 1e-5)
+    path = tmp_path / "bn.dat"
+    path.write_bytes(net_bytes(layers))
+    read = read_dlib_net(path).layers[1]
+    assert read.kind == "affine"
+    np.testing.assert_allclose(read.weights["gamma"], layers[1][1] / np.sqrt(var + 1e-5), rtol=1e-6)
+    chip = rng.integers(0, 256, (150, 150, 3), dtype=np.uint8)
+    with torch.no_grad():
+        ours = build_resnet(read_dlib_net(path))(torch.from_numpy(chip).permute(2, 0, 1)[None].float())[0].numpy()
+    ref = np.array(dlib.face_recognition_model_v1(str(path)).compute_face_descriptor(chip))
+    np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-4 * max(1.0, np.abs(ref).max()))
+
+
+def test_other_dlib_files_are_refused_in_one_line():
+    from tlgan.assets import package_file
+
+    for name, words in (("shape_predictor_5_face_landmarks.dat", "not a readable dlib network"),
+                        ("mmod_human_face_detector.dat", "unsupported loss layer 'loss_mmod")):
+        try:
+            path = package_file("face_recognition_models", f"models/{name}")
+        except TlganError:
+            pytest.skip("face-recognition-models is not installed")
+        with pytest.raises(TlganError) as exc:
+            read_dlib_net(path)
+        assert words in _one_line(exc)
+
+
 def test_truncated_files_are_one_line_errors(tmp_path):
     data = face_resnet_bytes(seed=0)
     for cut in (1, 2, 17, 60, len(data) // 3, len(data) // 2, len(data) - 5, len(data) - 1):
