@@ -367,6 +367,18 @@ def test_gradients_flow_from_descriptors_to_the_image(identity, faces):
 
 
 @pytest.mark.slow
+def test_readings_stay_float32_under_autocast(identity, faces):
+    plain = identity.read(faces[:2])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        fixed = identity.read(faces[:2], plain.points).descriptors
+        auto = identity.read(faces[:2]).descriptors
+    assert fixed.dtype == auto.dtype == torch.float32
+    torch.testing.assert_close(fixed, plain.descriptors, rtol=0, atol=1e-5)
+    # ONet's convolutions do run in bfloat16 (landmarks.py): its points move a little.
+    torch.testing.assert_close(auto, plain.descriptors, rtol=0, atol=5e-3)
+
+
+@pytest.mark.slow
 def test_faces_not_found_are_flagged_never_silently_read(identity, faces):
     blank = torch.full((1, 3, 64, 64), -1.0)
     noise = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1

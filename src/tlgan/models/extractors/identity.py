@@ -42,7 +42,7 @@ from tlgan.errors import TlganError
 from tlgan.models.formats.dlib_dnn import DlibLayer, DlibNet, read_dlib_net
 
 from .base import check_images
-from .landmarks import load_landmarks
+from .landmarks import _without_autocast, load_landmarks
 
 CHIP_SIZE = 150
 CHIP_PADDING = 0.25
@@ -343,7 +343,8 @@ class IdentityModel(nn.Module):
     crop unless ``points`` are given) and runs dlib's ResNet; ``descriptors`` and ``distance`` are
     the same reading for callers that need every face found (a one-line TlganError otherwise).
     Gradients flow from descriptors to the images through the chip sampling; landmarks are found
-    without gradients (held fixed for the step).
+    without gradients (held fixed for the step). The chip and the ResNet run in float32 even under
+    autocast.
     """
 
     def __init__(self, resnet: DlibFaceResNet, landmarks: nn.Module | None, identity: str,
@@ -394,7 +395,9 @@ class IdentityModel(nn.Module):
         height, width = images.shape[-2:]
         stand_in = (self.template / CHIP_SIZE * self.template.new_tensor([width, height])).to(points.device)
         aligned_on = torch.where(found[:, None, None], torch.nan_to_num(points), stand_in)
-        descriptors = self.resnet(self.align(images, aligned_on))
+        # Always float32: a distance held under a tolerance needs more than bfloat16's 8-bit mantissa.
+        with _without_autocast(images.device.type):
+            descriptors = self.resnet(self.align(images.float(), aligned_on))
         return IdentityReading(descriptors, found, points, face_prob)
 
     def descriptors(self, images: torch.Tensor, points: torch.Tensor | None = None) -> torch.Tensor:
