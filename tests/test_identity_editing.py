@@ -1,0 +1,93 @@
+"""Identity while editing (editing/identity.py): start descriptor, distances, stranger distance and its cache."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tlgan.editing.identity import IdentityWatch, cached_stranger_distance, stranger_distance
+from tlgan.errors import TlganError
+from tlgan.models.extractors.identity import IdentityReading
+from tlgan.models.generators import Generator
+from tlgan.sampling.latents import sample_latents
+
+D = 6
+
+
+class Pixels(Generator):
+    """A (3, 4, 4) image whose first D pixels are tanh(z) (the rest 0)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.latent_dim, self.resolution, self.name, self.identity = D, 4, "pixels", "pixels:1"
+
+    def synthesize(self, z: torch.Tensor) -> torch.Tensor:
+        out = torch.zeros(len(z), 48)
+        out[:, :D] = torch.tanh(z)
+        return out.view(-1, 3, 4, 4)
+
+
+class FirstPixels(torch.nn.Module):
+    """A planted identity model: the descriptor is the first D pixels; 'no face' when pixel 0 is below -0.9."""
+
+    identity = "planted-identity:1"
+
+    def read(self, images: torch.Tensor, points=None) -> IdentityReading:
+        flat = images.reshape(len(images), -1)
+        n = len(images)
+        return IdentityReading(flat[:, :D], flat[:, 0] > -0.9, torch.zeros(n, 5, 2), torch.ones(n))
+
+
+def test_distance_from_the_start_face_and_its_message():
+    gen, model = Pixels(), FirstPixels()
+    watch = IdentityWatch(gen, model, tolerance=0.25)
+    z0 = torch.zeros(D, dtype=torch.float64)
+    ref = watch.reference(z0)
+    moved = z0.clone()
+    moved[1] = 0.3
+    check = watch.check(moved, ref)
+    assert check.distance == pytest.approx(float(torch.tanh(torch.tensor(0.3))), abs=1e-6)
+    assert check.kept is False and check.tolerance == 0.25
+    assert check.message().startswith(f"{check.distance:.2f} from the original; another person is about ")
+    assert watch.check(z0, ref).distance == 0.0 and watch.check(z0, ref).kept
+
+
+def test_stranger_distance_is_the_median_pairwise_distance_of_found_faces():
+    gen, model = Pixels(), FirstPixels()
+    z = sample_latents(7, 0, 12, D)
+    desc = torch.tanh(z).double()
+    found = desc[:, 0] > -0.9
+    desc = desc[found]
+    pairs = torch.triu_indices(len(desc), len(desc), offset=1)
+    expected = float(torch.cdist(desc, desc)[pairs[0], pairs[1]].median())
+    assert stranger_distance(gen, model, faces=12, seed=7) == pytest.approx(expected, rel=1e-5)
+
+
+def test_a_face_without_landmarks_gets_a_clear_answer():
+    gen, model = Pixels(), FirstPixels()
+    watch = IdentityWatch(gen, model)
+    lost = torch.zeros(D, dtype=torch.float64)
+    lost[0] = -5.0  # pixel 0 = tanh(-5) < -0.9: 'no face'
+    with pytest.raises(TlganError, match="no face found in the start image"):
+        watch.reference(lost)
+    check = watch.check(lost, watch.reference(torch.zeros(D)))
+    assert check.distance is None and not check.found and not check.kept
+    assert "no face found" in check.message() and check.to_dict()["distance"] is None
+
+
+def test_the_stranger_distance_is_cached_per_generator(tmp_path, monkeypatch):
+    monkeypatch.setenv("TLGAN_CACHE_DIR", str(tmp_path))
+    gen, model = Pixels(), FirstPixels()
+    first = cached_stranger_distance(gen, model)
+    files = list((tmp_path / "identity").glob("*.txt"))
+    assert len(files) == 1 and float(files[0].read_text()) == first
+    files[0].write_text("0.123\n")  # the cache is what is read back
+    assert cached_stranger_distance(gen, model) == 0.123
+    files[0].write_text("garbage")  # a damaged file is measured again
+    assert cached_stranger_distance(gen, model) == first
+
+
+def test_absurd_tolerances_are_refused():
+    for bad in (0.0, -1.0, float("nan"), 5.0):
+        with pytest.raises(TlganError, match="identity tolerance"):
+            IdentityWatch(Pixels(), FirstPixels(), tolerance=bad)
