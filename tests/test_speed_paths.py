@@ -420,3 +420,15 @@ def test_out_of_memory_halves_the_batch_and_gives_the_same_readings():
     with pytest.raises(TlganError, match="out of cpu memory at batch size 1"):
         Labeller(_SmallMemoryGenerator(16), ext, LabelOptions(batch_size=4, workers=1)).label(z)
     _SmallMemoryGenerator.limit = 8
+
+
+def test_compiled_kernels_are_cached_apart_per_cpu_capability(monkeypatch):
+    from tlgan.sampling.fused import separate_inductor_cache
+
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "default")
+    separate_inductor_cache()
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"].endswith("capability-default")
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "/somewhere/chosen")   # the user's own choice is kept
+    separate_inductor_cache()
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == "/somewhere/chosen"

@@ -44,6 +44,21 @@ DEFAULT_BATCH = 256
 MAX_BATCH = 1 << 20
 
 
+def separate_inductor_cache() -> None:
+    """Keep torch.compile's CPU kernels apart per ``ATEN_CPU_CAPABILITY``.
+
+    Inductor's on-disk cache is not keyed by that setting: a kernel compiled under one
+    capability and reused under another fails to build ("'at::vec' has not been declared",
+    seen running the suite with ATEN_CPU_CAPABILITY=default after a normal run). A cache
+    folder per capability avoids it; an explicit TORCHINDUCTOR_CACHE_DIR is left alone.
+    """
+    capability = os.environ.get("ATEN_CPU_CAPABILITY")
+    if capability and "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
+        from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(default_cache_dir(), f"capability-{capability}")
+
+
 @dataclass(frozen=True)
 class LabelOptions:
     """How to run the render-and-label step.
@@ -121,6 +136,7 @@ class Labeller:
         if options.compile:
             if not hasattr(torch, "compile"):
                 raise TlganError("this torch has no torch.compile")
+            separate_inductor_cache()
             # Fixed shapes: the last, smaller batch is padded up rather than compiled again.
             self._step = torch.compile(self._forward, dynamic=False, mode=options.compile_mode)
 
