@@ -31,10 +31,10 @@ from common import setup
 from PIL import Image
 
 from tlgan.axes.defaults import DEFAULT_EXTRACTORS, DEFAULT_GENERATOR, load_default_axes
-from tlgan.editing import align
+from tlgan.photos import align, paste
 from tlgan.editing.editor import Editor
-from tlgan.editing.invert import psnr
-from tlgan.editing.photo import invert_photo, loss_weight, paste_into
+from tlgan.photos.invert import psnr
+from tlgan.photos.pipeline import invert_photo, loss_weight, paste_into
 from tlgan.imaging import to_pil
 from tlgan.models.extractors import load_extractor
 from tlgan.models.extractors.mtcnn import load_mtcnn
@@ -144,7 +144,7 @@ def main() -> None:
         original = np.asarray(photo_image, dtype=np.float64)
         ys, xs = np.mgrid[0:600, 0:800]
         uv = align.apply(result.latent_file.matrix(), torch.from_numpy(np.stack([xs + 0.5, ys + 0.5], -1)))
-        mask = align.face_mask(uv, layout).numpy() > 0.5
+        mask = paste.face_mask(uv, layout).numpy() > 0.5
         mse = ((pasted - original) ** 2)[mask].mean() / 255**2
         frame = 10 * np.log10(1 / mse)
         direct = psnr(inv.image, render)

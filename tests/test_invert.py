@@ -14,8 +14,8 @@ import torch
 from PIL import Image
 from torch import nn
 
-from tlgan.editing.invert import invert, psnr, warp_images, warp_matrix
-from tlgan.editing.latentfile import LatentFile, load_latent_file, parse_latent_file, save_latent_file
+from tlgan.photos.invert import invert, psnr, warp_images, warp_matrix
+from tlgan.photos.latentfile import LatentFile, load_latent_file, parse_latent_file, save_latent_file
 from tlgan.errors import TlganError
 from tlgan.models.generators import Generator
 from tlgan.sampling.latents import latent_for_seed, sample_latents

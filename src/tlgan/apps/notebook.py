@@ -126,7 +126,7 @@ class KnobPanel:
 
     def load_latent(self, path: str) -> None:
         """Start from a latent file written by ``tlgan invert`` (a photo's face) instead of a seed; locks are kept."""
-        from tlgan.editing.latentfile import check_for, load_latent_file
+        from tlgan.photos.latentfile import check_for, load_latent_file
 
         latent_file = load_latent_file(path)
         check_for(latent_file, self.editor.generator, self.editor.axes.latent_space)

@@ -85,7 +85,7 @@ def edit(axes: str | None, generator: str | None, seed: int | None, latent_path:
         raise TlganError("--paste-into needs --out for the edited photo")
     latent_file = picture = None
     if latent_path:
-        from tlgan.editing.latentfile import load_latent_file
+        from tlgan.photos.latentfile import load_latent_file
 
         latent_file = load_latent_file(latent_path)
     if paste_into:
@@ -102,7 +102,7 @@ def edit(axes: str | None, generator: str | None, seed: int | None, latent_path:
     editor = Editor(gen, axis_set, seed, layers=layers, seeds="nvlabs" if nvlabs_seeds else "tlgan", extractor=ext,
                     exact=exact)
     if latent_file is not None:
-        from tlgan.editing.latentfile import check_for
+        from tlgan.photos.latentfile import check_for
 
         check_for(latent_file, gen, axis_set.latent_space)
         editor.new_latent(latent_file.latent)
@@ -120,7 +120,7 @@ def edit(axes: str | None, generator: str | None, seed: int | None, latent_path:
         click.echo(f"warning: {typical['message']}", err=True)
     image = editor.render()
     if picture is not None and latent_file is not None and out:
-        from tlgan.editing.photo import paste_into as paste
+        from tlgan.photos.pipeline import paste_into as paste
         from tlgan.photos import save_photo
 
         pasted, warnings = paste(picture, latent_file, image)

@@ -35,8 +35,8 @@ def invert(photo: str, out: str, generator: str | None, space: str, steps: int, 
     """
     from tlgan.axes.defaults import DEFAULT_EXTRACTORS, DEFAULT_GENERATOR
     from tlgan.devices import resolve_device
-    from tlgan.editing.latentfile import save_latent_file
-    from tlgan.editing.photo import invert_photo
+    from tlgan.photos.latentfile import save_latent_file
+    from tlgan.photos.pipeline import invert_photo
     from tlgan.imaging import grid, save_image
     from tlgan.models.extractors import load_extractor
     from tlgan.models.extractors.mtcnn import load_mtcnn

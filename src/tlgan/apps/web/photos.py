@@ -110,7 +110,7 @@ def _data_url(image: Any) -> str:
 
 def photo_router(generator: Generator, axes: AxisSet, extractor: Extractor | None) -> APIRouter:
     """The photo endpoints for one generator and axis set (the extractor gives the perceptual term)."""
-    from tlgan.editing.latentfile import check_for, parse_latent_file
+    from tlgan.photos.latentfile import check_for, parse_latent_file
     from tlgan.models.extractors.mtcnn import load_mtcnn
 
     param = next(generator.parameters(), None)
@@ -140,7 +140,7 @@ def photo_router(generator: Generator, axes: AxisSet, extractor: Extractor | Non
                      steps: int = Query(DEFAULT_STEPS, ge=0, le=MAX_STEPS)) -> dict[str, Any]:
         from starlette.concurrency import run_in_threadpool
 
-        from tlgan.editing.photo import invert_photo
+        from tlgan.photos.pipeline import invert_photo
         from tlgan.photos import open_photo
 
         data = await request.body()
@@ -176,7 +176,7 @@ def photo_router(generator: Generator, axes: AxisSet, extractor: Extractor | Non
 
     @router.post(PREFIX + "/{token}/paste", response_class=Response, summary="The photo with the edited face, as JPEG", responses=ERRORS)
     def paste(token: str, state: PhotoStateIn) -> Response:
-        from tlgan.editing.photo import paste_into
+        from tlgan.photos.pipeline import paste_into
         from tlgan.photos import encode_photo, open_photo
 
         editor, latent_file = editor_for(state)

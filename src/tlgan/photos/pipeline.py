@@ -1,8 +1,7 @@
 """A photo end to end: find the face, align it, invert it into a latent file, and paste an edited face back.
 
 The front ends (``tlgan invert`` / ``tlgan edit --paste-into``, the web app's
-photo panel) call these two functions; all the work is in align.py and
-invert.py.
+photo panel) call these two functions; all the work is in the stage modules.
 """
 
 from __future__ import annotations
@@ -19,11 +18,13 @@ from tlgan.errors import TlganError
 from tlgan.models.extractors import Extractor
 from tlgan.models.extractors.mtcnn import MTCNN, Face
 from tlgan.models.generators import Generator
-from tlgan.photos import Photo
 
-from .align import Layout, alignment, compose, face_layout, face_mask, find_faces, paste_back, pick_face, warp_face
+from .align import Layout, alignment, compose, face_layout, warp_face
+from .detect import find_faces, pick_face
 from .invert import Inversion, invert, psnr, warp_matrix
 from .latentfile import LatentFile
+from .paste import face_mask, paste_back
+from .photofile import Photo
 
 FACE_WEIGHT = 0.8   # share of the pixel loss on the face mask (the rest on the whole crop, background included)
 

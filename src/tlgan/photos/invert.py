@@ -37,7 +37,7 @@ from tlgan.models.extractors import Extractor
 from tlgan.models.generators import Generator
 from tlgan.sampling.latents import check_seed, sample_latents
 
-from .exact import chi_mean_sd, prior_band
+from tlgan.editing.exact import chi_mean_sd, prior_band
 
 
 def latent_spaces(generator: Generator) -> list[str]:
