@@ -51,6 +51,12 @@ def test_base_generator_is_untouched_and_delta_is_small(digiface, tuned) -> None
     # applying the stored delta again gives the same weights, bit for bit
     again = apply_delta(digiface, result.delta)
     assert weights_hash(again) == weights_hash(result.generator)
+    # the tuned copy is a plain generator (weights computed once, no per-call update): it renders as fast
+    from torch.nn.utils import parametrize
+
+    assert not any(parametrize.is_parametrized(m) for m in result.generator.modules())
+    assert [p.shape for p in result.generator.parameters()] == [p.shape for p in digiface.parameters()]
+    assert not any(p.requires_grad for p in result.generator.parameters())
 
 
 @pytest.mark.slow

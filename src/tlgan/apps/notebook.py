@@ -130,6 +130,11 @@ class KnobPanel:
 
         latent_file = load_latent_file(path)
         check_for(latent_file, self.editor.generator, self.editor.axes.latent_space)
+        if latent_file.tuning:
+            import warnings
+
+            warnings.warn("the notebook panel edits the untuned latent (its generator is shared by every face); "
+                          "tlgan edit --latent and the web app use the photo's tuning", stacklevel=2)
         self._run(self.editor.new_latent, latent_file.latent)
 
     def set_lock(self, name: str, locked: bool) -> None:

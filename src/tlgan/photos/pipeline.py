@@ -33,7 +33,7 @@ from .tunefile import TuningFile, check_tuning, load_tuning_file, make_tuning_fi
 
 FACE_WEIGHT = 0.8       # share of the pixel loss on the face mask (the rest on the whole crop, background included)
 IDENTITY_WEIGHT = 0.01  # of the identity distance in the inversion, when an identity model is given
-TUNE_IDENTITY_WEIGHT = 0.01  # of the identity distance in pivotal tuning
+TUNE_IDENTITY_WEIGHT = 0.003  # of the identity distance in pivotal tuning (benchmarks/identity_weight.py)
 
 
 @dataclass
