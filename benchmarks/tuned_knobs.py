@@ -27,8 +27,10 @@ from tlgan.models.extractors.mtcnn import load_mtcnn
 from tlgan.models.generators import load_generator
 from tlgan.photos.pipeline import invert_photo, tune_photo
 from tlgan.photos.tune import TuneSettings
+from tlgan.sampling.latents import latent_for_seed
 
-EDITS = (("happy", 1.0), ("happy", 2.0), ("yaw", -1.0), ("yaw", 1.0), ("brightness", 1.0))
+EDITS = (("happy", 1.0), ("happy", 2.0), ("happy", -1.0), ("happy", -2.0), ("yaw", -1.0), ("yaw", 1.0),
+         ("brightness", 1.0))
 
 
 def main() -> None:
@@ -49,6 +51,14 @@ def main() -> None:
     tuned, _ = tune_photo(photo, result.latent_file, gen, ext, settings=TuneSettings(steps=args.tune_steps, identity_weight=0.003),
                           identity_model=ident)
 
+    with torch.inference_mode():
+        start = ext(tuned.generator.synthesize(result.latent_file.latent[None].to(dev)))[0].cpu()
+        typical = ext(gen.synthesize(torch.stack([latent_for_seed(3_000_000 + i, gen.latent_dim)
+                                                  for i in range(args.faces)]).to(dev))).cpu()
+    print("her readings before editing (tuned reconstruction): " + ", ".join(
+        f"{n} {float(start[names.index(n)]):.3f} (generated faces: median {float(typical[:, names.index(n)].median()):.3f})"
+        for n in ("happy", "yaw", "brightness")))
+
     def change(generator, latent, knob: str, delta: float) -> torch.Tensor:
         editor = Editor(generator, axes, 0)
         editor.new_latent(latent)
@@ -56,8 +66,6 @@ def main() -> None:
         editor.step(knob, delta)
         with torch.inference_mode():
             return (ext(editor.render()[None])[0] - ext(before[None])[0]).cpu()
-
-    from tlgan.sampling.latents import latent_for_seed
 
     for knob, delta in EDITS:
         col = names.index(knob)
