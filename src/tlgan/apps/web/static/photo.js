@@ -75,7 +75,7 @@
     forget();
     state = null;
     result.hidden = true;
-    say("Finding and inverting the face… (this takes a while on a CPU)");
+    say("Finding, inverting and tuning the face… (this takes a while on a CPU)");
     try {
       const res = await fetch(`/api/photo?steps=${STEPS}`, { method: "POST", body: file,
         headers: { "Content-Type": file.type || "application/octet-stream" } });
