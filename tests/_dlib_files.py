@@ -67,6 +67,16 @@ def affine_record(g: np.ndarray, b: np.ndarray) -> bytes:
             + enc_int(0))
 
 
+def bn_record(g: np.ndarray, b: np.ndarray, running_means: np.ndarray, running_variances: np.ndarray,
+              eps: float) -> bytes:
+    """A batch-norm layer saved mid-training (bn_con2); dlib's affine layer reads it as g/sqrt(var + eps), b - g*mean."""
+    k = g.size
+    return (enc_str("bn_con2") + enc_tensor(np.concatenate([g, b])) + enc_alias(1, k, 1, 1) + enc_alias(1, k, 1, 1)
+            + enc_tensor(np.zeros(k, np.float32)) + enc_tensor(np.ones(k, np.float32))
+            + enc_tensor(running_means) + enc_tensor(running_variances) + enc_int(1000) + enc_int(1000)
+            + b"".join(enc_float(1.0) for _ in range(4)) + enc_float(eps))
+
+
 def pool_record(kind: str, n: int, stride: int) -> bytes:
     return enc_str(f"{kind}_2") + b"".join(enc_int(v) for v in (n, n, stride, stride, 0, 0))
 
@@ -111,7 +121,7 @@ def net_bytes(layers, mean=(122.782, 117.001, 104.298), size: int = 150) -> byte
     """Serialise a loss_metric network over input_rgb_image_sized<size> as dlib does."""
     out = enc_int(1) + enc_str("loss_metric_2") + enc_float(0.04) + enc_float(0.6)
     # Wrapper versions, outermost first: add_layer 2, tag/skip 1 (the innermost add_layer is the first layer).
-    out += b"".join(enc_int(1 if layer[0] == "tag" else 2) for layer in reversed(layers))
+    out += b"".join(enc_int(1 if layer[0] == "tag" else 2) for layer in reversed(layers))   # ('bn', g, b, mean, var, eps) too
     out += enc_str("input_rgb_image_sized") + b"".join(enc_float(m) for m in mean) + enc_int(size) + enc_int(size)
     for layer in layers:
         kind = layer[0]
@@ -121,6 +131,8 @@ def net_bytes(layers, mean=(122.782, 117.001, 104.298), size: int = 150) -> byte
             out += con_record(layer[1], layer[2], layer[3], layer[4])
         elif kind == "affine":
             out += affine_record(layer[1], layer[2])
+        elif kind == "bn":
+            out += bn_record(*layer[1:])
         elif kind == "relu":
             out += enc_str("relu_")
         elif kind in ("max_pool", "avg_pool"):

