@@ -12,7 +12,7 @@ PACKAGE = SRC / "tlgan"
 
 # Lower number = lower layer. Helpers are the top-level modules of the package.
 LAYERS = {"helpers": 0, "models": 1, "sampling": 2, "training": 2, "axes": 3, "editing": 4, "evaluation": 4,
-          "apps": 5, "public": 6}
+          "photos": 5, "apps": 6, "public": 7}
 ROOMS = [name for name in LAYERS if name not in ("helpers", "public")]
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tlgan.editing import align
+from tlgan.photos import align, detect, paste
 from tlgan.errors import TlganError
 from tlgan.imaging import to_pil
 from tlgan.models.extractors.mtcnn import nms
@@ -90,7 +90,7 @@ def test_detection_recovers_position_and_scale(digiface, detector, layout, side,
     face = _face(digiface, 1001)
     native = _native_points(detector, face)
     photo = _photo([(face, side, xy)])
-    faces = align.find_faces(photo, detector)
+    faces = detect.find_faces(photo, detector)
     assert len(faces) == 1
     points = torch.tensor(faces[0].points, dtype=torch.float64)
     expected = native * side / 64 + torch.tensor(xy, dtype=torch.float64)
@@ -105,25 +105,25 @@ def test_detection_recovers_position_and_scale(digiface, detector, layout, side,
     reference = align.warp_face(to_pil(face), m_native, 64)
     centres = torch.arange(64, dtype=torch.float64) + 0.5
     uv = torch.stack(torch.meshgrid(centres, centres, indexing="ij")[::-1], -1)
-    inside = align.face_mask(uv, layout) > 0.5                              # the face, not the background
+    inside = paste.face_mask(uv, layout) > 0.5                              # the face, not the background
     assert float(((crop - reference) ** 2)[:, inside].mean()) < 0.02        # the same aligned face (PSNR > 23 dB)
 
 
 def test_several_faces_largest_first_and_face_index(digiface, detector) -> None:
     photo = _photo([(_face(digiface, 1002), 160, (40, 60)), (_face(digiface, 1003), 260, (330, 120))])
-    faces = align.find_faces(photo, detector)
+    faces = detect.find_faces(photo, detector)
     assert len(faces) == 2
     assert faces[0].box[0] > 300 and faces[1].box[0] < 200
-    assert align.pick_face(faces, None) is faces[0]
-    assert align.pick_face(faces, 1) is faces[1]
+    assert detect.pick_face(faces, None) is faces[0]
+    assert detect.pick_face(faces, 1) is faces[1]
     with pytest.raises(TlganError, match="has 2 face"):
-        align.pick_face(faces, 2)
+        detect.pick_face(faces, 2)
 
 
 def test_no_face_is_a_clear_error(detector) -> None:
     photo = _photo([], size=(320, 240))
     with pytest.raises(TlganError, match="no face found in beach.jpg"):
-        align.pick_face(align.find_faces(photo, detector), None, "beach.jpg")
+        detect.pick_face(detect.find_faces(photo, detector), None, "beach.jpg")
 
 
 @pytest.mark.slow
@@ -134,7 +134,7 @@ def test_huge_photo_is_detected_on_a_bounded_copy(digiface, detector, monkeypatc
     original = detector.detect
     monkeypatch.setattr(detector, "detect", lambda image, **k: seen.append(tuple(image.shape)) or original(image, **k))
     start = time.perf_counter()
-    faces = align.find_faces(photo, detector)
+    faces = detect.find_faces(photo, detector)
     elapsed = time.perf_counter() - start
     assert seen == [(3, 768, 1024)]                        # the detector never saw more than max_side pixels
     assert len(faces) == 1
@@ -146,16 +146,16 @@ def test_huge_photo_is_detected_on_a_bounded_copy(digiface, detector, monkeypatc
 def test_paste_back_keeps_size_and_untouched_pixels(digiface, detector, layout) -> None:
     face = _face(digiface, 1001)
     photo = _photo([(face, 256, (300, 150))])
-    m = align.alignment(align.find_faces(photo, detector)[0], layout)
+    m = align.alignment(detect.find_faces(photo, detector)[0], layout)
     edited = -face  # a very different face, so every masked pixel changes
-    out = align.paste_back(photo, edited, m, layout)
+    out = paste.paste_back(photo, edited, m, layout)
     assert out.size == photo.size
     before, after = np.asarray(photo).astype(int), np.asarray(out).astype(int)
     changed = np.abs(before - after).sum(axis=2) > 0
     ys, xs = np.nonzero(changed)
     # Only pixels whose generator-frame position lies where the mask is positive may change.
     grid = torch.stack(torch.meshgrid(torch.arange(480) + 0.5, torch.arange(640) + 0.5, indexing="ij")[::-1], -1)
-    mask = align.face_mask(align.apply(m, grid.double()), layout).numpy()
+    mask = paste.face_mask(align.apply(m, grid.double()), layout).numpy()
     assert not changed[mask == 0].any()
     assert changed[mask > 0.5].mean() > 0.95
     assert 280 <= xs.min() and xs.max() < 576 and 130 <= ys.min() and ys.max() < 426   # around the pasted square
@@ -174,7 +174,7 @@ def test_exif_rotated_photo_is_found_upright(digiface, detector) -> None:
     stored.save(buffer, "JPEG", quality=95, exif=exif.tobytes())
     photo = open_photo(buffer.getvalue())
     assert photo.size == upright.size
-    faces = align.find_faces(photo.image, detector)
+    faces = detect.find_faces(photo.image, detector)
     assert len(faces) == 1
     x1, y1, x2, y2 = faces[0].box
     assert abs((x1 + x2) / 2 - 200) < 25 and abs((y1 + y2) / 2 - 160) < 30   # where the upright face is
@@ -185,6 +185,6 @@ def test_exif_rotated_photo_is_found_upright(digiface, detector) -> None:
 def test_paste_back_into_a_grey_photo_stays_grey(digiface, detector, layout) -> None:
     face = _face(digiface, 1001)
     photo = _photo([(face, 256, (300, 150))]).convert("L").convert("RGB")
-    m = align.alignment(align.find_faces(photo, detector)[0], layout)
-    out = np.asarray(align.paste_back(photo, face, m, layout)).astype(int)
+    m = align.alignment(detect.find_faces(photo, detector)[0], layout)
+    out = np.asarray(paste.paste_back(photo, face, m, layout)).astype(int)
     assert np.abs(out - out.mean(axis=2, keepdims=True)).max() <= 1

@@ -14,8 +14,8 @@ import torch
 from PIL import Image
 from torch import nn
 
-from tlgan.editing.invert import invert, psnr, warp_images, warp_matrix
-from tlgan.editing.latentfile import LatentFile, load_latent_file, parse_latent_file, save_latent_file
+from tlgan.photos.invert import invert, psnr, warp_images, warp_matrix
+from tlgan.photos.latentfile import LatentFile, load_latent_file, parse_latent_file, save_latent_file
 from tlgan.errors import TlganError
 from tlgan.models.generators import Generator
 from tlgan.sampling.latents import latent_for_seed, sample_latents
@@ -213,7 +213,8 @@ def cli_env(tmp_path_factory) -> dict:
 def test_invert_edit_and_paste_back_through_the_cli(photo_dir, cli_env, tmp_path) -> None:
     out = tmp_path / "face.json"
     args = ["invert", str(photo_dir / "photo.png"), "--out", str(out), "--steps", "8", "--candidates", "64",
-            "--extractor", "none", "--device", "cpu", "--preview", str(tmp_path / "preview.png")]
+            "--extractor", "none", "--device", "cpu", "--preview", str(tmp_path / "preview.png"), "--tune-steps", "6",
+            "--no-identity"]
     done = _run(*args, env=cli_env)
     assert done.returncode == 0, done.stderr
     assert "PSNR" in done.stderr
@@ -221,10 +222,13 @@ def test_invert_edit_and_paste_back_through_the_cli(photo_dir, cli_env, tmp_path
     assert data["format"] == "tlgan-latent" and data["space"] == "z" and len(data["latent"]) == 100
     assert data["generator"].startswith("digiface:") and data["photo"]["width"] == 640
     assert data["quality"]["psnr_db"] > 15 and len(data["alignment"]["matrix"]) == 2
-    assert Image.open(tmp_path / "preview.png").size == (2 * 256 + 2, 256)
-    first = out.read_bytes()
+    assert Image.open(tmp_path / "preview.png").size == (3 * 256 + 4, 256)   # crop | reconstruction | tuned
+    assert "tuned: PSNR" in done.stderr
+    tuning = tmp_path / "face.tune.safetensors"
+    assert data["tuning"]["file"] == tuning.name and tuning.stat().st_size < 400 * 1024
+    first, first_tuning = out.read_bytes(), tuning.read_bytes()
     assert _run(*args, env=cli_env).returncode == 0
-    assert out.read_bytes() == first                                   # same command, same bytes
+    assert out.read_bytes() == first and tuning.read_bytes() == first_tuning   # same command, same bytes
 
     edited = tmp_path / "edited.png"
     done = _run("edit", "--latent", str(out), "--set", "happy=1.5", "--paste-into", str(photo_dir / "photo.png"),
@@ -244,6 +248,23 @@ def test_invert_edit_and_paste_back_through_the_cli(photo_dir, cli_env, tmp_path
     ys, xs = np.nonzero(changed)
     assert changed.sum() > 5000                                        # the face changed
     assert xs.min() >= 280 and xs.max() < 580 and ys.min() >= 130 and ys.max() < 430   # nothing outside it
+
+    # --no-tune renders the untuned latent: another face; a deleted tuning file falls back with a warning
+    plain = tmp_path / "plain.png"
+    edit = ["edit", "--latent", str(out), "--set", "happy=1.5", "--out", str(plain), "--device", "cpu"]
+    assert _run(*edit, "--no-tune", env=cli_env).returncode == 0
+    tuned_face = tmp_path / "tuned.png"
+    done = _run(*edit[:-4], "--out", str(tuned_face), "--device", "cpu", env=cli_env)
+    assert done.returncode == 0 and "warning" not in done.stderr
+    assert not np.array_equal(np.asarray(Image.open(plain)), np.asarray(Image.open(tuned_face)))
+    tuning.write_bytes(first_tuning[:-10] + b"0123456789")
+    done = _run(*edit, env=cli_env)
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode == 1 and len(lines) == 1 and "not the one its latent file was made with" in lines[0]
+    tuning.unlink()
+    done = _run(*edit, env=cli_env)
+    assert done.returncode == 0 and "warning: tuning file" in done.stderr and "missing" in done.stderr
+    assert np.array_equal(np.asarray(Image.open(plain)), np.asarray(Image.open(tmp_path / "plain.png")))
 
 
 def test_cli_errors_are_one_line(photo_dir, cli_env, tmp_path) -> None:

@@ -49,7 +49,7 @@ def client(app):
 
 
 def test_upload_edit_paste_and_delete(client, photo_bytes) -> None:
-    res = client.post("/api/photo?steps=3", content=photo_bytes, headers={"Content-Type": "image/jpeg"})
+    res = client.post("/api/photo?steps=3&tune=false", content=photo_bytes, headers={"Content-Type": "image/jpeg"})
     assert res.status_code == 200, res.text
     data = res.json()
     assert data["faces"] == 1 and (data["width"], data["height"]) == (480, 360)
@@ -73,6 +73,29 @@ def test_upload_edit_paste_and_delete(client, photo_bytes) -> None:
     assert not kept[0].exists()
     res = client.post(f"/api/photo/{data['token']}/paste", json=state)
     assert res.status_code == 422 and "upload it again" in res.json()["detail"]
+
+
+def test_a_tuned_upload_renders_with_its_tuned_generator(client, photo_bytes) -> None:
+    res = client.post("/api/photo?steps=3&tune_steps=4", content=photo_bytes, headers={"Content-Type": "image/jpeg"})
+    assert res.status_code == 200, res.text
+    data = res.json()
+    assert data["latent_file"]["tuning"]["file"] == "photo.tune.safetensors"
+    assert data["tuning"]["psnr_after_db"] > data["tuning"]["psnr_before_db"]
+    state = {"latent_file": data["latent_file"], "edits": [], "size": 64}
+    tuned = client.post("/api/photo/render", json={**state, "token": data["token"]})
+    untuned = client.post("/api/photo/render", json=state)
+    assert tuned.status_code == untuned.status_code == 200
+    assert "X-Tlgan-Warning" not in tuned.headers and "untuned" in untuned.headers["X-Tlgan-Warning"]
+    assert tuned.content != untuned.content
+    file = client.get(f"/api/photo/{data['token']}/tuning")
+    assert file.status_code == 200 and len(file.content) < 400 * 1024
+    import hashlib
+
+    assert hashlib.sha256(file.content).hexdigest() == data["latent_file"]["tuning"]["sha256"]
+    res = client.post(f"/api/photo/{data['token']}/paste", json=state)
+    assert res.status_code == 200 and "X-Tlgan-Warning" not in res.headers
+    client.delete(f"/api/photo/{data['token']}")
+    assert client.get(f"/api/photo/{data['token']}/tuning").status_code == 422
 
 
 def test_bad_uploads_get_one_line_errors(client) -> None:
@@ -110,7 +133,7 @@ def test_page_upload_edit_and_download(app, photo_bytes, tmp_path) -> None:
             page.on("pageerror", lambda exc: errors.append(str(exc)))
             page.goto(live.url + "/?")
             page.wait_for_selector("#photo-drop", timeout=30000)
-            page.route("**/api/photo?steps=*", lambda route: route.continue_(url=route.request.url.split("?")[0] + "?steps=2"))
+            page.route("**/api/photo?steps=*", lambda route: route.continue_(url=route.request.url.split("?")[0] + "?steps=2&tune_steps=3"))
             page.set_input_files("#photo-file", str(path))
             page.wait_for_selector("#photo-result:not([hidden])", timeout=300000)
             assert "dB PSNR" in page.text_content("#photo-quality")

@@ -126,10 +126,15 @@ class KnobPanel:
 
     def load_latent(self, path: str) -> None:
         """Start from a latent file written by ``tlgan invert`` (a photo's face) instead of a seed; locks are kept."""
-        from tlgan.editing.latentfile import check_for, load_latent_file
+        from tlgan.photos.latentfile import check_for, load_latent_file
 
         latent_file = load_latent_file(path)
         check_for(latent_file, self.editor.generator, self.editor.axes.latent_space)
+        if latent_file.tuning:
+            import warnings
+
+            warnings.warn("the notebook panel edits the untuned latent (its generator is shared by every face); "
+                          "tlgan edit --latent and the web app use the photo's tuning", stacklevel=2)
         self._run(self.editor.new_latent, latent_file.latent)
 
     def set_lock(self, name: str, locked: bool) -> None:

@@ -37,6 +37,8 @@ def info(axes: str | None, as_json: bool) -> None:
 @click.option("--seed", type=int, default=None, help="the starting face [default: 0]")
 @click.option("--latent", "latent_path", type=click.Path(dir_okay=False), default=None,
               help="start from a latent file (from 'tlgan invert') instead of a seed")
+@click.option("--no-tune", "no_tune", is_flag=True,
+              help="with --latent: ignore the photo's tuning file (the untuned generator, as before tuning existed)")
 @click.option("--paste-into", "paste_into", type=click.Path(dir_okay=False), default=None,
               help="blend the edited face back into this photo (the one given to 'tlgan invert'); --out gets the photo")
 @click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help="set a knob to VALUE σ (repeatable)")
@@ -55,7 +57,8 @@ def info(axes: str | None, as_json: bool) -> None:
 @click.option("--device", default="auto", show_default=True)
 @click.option("--knobs-dir", default=None, help=KNOBS_DIR_HELP)
 @click.option("--library/--no-library", default=True, show_default=True, help="add the knob library's taught knobs")
-def edit(axes: str | None, generator: str | None, seed: int | None, latent_path: str | None, paste_into: str | None,
+def edit(axes: str | None, generator: str | None, seed: int | None, latent_path: str | None, no_tune: bool,
+         paste_into: str | None,
          sets: tuple[str, ...], steps: tuple[str, ...], locks: tuple[str, ...], out: str | None, size: int,
          as_json: bool, extractor: str | None, exact: bool, layers: str | None, nvlabs_seeds: bool, device: str,
          knobs_dir: str | None, library: bool) -> None:
@@ -85,15 +88,21 @@ def edit(axes: str | None, generator: str | None, seed: int | None, latent_path:
         raise TlganError("--paste-into needs --out for the edited photo")
     latent_file = picture = None
     if latent_path:
-        from tlgan.editing.latentfile import load_latent_file
+        from tlgan.photos.latentfile import load_latent_file
 
-        latent_file = load_latent_file(latent_path)
+        latent_file = load_latent_file(latent_path)   # checked before the model loads
     if paste_into:
         from tlgan.photos import open_photo
 
         picture = open_photo(paste_into)
     seed = 0 if seed is None else seed
     gen, axis_set = load_model(generator, axes, device, knobs_dir, library)
+    if latent_path:
+        from tlgan.photos.pipeline import load_photo_latent
+
+        latent_file, gen, tune_warnings = load_photo_latent(latent_path, gen, tune=not no_tune)
+        for warning in tune_warnings:
+            click.echo(f"warning: {warning}", err=True)
     ext = None
     if exact:
         from tlgan.models.extractors import load_extractor
@@ -102,7 +111,7 @@ def edit(axes: str | None, generator: str | None, seed: int | None, latent_path:
     editor = Editor(gen, axis_set, seed, layers=layers, seeds="nvlabs" if nvlabs_seeds else "tlgan", extractor=ext,
                     exact=exact)
     if latent_file is not None:
-        from tlgan.editing.latentfile import check_for
+        from tlgan.photos.latentfile import check_for
 
         check_for(latent_file, gen, axis_set.latent_space)
         editor.new_latent(latent_file.latent)
@@ -120,7 +129,7 @@ def edit(axes: str | None, generator: str | None, seed: int | None, latent_path:
         click.echo(f"warning: {typical['message']}", err=True)
     image = editor.render()
     if picture is not None and latent_file is not None and out:
-        from tlgan.editing.photo import paste_into as paste
+        from tlgan.photos.pipeline import paste_into as paste
         from tlgan.photos import save_photo
 
         pasted, warnings = paste(picture, latent_file, image)

@@ -20,10 +20,17 @@ from tlgan.errors import TlganError
 @click.option("--face", type=click.IntRange(0, None), default=None, help="which face, 0 = largest [default: 0]")
 @click.option("--seed", type=int, default=0, show_default=True, help="seed of the sampled starting latents")
 @click.option("--extractor", default=None, help="extractors for the perceptual term [default: the shipped knobs' own; 'none' for pixels only]")
-@click.option("--preview", type=click.Path(dir_okay=False), default=None, help="also write aligned crop | reconstruction (.png)")
+@click.option("--preview", type=click.Path(dir_okay=False), default=None,
+              help="also write aligned crop | reconstruction | tuned reconstruction (.png)")
+@click.option("--tune/--no-tune", default=True, show_default=True,
+              help="pivotal tuning: also fit a small update of the generator around the latent (NAME.tune.safetensors)")
+@click.option("--tune-steps", type=click.IntRange(0, 20000), default=200, show_default=True, help="tuning steps")
+@click.option("--identity/--no-identity", default=True, show_default=True,
+              help="add the face-identity distance (dlib's face descriptor) to the inversion and tuning")
 @click.option("--device", default="auto", show_default=True)
 def invert(photo: str, out: str, generator: str | None, space: str, steps: int, candidates: int, starts: int,
-           face: int | None, seed: int, extractor: str | None, preview: str | None, device: str) -> None:
+           face: int | None, seed: int, extractor: str | None, preview: str | None, tune: bool, tune_steps: int,
+           identity: bool, device: str) -> None:
     """Find the face in PHOTO, align it to the generator's face layout and invert it into a latent file.
 
     \b
@@ -31,12 +38,14 @@ def invert(photo: str, out: str, generator: str | None, space: str, steps: int, 
       tlgan invert me.jpg --out me.json
       tlgan edit --latent me.json --set happy=2 --paste-into me.jpg --out me-happy.jpg
     Several faces: the largest is used, or --face N (0 = largest). The file holds the
-    latent, the generator's identity, the alignment and the reconstruction PSNR.
+    latent, the generator's identity, the alignment and the reconstruction PSNR. With
+    tuning (the default) me.tune.safetensors beside it holds the generator's update for
+    this photo; 'tlgan edit --latent' uses it (--no-tune there ignores it).
     """
     from tlgan.axes.defaults import DEFAULT_EXTRACTORS, DEFAULT_GENERATOR
     from tlgan.devices import resolve_device
-    from tlgan.editing.latentfile import save_latent_file
-    from tlgan.editing.photo import invert_photo
+    from tlgan.photos.pipeline import TUNE_IDENTITY_WEIGHT, invert_photo, save_photo_files, tune_photo
+    from tlgan.photos.tune import TuneSettings
     from tlgan.imaging import grid, save_image
     from tlgan.models.extractors import load_extractor
     from tlgan.models.extractors.mtcnn import load_mtcnn
@@ -51,11 +60,42 @@ def invert(photo: str, out: str, generator: str | None, space: str, steps: int, 
     detector = load_mtcnn(dev)
     spec = extractor or DEFAULT_EXTRACTORS
     ext = None if spec == "none" else load_extractor(spec, dev)
+    ident = None
+    if identity:
+        from tlgan.models.extractors.identity import load_identity
+
+        try:
+            ident = load_identity(dev)
+        except TlganError as exc:
+            click.echo(f"warning: no identity term ({exc})", err=True)
     result = invert_photo(picture, gen, detector, ext, face=face, space=space, steps=steps, seed=seed,
-                          candidates=candidates, starts=starts, progress=True)
-    save_latent_file(out, result.latent_file)
-    if preview:
-        save_image(grid([result.crop, result.inversion.image], size=256), preview)
+                          candidates=candidates, starts=starts, progress=True, identity_model=ident)
     inv = result.inversion
+    tuned = tuning_file = None
+    if tune:
+        settings = TuneSettings(steps=tune_steps, seed=seed,
+                                identity_weight=TUNE_IDENTITY_WEIGHT if ident is not None else 0.0)
+        tuned, tuning_file = tune_photo(picture, result.latent_file, gen, ext, settings=settings, identity_model=ident,
+                                        progress=True)
+    written = save_photo_files(out, result.latent_file, tuning_file)
+    if preview:
+        images = [result.crop, inv.image]
+        if tuned is not None:
+            import torch
+
+            from tlgan.photos.invert import render
+
+            with torch.no_grad():
+                images.append(render(tuned.generator, result.latent_file.latent[None].to(dev), space)[0].float().cpu())
+        save_image(grid(images, size=256), preview)
+    ident_text = f", identity distance {inv.identity:.3f}" if inv.identity is not None else ""
     click.echo(f"face {0 if face is None else face} of {result.faces} (largest first); reconstruction PSNR "
-               f"{inv.psnr:.2f} dB (best sampled start {inv.start_psnr:.2f} dB); wrote {out}", err=True)
+               f"{inv.psnr:.2f} dB (best sampled start {inv.start_psnr:.2f} dB){ident_text}; wrote {out}", err=True)
+    if tuned is not None and written.tuning:
+        q = tuned.quality()
+        id_text = (f", identity {q['identity_before']:.3f} -> {q['identity_after']:.3f}"
+                   if q["identity_after"] is not None else "")
+        click.echo(f"tuned: PSNR {q['psnr_before_db']:.2f} -> {q['psnr_after_db']:.2f} dB{id_text}; random faces change "
+                   f"by {q['locality_psnr_db']:.1f} dB PSNR; {tuned.seconds:.1f} s; wrote {written.tuning['file']} "
+                   f"({tuned.delta.numel() * 4 / 1024:.0f} KiB of weights)", err=True)
+

@@ -75,7 +75,7 @@
     forget();
     state = null;
     result.hidden = true;
-    say("Finding and inverting the face… (this takes a while on a CPU)");
+    say("Finding, inverting and tuning the face… (this takes a while on a CPU)");
     try {
       const res = await fetch(`/api/photo?steps=${STEPS}`, { method: "POST", body: file,
         headers: { "Content-Type": file.type || "application/octet-stream" } });
@@ -85,7 +85,9 @@
       crop.src = data.crop;
       recon.src = data.reconstruction;
       edited.src = data.reconstruction;
-      quality.textContent = `reconstruction: ${data.quality.psnr_db.toFixed(1)} dB PSNR`;
+      quality.textContent = data.tuning
+        ? `reconstruction: ${data.tuning.psnr_after_db.toFixed(1)} dB PSNR (tuned; ${data.quality.psnr_db.toFixed(1)} dB untuned)`
+        : `reconstruction: ${data.quality.psnr_db.toFixed(1)} dB PSNR`;
       say(`Face 1 of ${data.faces} (largest). Move the knobs to edit it.`);
       buildSliders(data.values);
       result.hidden = false;
@@ -128,7 +130,7 @@
   }
 
   async function refresh() {
-    const body = { latent_file: state.latent_file, edits: state.edits, locks: [], size: 256 };
+    const body = { latent_file: state.latent_file, edits: state.edits, locks: [], size: 256, token: state.token };
     const mine = pending = Symbol("render");
     try {
       const res = await post("/api/photo/render", body);

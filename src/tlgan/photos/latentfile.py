@@ -9,7 +9,8 @@ Layout (format ``tlgan-latent``, version 1)::
      "photo": {"name": ..., "width": W, "height": H, "sha256": ..., "face": i, "faces": n,
                "box": [x1, y1, x2, y2], "landmarks": [[x, y] x 5]} | null,
      "alignment": {"matrix": [[a, -b, tx], [b, a, ty]],    # photo pixels -> generator pixels
-                   "layout": [[x, y] x 5], "layout_faces": n, "detector": "<identity>"} | null}
+                   "layout": [[x, y] x 5], "layout_faces": n, "detector": "<identity>"} | null,
+     "tuning": {"file": "NAME.tune.safetensors", "sha256": ...}}     # only when the photo was tuned (beside this file)
 
 No timestamps: the same inversion writes the same bytes. Written atomically.
 """
@@ -42,6 +43,7 @@ class LatentFile:
     quality: dict[str, Any]
     photo: dict[str, Any] | None = None
     alignment: dict[str, Any] | None = None
+    tuning: dict[str, str] | None = None    # {"file": name beside the latent file, "sha256": of its bytes}
 
     def matrix(self) -> torch.Tensor:
         """The alignment (2, 3) float64 taking photo pixels to generator pixels."""
@@ -54,6 +56,8 @@ class LatentFile:
                 "space": self.space, "shape": list(self.latent.shape),
                 "latent": [float(v) for v in self.latent.detach().float().cpu().flatten().tolist()],
                 "quality": self.quality, "photo": self.photo, "alignment": self.alignment}
+        if self.tuning:
+            data["tuning"] = self.tuning
         return json.dumps(data, indent=1) + "\n"
 
 
@@ -96,8 +100,15 @@ def parse_latent_file(text: str | bytes, label: str = "latent file") -> LatentFi
             ok = False
         if not ok:
             raise TlganError(f"{label}: alignment matrix must be a finite, invertible 2x3 matrix")
+    tuning = data.get("tuning")
+    if tuning is not None:
+        name, digest = (tuning.get("file"), tuning.get("sha256")) if isinstance(tuning, dict) else (None, None)
+        if not (isinstance(name, str) and isinstance(digest, str) and name.endswith(".safetensors")
+                and "/" not in name and "\\" not in name and name not in (".", "..") and len(digest) == 64):
+            raise TlganError(f"{label}: 'tuning' must name a .safetensors file beside it (no folders) and its sha256")
+        tuning = {"file": name, "sha256": digest}
     return LatentFile(generator, resolution, space, torch.tensor(values, dtype=torch.float32).reshape(shape),
-                      dict(data.get("quality") or {}), data.get("photo"), alignment)
+                      dict(data.get("quality") or {}), data.get("photo"), alignment, tuning)
 
 
 def load_latent_file(path: str | Path) -> LatentFile:

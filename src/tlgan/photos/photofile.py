@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import TlganError
+from tlgan.errors import TlganError
 
 # Formats a photo may come in (phones' MPO files open through the JPEG decoder).
 PHOTO_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF")
@@ -126,7 +126,7 @@ def _to_rgb(im: Image.Image, icc: bytes | None) -> Image.Image:
 
 def save_photo(image: Image.Image, path: str | Path, icc_profile: bytes | None = None, quality: int = 95) -> None:
     """Write a photo atomically at full size; format from the extension (.jpg/.jpeg/.png/.webp), ICC profile kept."""
-    from .atomic import atomic_path
+    from tlgan.atomic import atomic_path
 
     suffix = Path(path).suffix.lower().lstrip(".")
     fmt = {"png": "PNG", "webp": "WEBP", "jpg": "JPEG", "jpeg": "JPEG"}.get(suffix)

@@ -1,4 +1,4 @@
-"""Find a face in a photo, align it onto the generator's own face layout, and paste an edited face back.
+"""Alignment: a detected face mapped onto the generator's own face layout, and the aligned crop.
 
 Coordinates: photo pixels (x right, y down, the photo spans 0..W by 0..H) and
 generator pixels (the generated image spans 0..R by 0..R, R its resolution).
@@ -163,40 +163,13 @@ def face_layout(generator: Generator, detector: MTCNN, n: int = 64, directory: P
     return layout
 
 
-# ---- photos ----------------------------------------------------------------
-def find_faces(photo: Image.Image, detector: MTCNN) -> list[Face]:
-    """Faces in an RGB photo, largest first, in the photo's pixels. Huge photos are shrunk (Pillow, box filter)
-    to the detector's ``max_side`` before any float copy is made, so memory stays bounded."""
-    width, height = photo.size
-    shrink = max(width, height) / detector.max_side
-    small = photo
-    if shrink > 1:
-        small = photo.resize((max(12, round(width / shrink)), max(12, round(height / shrink))), Image.Resampling.BOX)
-    pixels = torch.from_numpy(np.asarray(small).copy()).permute(2, 0, 1)
-    faces = detector.detect(pixels)
-    sx, sy = width / small.width, height / small.height
-    if (sx, sy) == (1.0, 1.0):
-        return faces
-    return [Face((f.box[0] * sx, f.box[1] * sy, f.box[2] * sx, f.box[3] * sy), f.score,
-                 tuple((x * sx, y * sy) for x, y in f.points)) for f in faces]
-
-
-def pick_face(faces: list[Face], index: int | None, label: str = "photo") -> Face:
-    """The face to use: ``index`` into the largest-first list (default 0, the largest)."""
-    if not faces:
-        raise TlganError(f"no face found in {label}")
-    index = 0 if index is None else index
-    if not 0 <= index < len(faces):
-        raise TlganError(f"--face {index} asked for, but {label} has {len(faces)} face(s) (0..{len(faces) - 1}, largest first)")
-    return faces[index]
-
-
+# ---- aligned crops ---------------------------------------------------------
 def alignment(face: Face, layout: Layout) -> torch.Tensor:
     """The 2x3 matrix taking photo pixels to generator pixels for this face."""
     return fit_similarity(torch.tensor(face.points, dtype=torch.float64), layout.tensor())
 
 
-def _bounds(m_inv: torch.Tensor, corners: torch.Tensor, width: int, height: int, margin: int = 2) -> tuple[int, int, int, int]:
+def region_bounds(m_inv: torch.Tensor, corners: torch.Tensor, width: int, height: int, margin: int = 2) -> tuple[int, int, int, int]:
     """Integer photo region (x0, y0, x1, y1) covering the given generator-frame corners, clipped to the photo."""
     pts = apply(m_inv, corners)
     x0, y0 = (pts.min(dim=0).values.floor() - margin).tolist()
@@ -204,7 +177,7 @@ def _bounds(m_inv: torch.Tensor, corners: torch.Tensor, width: int, height: int,
     return max(0, int(x0)), max(0, int(y0)), min(width, int(x1)), min(height, int(y1))
 
 
-def _photo_tensor(photo: Image.Image, box: tuple[int, int, int, int]) -> torch.Tensor:
+def region_tensor(photo: Image.Image, box: tuple[int, int, int, int]) -> torch.Tensor:
     """(3, h, w) float32 in [-1, 1] of a photo region."""
     region = np.asarray(photo.crop(box), dtype=np.float32)
     return torch.from_numpy(region).permute(2, 0, 1) / 127.5 - 1
@@ -222,11 +195,11 @@ def warp_face(photo: Image.Image, m: torch.Tensor, resolution: int) -> torch.Ten
     k = int(min(MAX_SUPERSAMPLE, max(1, math.ceil(1 / max(scale_of(m), 1e-6) - 1e-6))))
     r = float(resolution)
     corners = torch.tensor([[0, 0], [r, 0], [0, r], [r, r]], dtype=torch.float64)
-    x0, y0, x1, y1 = _bounds(m_inv, corners, width, height)
+    x0, y0, x1, y1 = region_bounds(m_inv, corners, width, height)
     if x1 - x0 < 1 or y1 - y0 < 1:  # the crop lies wholly outside the photo: sample the nearest edge
         x0, y0 = min(max(0, x0), width - 1), min(max(0, y0), height - 1)
         x1, y1 = x0 + 1, y0 + 1
-    region = _photo_tensor(photo, (x0, y0, x1, y1))
+    region = region_tensor(photo, (x0, y0, x1, y1))
     n = resolution * k
     centres = (torch.arange(n, dtype=torch.float64) + 0.5) / k
     gv, gu = torch.meshgrid(centres, centres, indexing="ij")
@@ -236,53 +209,3 @@ def warp_face(photo: Image.Image, m: torch.Tensor, resolution: int) -> torch.Ten
     return F.avg_pool2d(sampled, k)[0] if k > 1 else sampled[0]
 
 
-def face_mask(uv: torch.Tensor, layout: Layout, feather: float = 0.3) -> torch.Tensor:
-    """Soft face mask at generator-frame points uv (..., 2): 1 inside an ellipse around the layout's eyes and
-    mouth, fading to exactly 0 at its edge and at the generated frame's border."""
-    p = layout.tensor()
-    eyes, mouth = (p[0] + p[1]) / 2, (p[3] + p[4]) / 2
-    d = float((p[1] - p[0]).norm())
-    centre = (eyes + mouth) / 2
-    rx, ry = 1.3 * d, 1.3 * d + float((mouth - eyes).norm()) * 0.9
-    uv = uv.to(torch.float64)
-    r = (((uv[..., 0] - centre[0]) / rx) ** 2 + ((uv[..., 1] - centre[1]) / ry) ** 2).sqrt()
-    t = ((1 - r) / feather).clamp(0, 1)
-    res = float(layout.resolution)
-    edge = torch.minimum(torch.minimum(uv[..., 0], res - uv[..., 0]), torch.minimum(uv[..., 1], res - uv[..., 1]))
-    e = (edge / (0.06 * res)).clamp(0, 1)
-    smooth = lambda s: s * s * (3 - 2 * s)  # noqa: E731
-    return smooth(t) * smooth(e)
-
-
-def paste_back(photo: Image.Image, face: torch.Tensor, m: torch.Tensor, layout: Layout) -> Image.Image:
-    """The photo (same size) with ``face`` (3, R, R) in [-1, 1] blended in through M⁻¹ with a soft mask.
-
-    Only pixels where the mask is positive change; the face is sampled
-    bicubically at each photo pixel, so the output keeps the photo's resolution.
-    """
-    width, height = photo.size
-    res = face.shape[-1]
-    m_inv = invert_similarity(m)
-    corners = torch.tensor([[0, 0], [res, 0], [0, res], [res, res]], dtype=torch.float64)
-    x0, y0, x1, y1 = _bounds(m_inv, corners, width, height)
-    out = photo.copy()
-    if x1 <= x0 or y1 <= y0:
-        return out
-    ys, xs = torch.meshgrid(torch.arange(y0, y1, dtype=torch.float64) + 0.5,
-                            torch.arange(x0, x1, dtype=torch.float64) + 0.5, indexing="ij")
-    uv = apply(m, torch.stack([xs, ys], dim=-1))                         # (h, w, 2) generator pixels
-    grid = (uv / res * 2 - 1)[None].float()
-    sampled = F.grid_sample(face[None].float().cpu(), grid, mode="bicubic", padding_mode="border",
-                            align_corners=False)[0].clamp(-1, 1)
-    mask = face_mask(uv, layout).float()
-    region = _photo_tensor(photo, (x0, y0, x1, y1))
-    if float((region - region.mean(dim=0, keepdim=True)).abs().max()) < 2 / 127.5:
-        # A black-and-white photo: paste the face in grey too (601 luma), not in the generator's colours.
-        sampled = (0.299 * sampled[0:1] + 0.587 * sampled[1:2] + 0.114 * sampled[2:3]).expand(3, -1, -1)
-    blended = region * (1 - mask) + sampled * mask
-    pixels = ((blended + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
-    # Where the mask is 0 keep the photo's own bytes (the float round trip is exact, but say so explicitly).
-    original = torch.from_numpy(np.asarray(photo.crop((x0, y0, x1, y1))).copy()).permute(2, 0, 1)
-    pixels = torch.where(mask[None] > 0, pixels, original)
-    out.paste(Image.fromarray(pixels.permute(1, 2, 0).numpy(), "RGB"), (x0, y0))
-    return out

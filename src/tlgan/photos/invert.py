@@ -37,7 +37,7 @@ from tlgan.models.extractors import Extractor
 from tlgan.models.generators import Generator
 from tlgan.sampling.latents import check_seed, sample_latents
 
-from .exact import chi_mean_sd, prior_band
+from tlgan.editing.exact import chi_mean_sd, prior_band
 
 
 def latent_spaces(generator: Generator) -> list[str]:
@@ -142,18 +142,24 @@ class Inversion:
     candidates: int
     history: list[float] = field(default_factory=list)   # PSNR every 10 steps
     warp_params: torch.Tensor | None = None              # (4,) the fitted warp (``refine_alignment``), else None
+    identity: float | None = None                        # descriptor distance to the target's, when the term was on
 
     def quality(self) -> dict[str, float | int]:
-        return {"psnr_db": round(self.psnr, 3), "start_psnr_db": round(self.start_psnr, 3),
-                "perceptual": round(self.perceptual, 5), "steps": self.steps, "candidates": self.candidates,
-                "seed": self.seed}
+        out = {"psnr_db": round(self.psnr, 3), "start_psnr_db": round(self.start_psnr, 3),
+               "perceptual": round(self.perceptual, 5), "steps": self.steps, "candidates": self.candidates,
+               "seed": self.seed}
+        if self.identity is not None:
+            out["identity"] = round(self.identity, 4)
+        return out
 
 
 def invert(generator: Generator, target: torch.Tensor, *, space: str = "z", steps: int = 500, seed: int = 0,
            candidates: int = 1024, extractor: Extractor | None = None, weight: torch.Tensor | None = None,
            lr: float = 0.2, perceptual_weight: float = 0.01, prior_weight: float = 0.1, batch: int = 128,
            progress: bool | Callable[[int, int, float], None] = False, init: torch.Tensor | None = None,
-           starts: int = 8, refine_alignment: bool = False, init_warp: torch.Tensor | None = None) -> Inversion:
+           starts: int = 8, refine_alignment: bool = False, init_warp: torch.Tensor | None = None,
+           identity: Callable[[torch.Tensor], torch.Tensor] | None = None, identity_target: torch.Tensor | None = None,
+           identity_weight: float = 0.0) -> Inversion:
     """Find the latent whose rendering best matches ``target`` (3, R, R) in [-1, 1].
 
     ``weight`` (R, R) weights the pixel loss (e.g. more on the face than the
@@ -163,6 +169,8 @@ def invert(generator: Generator, target: torch.Tensor, *, space: str = "z", step
     ``refine_alignment``: also fit a small similarity warp of the rendering onto the target (``Inversion.warp_params``),
     for targets whose alignment is only approximately the generator's own framing (photo crops).
     In w+ the first half of the steps run in w (one w for every layer), the rest in w+ from there.
+    ``identity`` (images (K, 3, R, R) -> descriptors (K, D)) with ``identity_target`` (D,) adds
+    ``identity_weight`` x the descriptors' distance once one start is left (it is the costliest term).
     See the module docstring for the method.
     """
     check_seed(seed)
@@ -178,13 +186,15 @@ def invert(generator: Generator, target: torch.Tensor, *, space: str = "z", step
         first = invert(generator, target, space="w", steps=steps // 2, seed=seed, candidates=candidates,
                        extractor=extractor, weight=weight, lr=lr, perceptual_weight=perceptual_weight,
                        prior_weight=prior_weight, batch=batch, progress=progress, starts=starts,
-                       refine_alignment=refine_alignment)
+                       refine_alignment=refine_alignment, identity=identity, identity_target=identity_target,
+                       identity_weight=identity_weight)
         num_ws = int(getattr(generator, "num_ws"))
         second = invert(generator, target, space="w+", steps=steps - steps // 2, seed=seed, candidates=candidates,
                         extractor=extractor, weight=weight, lr=lr, perceptual_weight=perceptual_weight,
                         prior_weight=prior_weight, batch=batch, progress=progress,
                         init=first.latent[None].repeat(num_ws, 1), refine_alignment=refine_alignment,
-                        init_warp=first.warp_params)
+                        init_warp=first.warp_params, identity=identity, identity_target=identity_target,
+                        identity_weight=identity_weight)
         second.start_psnr, second.steps, second.history = first.start_psnr, steps, first.history + second.history
         return second
     device = next(generator.parameters(), torch.empty(0)).device
@@ -226,6 +236,11 @@ def invert(generator: Generator, target: torch.Tensor, *, space: str = "z", step
         step_scale = typical / math.sqrt(latent0.shape[-1])
 
     perceptual = Perceptual(extractor) if extractor is not None and perceptual_weight > 0 else None
+    use_identity = identity is not None and identity_weight > 0
+    id_target = None
+    if use_identity:
+        with torch.no_grad():
+            id_target = (identity_target if identity_target is not None else identity(target[None])[0]).to(device).float()
     try:
         if perceptual is not None:
             with torch.no_grad():
@@ -249,6 +264,8 @@ def invert(generator: Generator, target: torch.Tensor, *, space: str = "z", step
             loss = loss + prior_weight * prior.reshape(len(prior), -1).mean(1)
             if refine_alignment:  # a weak pull to the detector's alignment: the warp fixes what it got slightly wrong
                 loss = loss + WARP_PRIOR * (warps ** 2).sum(1)
+            if use_identity and len(images) == 1:
+                loss = loss + identity_weight * (identity(images).float() - id_target).norm(dim=1)
             return loss, images
 
         # 3. Adam on the latents, halving the starts at 10%, 20%, ... of the steps.
@@ -267,11 +284,15 @@ def invert(generator: Generator, target: torch.Tensor, *, space: str = "z", step
 
             bar = tqdm(total=steps, desc="inverting", unit="step", leave=False)
         best_loss, best = math.inf, (latent0[0].detach().clone(), warp[0].detach().clone())
+        identity_on = False
         for i in range(steps):
             if i in prune_at and len(latent) > 1:
                 with torch.no_grad():
                     keep = torch.argsort(objective(latent, warp)[0], stable=True)[:max(1, len(latent) // 2)]
                 latent, warp = _keep_rows(optimiser, keep)
+            if use_identity and len(latent) == 1 and not identity_on:
+                # From here on the objective has the identity term: earlier losses are not comparable.
+                identity_on, best_loss = True, math.inf
             optimiser.zero_grad(set_to_none=True)
             loss, images = objective(latent, warp)
             lead = int(torch.argmin(loss.detach()))
@@ -301,12 +322,13 @@ def invert(generator: Generator, target: torch.Tensor, *, space: str = "z", step
             image = render(generator, final[None], space).float()[0]
             seen = warp_images(image[None], final_warp[None])[0] if refine_alignment else image
             perc = float(perceptual.distance(perceptual.features(seen[None]), target_feats)[0]) if perceptual else 0.0
+            ident = float((identity(seen[None]).float()[0] - id_target).norm()) if use_identity else None
     finally:
         if perceptual is not None:
             perceptual.remove()
     return Inversion(final.float().cpu(), space, image.cpu(), psnr(seen, target, w[0, 0]),
                      psnr(start_image, target, w[0, 0]), perc, seed, steps, candidates, history,
-                     final_warp.float().cpu() if refine_alignment else None)
+                     final_warp.float().cpu() if refine_alignment else None, ident)
 
 
 def _keep_rows(optimiser: torch.optim.Adam, keep: torch.Tensor) -> list[torch.Tensor]:
