@@ -31,7 +31,6 @@ from tlgan.editing.exact import (
     ExactSettings,
     ReadingModel,
     check_differentiable,
-    exact_link,
     exact_move,
     feature_stats,
     knob_features,
@@ -248,12 +247,15 @@ class Editor:
         reader = self.reader()
         image = self.generator.synthesize(self.z.to(self._device, torch.float32)[None])
         raw = self.extractor(image)[0].to(torch.float64).cpu()  # type: ignore[misc]
-        linked = exact_link(raw[None], reader.kinds)[0]
+        feats = self._features()
+        idx = [reader.names.index(f) for f in feats if f is not None]
+        values = reader._readings(image, idx, [0] * len(idx)).cpu() if idx else torch.zeros(0)
         out: dict[str, dict[str, float]] = {}
-        for name, feat in zip(self.axes.names, self._features()):
+        k = 0
+        for name, feat in zip(self.axes.names, feats):
             if feat is not None:
-                j = reader.names.index(feat)
-                out[name] = {"value": float((linked[j] - reader.mean[j]) / reader.std[j]), "raw": float(raw[j])}
+                out[name] = {"value": float(values[k]), "raw": float(raw[reader.names.index(feat)])}
+                k += 1
         return out
 
     def exact_values(self) -> dict[str, float]:
