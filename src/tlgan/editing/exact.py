@@ -140,7 +140,7 @@ class Jitter:
     real change of the face does (docs/exact.md, "Readings that follow the look").
     """
 
-    count: int = 6
+    count: int = 4
     shift: float = 1.0
     scale: float = 0.04
     blur: float = 0.7
@@ -183,6 +183,8 @@ class Jitter:
 
 
 NO_JITTER = Jitter(count=0)
+import os
+_DEBUG = bool(os.environ.get("TLGAN_EXACT_DEBUG"))
 
 
 def exact_kinds(extractor: Extractor) -> list[str]:
@@ -387,12 +389,13 @@ def predictor_step(g: torch.Tensor, c: torch.Tensor, dt: float, c_res: torch.Ten
 class ExactSettings:
     """Tolerances and limits of an exact move (readings in SD of each feature's spread over faces)."""
 
-    step: float = 0.5            # the moved reading's goal advances by at most this per step (a fixed schedule)
+    step: float = 0.5            # the moved reading is planned to advance by at most this per step
+    min_stride: float = 0.05     # ... and by at least this (while the locks hold)
+    patience: int = 6            # steps without getting 0.02 closer to the goal (locks held) before giving up
     lock_tol: float = 0.02       # every locked reading stays within this of its value before the edit
     goal_tol: float = 0.05       # the goal counts as reached within this
     radius: float = 1.5          # trust region: largest latent move per step (latent units)
     max_steps: int = 60          # path steps (one Jacobian each) at most
-    settle_steps: int = 6        # steps after the schedule's last, towards the goal itself
     prior_band: float = 0.99     # ‖z‖ is held inside this central share of its chi distribution
     min_rate: float = 0.02       # below this free share of the target's gradient, the locks block it
 
@@ -453,13 +456,16 @@ def exact_move(model: ReadingModel, z0: torch.Tensor, target: int, goal: float, 
     without a reading); axis (D,): the knob's global axis, the first direction
     tried; hold (L,): the values to hold the locked readings at (default: theirs in z0).
 
-    The path is a fixed schedule, so that its result is a continuous function
-    of the readings (no accept/reject decision that a rounding difference could
-    flip): n = ⌈|goal − start| / step⌉ steps, step i aiming the target at
-    start + (goal − start)·i/n and every held quantity at its held value
-    (a Gauss–Newton step from the Jacobian at the current point, the knob's
-    axis preferred, ‖Δz‖ ≤ radius), then up to ``settle_steps`` more aiming at
-    the goal itself, ending early once everything is within half its tolerance.
+    Every step is a Gauss–Newton step from the Jacobian at the current point
+    (the knob's axis preferred, ‖Δz‖ ≤ radius) that plans to move the target by
+    up to ``stride`` toward the goal and to bring every held quantity back to its
+    held value. No step is accepted or rejected: the planned advance shrinks
+    smoothly with the current lock error (full while locks hold, none from three
+    tolerances: then the step only corrects), and the stride adapts smoothly
+    to the lock error the last step caused. So the path is a continuous
+    function of the readings, and a rounding difference (another thread count)
+    cannot send it elsewhere. It ends once everything is within half its
+    tolerance, or when it stops getting closer to the goal.
     Returns an ExactResult; when the goal is not reached it says how far the
     path got and which constraint stopped it, and its latent is the point
     closest to the goal on which every lock held (never raises for that).
@@ -508,29 +514,43 @@ def exact_move(model: ReadingModel, z0: torch.Tensor, target: int, goal: float, 
         return _refusal(model, z, goal, start, values, held, lock_names, target_name, blocked, g0, r0)
 
     total = goal - start
-    n = max(1, math.ceil(abs(total) / s.step - 0.01))
     best = (abs(total), z, values) if holds(z, values) else None  # (distance to goal, latent, readings)
     steps, blocked, why = 0, None, ""
+    stride = s.step           # the target advance planned per step; adapts smoothly to how non-linear the locks are
     converged = abs(total) <= s.goal_tol and holds(z, values)
+    gaps = [abs(total)]
     while not converged:
-        if steps >= min(n + s.settle_steps, s.max_steps):
+        if steps >= s.max_steps:
             why = f"stopped after {steps} steps"
             break
-        aim = start + total * min(steps + 1, n) / n
         g = jac[0]
         if free_rate(g, c) < s.min_rate:
             why = "the held readings leave the moved one no room"
             break
-        dz, _ = predictor_step(g, c, aim - float(values[0]), res, axis, s.radius)
+        lock_err = errors(z, values)[0] / s.lock_tol
+        advance = min(max((3.0 - lock_err) / 2.0, 0.0), 1.0)  # 1 while locks hold, 0 from 3 tolerances: correct first
+        gap_now = goal - float(values[0])
+        want = advance * max(-stride, min(stride, gap_now))
+        dz, _ = predictor_step(g, c, want, res, axis, s.radius)
         z = z + dz
         values, jac = model.jacobian(z, idx)
         steps += 1
         gap = abs(goal - float(values[0]))
+        new_err = errors(z, values)[0]
+        if _DEBUG:
+            print(f"  step {steps}: want {want:+.3f} read {float(values[0]):+.3f} lock_err {new_err:.4f} "
+                  f"stride {stride:.3f} |dz| {float(dz.norm()):.3f} |z| {float(z.norm()):.2f}")
         if holds(z, values) and (best is None or gap < best[0]):
             best = (gap, z, values)
+        if abs(want) > 1e-6 and new_err > 0:  # aim for a lock error of about one tolerance per step
+            stride = min(max(stride * min(max(math.sqrt(s.lock_tol / new_err), 0.5), 1.5), s.min_stride), s.step)
         c, res = constraints(z, jac[1:], values)
         prior_ok = abs(float(res[-1])) <= 1e-3
-        converged = steps >= n and gap <= s.goal_tol / 2 and holds(z, values, 0.5) and prior_ok
+        converged = gap <= s.goal_tol / 2 and holds(z, values, 0.5) and prior_ok
+        gaps.append(best[0] if best is not None else abs(total))
+        if len(gaps) > s.patience and gaps[-1 - s.patience] - gaps[-1] < 0.02:
+            why = "the reading stopped getting closer to the goal"
+            break
         if not all(bool(torch.isfinite(t).all()) for t in (z, values)):
             raise TlganError("the exact path left the range where the readings are finite")
     if not converged and best is not None and best[0] <= s.goal_tol and holds(best[1], best[2]):
