@@ -391,6 +391,7 @@ class ExactSettings:
 
     step: float = 0.5            # the moved reading is planned to advance by at most this per step
     min_stride: float = 0.05     # ... and by at least this (while the locks hold)
+    chords: int = 2              # corrections per step with the step's own Jacobian (reads only, no gradients)
     patience: int = 6            # steps without getting 0.02 closer to the goal (locks held) before giving up
     lock_tol: float = 0.02       # every locked reading stays within this of its value before the edit
     goal_tol: float = 0.05       # the goal counts as reached within this
@@ -528,11 +529,17 @@ def exact_move(model: ReadingModel, z0: torch.Tensor, target: int, goal: float, 
             why = "the held readings leave the moved one no room"
             break
         lock_err = errors(z, values)[0] / s.lock_tol
-        advance = min(max((3.0 - lock_err) / 2.0, 0.0), 1.0)  # 1 while locks hold, 0 from 3 tolerances: correct first
+        advance = min(max((6.0 - lock_err) / 3.0, 0.0), 1.0)  # 1 up to 3 tolerances, 0 from 6: only correct
         gap_now = goal - float(values[0])
         want = advance * max(-stride, min(stride, gap_now))
         dz, _ = predictor_step(g, c, want, res, axis, s.radius)
+        aim = float(values[0]) + want
         z = z + dz
+        for _ in range(s.chords):  # chord corrections: a fixed number, with this step's Jacobian and plain reads
+            v = model.read(z, idx)
+            ct, rt = constraints(z, jac[1:], v)
+            a = torch.cat([jac[0][None], ct])
+            z = z + min_norm_solve(a, torch.cat([torch.tensor([aim - float(v[0])], dtype=torch.float64), rt]))
         values, jac = model.jacobian(z, idx)
         steps += 1
         gap = abs(goal - float(values[0]))
@@ -542,8 +549,8 @@ def exact_move(model: ReadingModel, z0: torch.Tensor, target: int, goal: float, 
                   f"stride {stride:.3f} |dz| {float(dz.norm()):.3f} |z| {float(z.norm()):.2f}")
         if holds(z, values) and (best is None or gap < best[0]):
             best = (gap, z, values)
-        if abs(want) > 1e-6 and new_err > 0:  # aim for a lock error of about one tolerance per step
-            stride = min(max(stride * min(max(math.sqrt(s.lock_tol / new_err), 0.5), 1.5), s.min_stride), s.step)
+        if abs(want) > 1e-6 and new_err > 0:  # aim for a lock error of about two tolerances after a step's chords
+            stride = min(max(stride * min(max(math.sqrt(2 * s.lock_tol / new_err), 0.5), 1.5), s.min_stride), s.step)
         c, res = constraints(z, jac[1:], values)
         prior_ok = abs(float(res[-1])) <= 1e-3
         converged = gap <= s.goal_tol / 2 and holds(z, values, 0.5) and prior_ok
