@@ -198,7 +198,7 @@ def test_an_added_reading_can_be_held_and_a_duplicate_lock_is_refused_before_mov
     r = exact_move(model, z, 0, float(model.read(z, [0])[0]) + 1.0, [extra], ["u3"])
     assert r.converged and abs(r.lock_errors["u3"]) <= ExactSettings().lock_tol
     # a lock that reads the very same thing as the target leaves no room: refused at once, nothing moved
-    same = model.add_reading("tilt again", lambda images: model._readings(images, [0], list(range(images.shape[0]))))
+    same = model.add_reading("tilt again", lambda images: model.readings(images, [0]))
     r = exact_move(model, z, 0, 1.0, [same], ["tilt again"], target_name="tilt")
     assert r.refused and not r.converged and r.steps == 0 and torch.equal(r.z, z)
     assert "cannot move" in r.message and "unlock 'tilt again'" in r.message

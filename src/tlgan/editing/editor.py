@@ -249,7 +249,7 @@ class Editor:
         raw = self.extractor(image)[0].to(torch.float64).cpu()  # type: ignore[misc]
         feats = self._features()
         idx = [reader.names.index(f) for f in feats if f is not None]
-        values = reader._readings(image, idx, [0] * len(idx)).cpu() if idx else torch.zeros(0)
+        values = reader.readings(image, idx).cpu() if idx else torch.zeros(0)
         out: dict[str, dict[str, float]] = {}
         k = 0
         for name, feat in zip(self.axes.names, feats):

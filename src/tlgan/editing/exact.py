@@ -183,8 +183,7 @@ class Jitter:
 
 
 NO_JITTER = Jitter(count=0)
-import os
-_DEBUG = bool(os.environ.get("TLGAN_EXACT_DEBUG"))
+
 
 
 def exact_kinds(extractor: Extractor) -> list[str]:
@@ -266,6 +265,11 @@ class ReadingModel:
         self.names.append(name)
         self.kinds.append("real")
         return len(self.names) - 1
+
+    def readings(self, images: torch.Tensor, idx: Sequence[int], rows: Sequence[int] | None = None) -> torch.Tensor:
+        """Standardised readings (len(idx),) float64 of features ``idx`` of images (M, 3, H, W): feature idx[r] of
+        image rows[r] (default: all of image 0). Differentiable."""
+        return self._readings(images, idx, [0] * len(idx) if rows is None else rows)
 
     def _readings(self, images: torch.Tensor, idx: Sequence[int], rows: Sequence[int]) -> torch.Tensor:
         """Standardised readings (len(rows),) float64: feature idx[r] of image rows[r] of images (M, 3, H, W)."""
@@ -544,9 +548,6 @@ def exact_move(model: ReadingModel, z0: torch.Tensor, target: int, goal: float, 
         steps += 1
         gap = abs(goal - float(values[0]))
         new_err = errors(z, values)[0]
-        if _DEBUG:
-            print(f"  step {steps}: want {want:+.3f} read {float(values[0]):+.3f} lock_err {new_err:.4f} "
-                  f"stride {stride:.3f} |dz| {float(dz.norm()):.3f} |z| {float(z.norm()):.2f}")
         if holds(z, values) and (best is None or gap < best[0]):
             best = (gap, z, values)
         if abs(want) > 1e-6 and new_err > 0:  # aim for a lock error of about two tolerances after a step's chords
