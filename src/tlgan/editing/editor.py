@@ -34,6 +34,7 @@ from tlgan.editing.exact import (
     exact_move,
     feature_stats,
     knob_features,
+    one_cpu_thread,
     typicality,
 )
 from tlgan.errors import TlganError
@@ -223,7 +224,11 @@ class Editor:
         if edit.knob in edit.locks:
             raise TlganError(f"knob '{edit.knob}' is locked; unlock it to move it")
         target = reader.names.index(feats[k])
-        goal = edit.value if edit.op == "set" else float(reader.read(self.z, [target])[0]) + edit.value
+        if edit.op == "set":
+            goal = edit.value
+        else:
+            with one_cpu_thread(reader.device):
+                goal = float(reader.read(self.z, [target])[0]) + edit.value
         if abs(goal) > MAX_KNOB:
             raise TlganError(f"'{edit.knob}' would go to {goal:.2f}σ; knob values must stay within ±{MAX_KNOB:g}σ")
         locks = sorted(edit.locks, key=self.axes.index)
@@ -245,11 +250,12 @@ class Editor:
     def readings(self) -> dict[str, dict[str, float]]:
         """Per knob that reads a feature: {'value': standardised reading (the exact knob value), 'raw': the reading}."""
         reader = self.reader()
-        image = self.generator.synthesize(self.z.to(self._device, torch.float32)[None])
+        with one_cpu_thread(reader.device):  # the same values as exact moves see, at any thread count
+            image = self.generator.synthesize(self.z.to(self._device, torch.float32)[None])
+            feats = self._features()
+            idx = [reader.names.index(f) for f in feats if f is not None]
+            values = reader.readings(image, idx).cpu() if idx else torch.zeros(0)
         raw = self.extractor(image)[0].to(torch.float64).cpu()  # type: ignore[misc]
-        feats = self._features()
-        idx = [reader.names.index(f) for f in feats if f is not None]
-        values = reader.readings(image, idx).cpu() if idx else torch.zeros(0)
         out: dict[str, dict[str, float]] = {}
         k = 0
         for name, feat in zip(self.axes.names, feats):

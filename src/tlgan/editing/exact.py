@@ -35,7 +35,8 @@ float64 here; Jacobians (m, D) float64 in standardised units per latent unit.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -450,10 +451,38 @@ def _blocker(g: torch.Tensor, groups: list[tuple[str, torch.Tensor]]) -> str | N
     return best if gain > 0.05 else None
 
 
+@contextmanager
+def one_cpu_thread(device: torch.device) -> Iterator[None]:
+    """Run torch on one CPU thread inside (restored after): float results then do not depend on the thread count
+    (CPU kernels split their sums by thread), so an exact path is the same at any OMP_NUM_THREADS."""
+    n = torch.get_num_threads()
+    if device.type != "cpu" or n == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
+
+
 def exact_move(model: ReadingModel, z0: torch.Tensor, target: int, goal: float, locks: Sequence[int] = (),
                lock_names: Sequence[str] = (), linear_locks: torch.Tensor | None = None,
                linear_names: Sequence[str] = (), axis: torch.Tensor | None = None, target_name: str = "knob",
                settings: ExactSettings = ExactSettings(), hold: torch.Tensor | None = None) -> ExactResult:
+    """Move latent z0 (D,) until standardised reading ``target`` equals ``goal``, holding the ``locks`` readings.
+
+    Computed on one CPU thread (``one_cpu_thread``): the same bits at any thread count. See ``_exact_move``.
+    """
+    with one_cpu_thread(model.device):
+        return _exact_move(model, z0, target, goal, locks, lock_names, linear_locks, linear_names, axis,
+                           target_name, settings, hold)
+
+
+def _exact_move(model: ReadingModel, z0: torch.Tensor, target: int, goal: float, locks: Sequence[int] = (),
+                lock_names: Sequence[str] = (), linear_locks: torch.Tensor | None = None,
+                linear_names: Sequence[str] = (), axis: torch.Tensor | None = None, target_name: str = "knob",
+                settings: ExactSettings = ExactSettings(), hold: torch.Tensor | None = None) -> ExactResult:
     """Move latent z0 (D,) until standardised reading ``target`` equals ``goal``, holding the ``locks`` readings.
 
     locks: reading indices held at their values in z0 (names in ``lock_names``);

@@ -81,6 +81,8 @@ def edit(axes: str | None, generator: str | None, seed: int | None, latent_path:
     stderr says how far it got and which lock is in the way, nothing is written (--best-effort: the
     furthest point reached is written and the status is 0); --json reports "converged": false either way.
     """
+    import torch
+
     from tlgan.editing.editor import Editor
     from tlgan.imaging import save_image, to_pil
 
@@ -141,7 +143,10 @@ def edit(axes: str | None, generator: str | None, seed: int | None, latent_path:
     typical = editor.typicality()
     if typical["warn"]:
         click.echo(f"warning: {typical['message']}", err=True)
-    image = editor.render()
+    from tlgan.editing.exact import one_cpu_thread
+
+    with one_cpu_thread(torch.device("cpu")):  # one image: one thread costs nothing and gives the same bytes anywhere
+        image = editor.render()
     if failed is not None and not best_effort:
         out = None  # nothing is written for a goal out of reach (--best-effort writes the furthest point)
     if picture is not None and latent_file is not None and out:
