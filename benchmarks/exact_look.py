@@ -163,10 +163,16 @@ def main() -> None:
               f"{statistics.mean(e['seconds'] for e in entries):.1f} s per face")
     if "linear" in summary:
         for way in summary:
-            if way != "linear":
-                ratio = {k: summary[way][k] / summary["linear"][k] for k in ("width", "lift", "smile")}
-                print(f"  {way} / linear: smile {ratio['smile']:.2f}×, mouth width {ratio['width']:.2f}×, "
-                      f"corner lift {ratio['lift']:.2f}×")
+            if way == "linear":
+                continue
+            pairs = [(a, b) for a, b in zip(rows["linear"], rows[way]) if not a["missed"] and not b["missed"]]
+            if not pairs:
+                print(f"  {way} / linear: no face dlib found at both ends in both ways")
+                continue
+            ratio = {k: statistics.mean(b[k] for _, b in pairs) / statistics.mean(a[k] for a, _ in pairs)
+                     for k in ("width", "lift", "smile")}
+            print(f"  {way} / linear on the {len(pairs)} faces dlib found in both: smile {ratio['smile']:.2f}×, "
+                  f"mouth width {ratio['width']:.2f}×, corner lift {ratio['lift']:.2f}×")
     if args.sheet:
         Path(args.sheet).parent.mkdir(parents=True, exist_ok=True)
         save_image(grid(sheet, columns=2 * len(ways), size=96), args.sheet)
