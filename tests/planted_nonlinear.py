@@ -37,7 +37,10 @@ class BentExtractor(Extractor):
 
     tilt = z·u0 + 0.3 sin(2 z·u1) (real); bend = z·u1 + 0.4 (z·u0)² (real);
     smile = sigmoid(z·u2 + 0.5 (z·u0)(z·u3)) (probability); glow = tanh(0.5 z·u3 + 0.2 (z·u2)²) (tanh).
+    Its pixels are codes, not a picture: exact edits read it without image jitter.
     """
+
+    jitter = False
 
     def __init__(self, dim: int = DIM, seed: int = 3) -> None:
         super().__init__()

@@ -49,12 +49,35 @@ def test_exact_stats_then_edit_holds_the_locked_reading(axes_file, tmp_path):
     assert linear["mode"] == "linear" and "exact_after" not in linear
 
 
-def test_exact_goal_out_of_reach_is_reported_not_silent(axes_file):
-    proc = run("edit", "--axes", str(axes_file), "--generator", GEN, "--extractor", EXT, "--seed", "0", "--exact",
-               "--set", "tilt=9", "--lock", "bend", "--lock", "smile", "--json")
-    assert "warning: 'tilt' reached" in proc.stderr and "is in the way" in proc.stderr
-    report = json.loads(proc.stdout)["exact_reports"][0]
+def test_exact_goal_out_of_reach_fails_loudly_unless_best_effort(axes_file, tmp_path):
+    common = ["edit", "--axes", str(axes_file), "--generator", GEN, "--extractor", EXT, "--seed", "0", "--exact",
+              "--set", "tilt=9", "--lock", "bend", "--lock", "smile", "--json"]
+    out = tmp_path / "far.png"
+    proc = run(*common, "--out", str(out), check=False)
+    assert proc.returncode == 3 and not out.exists()
+    line = proc.stderr.strip().splitlines()[-1]
+    assert line.startswith("error: 'tilt' reached") and "is in the way" in line and "--best-effort" in line
+    data = json.loads(proc.stdout)
+    report = data["exact_reports"][0]
+    assert data["converged"] is False and data["written"] is None
     assert not report["converged"] and report["blocked_by"] in ("bend", "smile")
+    proc = run(*common, "--out", str(out), "--best-effort")
+    assert out.exists() and "warning: 'tilt' reached" in proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["converged"] is False and data["exact_reports"][0]["reached"] > data["exact_reports"][0]["start"]
+
+
+def test_lock_others_locks_every_knob_not_moved(axes_file):
+    proc = run("edit", "--axes", str(axes_file), "--generator", GEN, "--extractor", EXT, "--seed", "2", "--exact",
+               "--set", "tilt=0.5", "--lock-others", "--json", check=False)
+    data = json.loads(proc.stdout)
+    assert data["locks"] == ["bend", "glow", "smile"]
+    assert proc.returncode in (0, 3) and data["converged"] is (proc.returncode == 0)
+    for name in ("bend", "glow", "smile"):
+        assert abs(data["exact_after"][name] - data["exact_before"][name]) <= 0.02
+    bad = run("edit", "--axes", str(axes_file), "--generator", GEN, "--extractor", EXT, "--set", "tilt=1",
+              "--lock", "tilt", "--json", check=False)
+    assert bad.returncode == 1 and "both moved and locked" in bad.stderr
 
 
 def test_linear_edit_warns_when_the_latent_leaves_typical_faces(axes_file):

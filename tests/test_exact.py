@@ -185,3 +185,42 @@ def test_blocker_with_a_single_constraint():
     g = torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64)
     assert _blocker(g, [("prior", torch.tensor([[1.0, 0.0, 0.0]], dtype=torch.float64))]) == "prior"
     assert _blocker(g, [("prior", torch.tensor([[0.0, 1.0, 0.0]], dtype=torch.float64))]) is None
+
+
+def test_an_added_reading_can_be_held_and_a_duplicate_lock_is_refused_before_moving(bent):
+    gen, ext, axes = bent
+    mean, std = feature_stats(axes, gen, ext)
+    model = ReadingModel(gen, ext, mean, std)
+    # an extra differentiable reading of the images (as an identity lock would be): here the planted z·u3
+    u3 = ext.u[3].double()
+    extra = model.add_reading("u3", lambda images: (images.reshape(images.shape[0], -1)[:, :12].double() * 8) @ u3)
+    z = torch.randn(12, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    r = exact_move(model, z, 0, float(model.read(z, [0])[0]) + 1.0, [extra], ["u3"])
+    assert r.converged and abs(r.lock_errors["u3"]) <= ExactSettings().lock_tol
+    # a lock that reads the very same thing as the target leaves no room: refused at once, nothing moved
+    same = model.add_reading("tilt again", lambda images: model.readings(images, [0]))
+    r = exact_move(model, z, 0, 1.0, [same], ["tilt again"], target_name="tilt")
+    assert r.refused and not r.converged and r.steps == 0 and torch.equal(r.z, z)
+    assert "cannot move" in r.message and "unlock 'tilt again'" in r.message
+
+
+def test_jitter_is_seeded_small_and_image_major():
+    from tlgan.editing.exact import Jitter
+
+    ramp = torch.linspace(-0.8, 0.8, 16)
+    images = torch.stack([(ramp[None, :, None] * ramp[None, None, :]).expand(3, 16, 16), ramp.expand(3, 16, 16)])
+    a, b = Jitter().apply(images), Jitter().apply(images)
+    assert a.shape == (2 * Jitter().count, 3, 16, 16) and torch.equal(a, b)
+    assert (a[: Jitter().count] - images[0]).abs().mean() < 0.1  # small changes of the same picture ...
+    assert not torch.equal(a[0], a[1])                          # ... each a different one
+
+
+def test_emotion_scores_are_the_pre_softmax_of_its_probabilities():
+    from tlgan.models.extractors import load_extractor
+
+    ext = load_extractor("emotion,imagestats", "cpu")
+    assert ext.softmax_groups == (tuple(range(7)),)
+    images = torch.rand(3, 3, 64, 64) * 2 - 1
+    scores, probs = ext.scores(images), ext(images)
+    assert torch.allclose(torch.softmax(scores[:, :7], 1), probs[:, :7], atol=1e-6)
+    assert torch.equal(scores[:, 7:], probs[:, 7:])

@@ -100,3 +100,24 @@ def test_exact_stop_message_preview_first_and_drift_mark(browser, server):
     finally:
         context.close()
     assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+def test_lock_others_locks_every_knob_but_the_focused_one(browser, server):
+    context = _context(browser)
+    errors: list[str] = []
+    try:
+        page = context.new_page()
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        open_page(page, server.url + "/#seed=4")
+        page.focus(".knob[data-knob=tilt] input[type=range]")
+        page.keyboard.press("o")
+        idle(page)
+        locks = urllib.parse.unquote(urllib.parse.urlsplit(page.url).fragment)
+        assert "locks=bend,glow,smile" in locks
+        assert page.get_attribute(".knob[data-knob=tilt] .lock", "aria-pressed") == "false"
+        page.click("#lock-others")  # again, from the toolbar (on the knob last focused): unlocks them
+        idle(page)
+        assert "locks=" not in urllib.parse.unquote(urllib.parse.urlsplit(page.url).fragment)
+    finally:
+        context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"

@@ -31,10 +31,10 @@ from tlgan.editing.exact import (
     ExactSettings,
     ReadingModel,
     check_differentiable,
-    exact_link,
     exact_move,
     feature_stats,
     knob_features,
+    one_cpu_thread,
     typicality,
 )
 from tlgan.errors import TlganError
@@ -226,7 +226,11 @@ class Editor:
         if edit.knob in edit.locks:
             raise TlganError(f"knob '{edit.knob}' is locked; unlock it to move it")
         target = reader.names.index(feats[k])
-        goal = edit.value if edit.op == "set" else float(reader.read(self.z, [target])[0]) + edit.value
+        if edit.op == "set":
+            goal = edit.value
+        else:
+            with one_cpu_thread(reader.device):
+                goal = float(reader.read(self.z, [target])[0]) + edit.value
         if abs(goal) > MAX_KNOB + _ROUNDING:
             raise TlganError(f"'{edit.knob}' would go to {goal:.2f}σ; knob values must stay within ±{MAX_KNOB:g}σ")
         locks = sorted(edit.locks, key=self.axes.index)
@@ -248,14 +252,18 @@ class Editor:
     def readings(self) -> dict[str, dict[str, float]]:
         """Per knob that reads a feature: {'value': standardised reading (the exact knob value), 'raw': the reading}."""
         reader = self.reader()
-        image = self.generator.synthesize(self.z.to(self._device, torch.float32)[None])
+        with one_cpu_thread(reader.device):  # the same values as exact moves see, at any thread count
+            image = self.generator.synthesize(self.z.to(self._device, torch.float32)[None])
+            feats = self._features()
+            idx = [reader.names.index(f) for f in feats if f is not None]
+            values = reader.readings(image, idx).cpu() if idx else torch.zeros(0)
         raw = self.extractor(image)[0].to(torch.float64).cpu()  # type: ignore[misc]
-        linked = exact_link(raw[None], reader.kinds)[0]
         out: dict[str, dict[str, float]] = {}
-        for name, feat in zip(self.axes.names, self._features()):
+        k = 0
+        for name, feat in zip(self.axes.names, feats):
             if feat is not None:
-                j = reader.names.index(feat)
-                out[name] = {"value": float((linked[j] - reader.mean[j]) / reader.std[j]), "raw": float(raw[j])}
+                out[name] = {"value": float(values[k]), "raw": float(raw[reader.names.index(feat)])}
+                k += 1
         return out
 
     def exact_values(self) -> dict[str, float]:

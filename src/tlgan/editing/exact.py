@@ -35,7 +35,8 @@ float64 here; Jacobians (m, D) float64 in standardised units per latent unit.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -129,19 +130,115 @@ def check_differentiable(extractor: Extractor) -> None:
                                                        why=" (ONNX models run outside PyTorch)"))
 
 
+@dataclass(frozen=True)
+class Jitter:
+    """``count`` small seeded image changes under which exact edits average an extractor's readings.
+
+    Each is a shift (up to ``shift`` px each way), a scale (1 ± ``scale``), a
+    Gaussian blur (σ up to ``blur`` px) and a fixed noise pattern (SD ``noise``
+    in [-1, 1] units), drawn once from ``seed``. A change of the picture that
+    moves a reading only by fooling the network rarely survives all of them; a
+    real change of the face does (docs/exact.md, "Readings that follow the look").
+    """
+
+    count: int = 4
+    shift: float = 1.0
+    scale: float = 0.04
+    blur: float = 0.7
+    noise: float = 0.03
+    seed: int = 1_2024
+
+    def describe(self) -> str:
+        return (f"{self.count} jitters (shift {self.shift:g} px, scale {self.scale:g}, blur {self.blur:g} px, "
+                f"noise {self.noise:g}, seed {self.seed})") if self.count else "no jitter"
+
+    def _params(self, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        gen = torch.Generator().manual_seed(self.seed)
+        u = torch.rand(self.count, 4, generator=gen, dtype=torch.float64) * 2 - 1
+        sigma = torch.rand(self.count, generator=gen, dtype=torch.float64) * self.blur
+        noise = torch.randn(self.count, 3, h, w, generator=gen) * self.noise
+        scale = 1 + self.scale * u[:, 2]
+        theta = torch.zeros(self.count, 2, 3, dtype=torch.float64)
+        theta[:, 0, 0] = theta[:, 1, 1] = 1 / scale
+        theta[:, 0, 2], theta[:, 1, 2] = u[:, 0] * self.shift * 2 / w, u[:, 1] * self.shift * 2 / h
+        return theta.float(), sigma, noise
+
+    def apply(self, images: torch.Tensor) -> torch.Tensor:
+        """images (M, 3, H, W) -> (M·count, 3, H, W): every image under every jitter, image-major."""
+        import torch.nn.functional as F
+
+        m, c, h, w = images.shape
+        theta, sigma, noise = self._params(h, w)
+        x = images.repeat_interleave(self.count, 0)
+        grid = F.affine_grid(theta.repeat(m, 1, 1).to(x.device, x.dtype), list(x.shape), align_corners=False)
+        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        radius = max(1, math.ceil(3 * self.blur))
+        offs = torch.arange(-radius, radius + 1, dtype=torch.float64)
+        kern = torch.exp(-offs[None] ** 2 / (2 * sigma.clamp_min(1e-3)[:, None] ** 2))
+        kern = (kern / kern.sum(1, keepdim=True)).float().to(x.device, x.dtype)  # (count, 2r+1)
+        k = kern.repeat(m, 1).repeat_interleave(c, 0)  # (M·count·3, 2r+1): one filter per channel of each image
+        flat = x.reshape(1, -1, h, w)
+        flat = F.conv2d(F.pad(flat, (radius, radius, 0, 0), mode="replicate"), k[:, None, None, :], groups=k.shape[0])
+        flat = F.conv2d(F.pad(flat, (0, 0, radius, radius), mode="replicate"), k[:, None, :, None], groups=k.shape[0])
+        return flat.reshape(x.shape) + noise.repeat(m, 1, 1, 1).to(x.device, x.dtype)
+
+
+NO_JITTER = Jitter(count=0)
+
+
+
+def exact_kinds(extractor: Extractor) -> list[str]:
+    """Per feature, the kind exact_link treats it as: 'real' for classes of a softmax (read as pre-softmax scores)."""
+    kinds = [f.kind for f in extractor.features]
+    for group in getattr(extractor, "softmax_groups", ()):
+        for j in group:
+            kinds[j] = "real"
+    return kinds
+
+
+def exact_space(extractor: Extractor, jitter: Jitter) -> str:
+    """Names how exact readings of ``extractor`` are made (stored with their stats; stats of another space are
+    derived afresh)."""
+    parts = list(extractor.parts) if isinstance(extractor, CombinedExtractor) else [extractor]
+    jittered = [p.name for p in parts if p.jitter and jitter.count]
+    scores = [p.name for p in parts if p.softmax_groups]
+    return ("exact_link/v2: softmax classes as pre-softmax scores" + (f" ({', '.join(scores)})" if scores else "")
+            + "; " + (f"{jitter.describe()} on {', '.join(jittered)}" if jittered else "no jitter"))
+
+
+def exact_outputs(part: Extractor, images: torch.Tensor, jitter: Jitter) -> torch.Tensor:
+    """Unstandardised exact readings (M, F_part) float64 of one extractor for images (M, 3, H, W).
+
+    Classes of a softmax come as pre-softmax scores, the rest through ``exact_link``; a ``jitter``-able
+    extractor is read as the mean over the jittered copies of each image.
+    """
+    kinds = exact_kinds(part)
+    if part.jitter and jitter.count:
+        y = exact_link(part.scores(jitter.apply(images)), kinds)
+        return y.view(images.shape[0], jitter.count, -1).mean(1)
+    return exact_link(part.scores(images), kinds)
+
+
 class ReadingModel:
     """Standardised exact readings of chosen features of G(z), and their gradients.
 
     Args:
         generator, extractor: the models (on the same device).
-        mean, std: (F,) per extractor feature, in ``exact_link`` space; a reading
-            r becomes (r − mean) / std. NaN entries mark features without stats.
+        mean, std: (F,) per extractor feature, in exact space (``exact_outputs``);
+            a reading r becomes (r − mean) / std. NaN entries mark features without stats.
+        jitter: the image jitters readings are averaged over (extractors with ``jitter`` True).
+
+    Readings beyond the extractor's features can be added with ``add_reading``
+    (any differentiable function of the images, e.g. a distance to a start
+    face's descriptor): they get indices F, F+1, ... and can be held as locks.
     """
 
-    def __init__(self, generator: Generator, extractor: Extractor, mean: torch.Tensor, std: torch.Tensor) -> None:
+    def __init__(self, generator: Generator, extractor: Extractor, mean: torch.Tensor, std: torch.Tensor,
+                 jitter: Jitter | None = None) -> None:
         check_differentiable(extractor)
         self.generator, self.extractor = generator, extractor
-        self.kinds = [f.kind for f in extractor.features]
+        self.jitter = Jitter() if jitter is None else jitter
+        self.kinds = exact_kinds(extractor)
         self.names = [f.name for f in extractor.features]
         if mean.shape != (len(self.kinds),) or std.shape != (len(self.kinds),):
             raise TlganError(f"reading stats must have shape ({len(self.kinds)},)")
@@ -151,26 +248,49 @@ class ReadingModel:
         parts = list(extractor.parts) if isinstance(extractor, CombinedExtractor) else [extractor]
         self._where: list[tuple[int, int]] = [(p, c) for p, part in enumerate(parts) for c in range(len(part.features))]
         self._parts = parts
+        self._extra: list[Callable[[torch.Tensor], torch.Tensor]] = []
+        self.softmax_groups: tuple[tuple[int, ...], ...] = tuple(getattr(extractor, "softmax_groups", ()))
         self.reads = 0       # forward-only evaluations (one image each)
         self.gradients = 0   # Jacobian evaluations (m images, forward + backward)
+
+    @property
+    def space(self) -> str:
+        return exact_space(self.extractor, self.jitter)
+
+    def add_reading(self, name: str, fn: Callable[[torch.Tensor], torch.Tensor]) -> int:
+        """Add a reading: ``fn`` maps images (M, 3, H, W) to standardised readings (M,) (differentiable).
+
+        Returns its index, usable as a lock (or target) in ``exact_move``.
+        """
+        self._extra.append(fn)
+        self.names.append(name)
+        self.kinds.append("real")
+        return len(self.names) - 1
+
+    def readings(self, images: torch.Tensor, idx: Sequence[int], rows: Sequence[int] | None = None) -> torch.Tensor:
+        """Standardised readings (len(idx),) float64 of features ``idx`` of images (M, 3, H, W): feature idx[r] of
+        image rows[r] (default: all of image 0). Differentiable."""
+        return self._readings(images, idx, [0] * len(idx) if rows is None else rows)
 
     def _readings(self, images: torch.Tensor, idx: Sequence[int], rows: Sequence[int]) -> torch.Tensor:
         """Standardised readings (len(rows),) float64: feature idx[r] of image rows[r] of images (M, 3, H, W)."""
         out: list[torch.Tensor | None] = [None] * len(idx)
+        nf = len(self._where)
         for p, part in enumerate(self._parts):
-            mine = [k for k, f in enumerate(idx) if self._where[f][0] == p]
+            mine = [k for k, f in enumerate(idx) if f < nf and self._where[f][0] == p]
             if not mine:
                 continue
-            y = part(images[[rows[k] for k in mine]])
+            y = exact_outputs(part, images[[rows[k] for k in mine]], self.jitter)
             cols = torch.tensor([self._where[idx[k]][1] for k in mine], device=y.device)
             picked = y.gather(1, cols[:, None])[:, 0]
+            ix = torch.tensor([idx[k] for k in mine])
+            picked = (picked - self.mean[ix].to(y.device)) / self.std[ix].to(y.device)
             for j, k in enumerate(mine):
                 out[k] = picked[j]
-        y = torch.stack(out)  # type: ignore[arg-type]
-        kinds = [self.kinds[f] for f in idx]
-        linked = torch.stack([exact_link(y[k:k + 1, None], [kinds[k]])[0, 0] for k in range(len(idx))])
-        ix = torch.tensor(list(idx))
-        return (linked - self.mean[ix].to(linked.device)) / self.std[ix].to(linked.device)
+        for k, f in enumerate(idx):
+            if f >= nf:
+                out[k] = self._extra[f - nf](images[rows[k]:rows[k] + 1])[0].to(torch.float64)
+        return torch.stack(out)  # type: ignore[arg-type]
 
     def read(self, z: torch.Tensor, idx: Sequence[int]) -> torch.Tensor:
         """Standardised readings (m,) float64 of features ``idx`` for latent z (D,)."""
@@ -225,24 +345,33 @@ def free_rate(g: torch.Tensor, c: torch.Tensor) -> float:
     return float(rest.norm()) / gn
 
 
+def axis_weight(cos: float, lo: float = 0.1, hi: float = 0.3) -> float:
+    """How much of the knob's global axis move the predictor starts from: 0 below |cos| = lo, 1 above hi,
+    smooth (cubic) between, so that no decision flips on a rounding difference."""
+    t = min(max((abs(cos) - lo) / (hi - lo), 0.0), 1.0)
+    return t * t * (3 - 2 * t)
+
+
 def predictor_step(g: torch.Tensor, c: torch.Tensor, dt: float, c_res: torch.Tensor, axis: torch.Tensor | None,
-                   radius: float, min_cos: float = 0.2) -> tuple[torch.Tensor, float]:
+                   radius: float) -> tuple[torch.Tensor, float]:
     """One predictor step Δz (D,) and the target change it plans (≤ |dt|, less when the trust region bites).
 
     g (D,): gradient of the moved reading; c (k, D): gradients of the held
     quantities, c_res (k,): how much each must change (corrections); axis (D,):
     the knob's global axis, the preferred direction. Δz = u + A⁺(b − A u) with
-    A = [g; c], b = [dt; c_res], u = dt·axis/(g·axis) when |cos(g, axis)| ≥ min_cos
-    else 0; ‖Δz‖ ≤ radius by shrinking the target change first.
+    A = [g; c], b = [dt; c_res], u = w·dt·axis/(g·axis), w = ``axis_weight`` of
+    cos(g, axis) (0 where the axis is locally useless); ‖Δz‖ ≤ radius by
+    shrinking the target change first. Continuous in every input.
     """
     a = torch.cat([g[None], c])
+    w, ga = 0.0, 0.0
+    if axis is not None:
+        ga = float(g @ axis)
+        denom = float(g.norm()) * float(axis.norm())
+        w = axis_weight(ga / denom) if denom > 0 else 0.0
 
     def solve(t: float) -> torch.Tensor:
-        u = torch.zeros_like(g)
-        if axis is not None and t != 0:
-            ga = float(g @ axis)
-            if abs(ga) >= min_cos * float(g.norm()) * float(axis.norm()):
-                u = axis * (t / ga)
+        u = axis * (w * t / ga) if (axis is not None and w > 0 and t != 0) else torch.zeros_like(g)
         b = torch.cat([torch.tensor([t], dtype=g.dtype), c_res])
         return u + min_norm_solve(a, b - a @ u)
 
@@ -265,13 +394,14 @@ def predictor_step(g: torch.Tensor, c: torch.Tensor, dt: float, c_res: torch.Ten
 class ExactSettings:
     """Tolerances and limits of an exact move (readings in SD of each feature's spread over faces)."""
 
-    step: float = 1.0            # largest planned change of the moved reading per step
-    min_step: float = 0.03       # below this the path gives up
+    step: float = 0.5            # the moved reading is planned to advance by at most this per step
+    min_stride: float = 0.05     # ... and by at least this (while the locks hold)
+    chords: int = 2              # corrections per step with the step's own Jacobian (reads only, no gradients)
+    patience: int = 6            # steps without getting 0.02 closer to the goal (locks held) before giving up
     lock_tol: float = 0.02       # every locked reading stays within this of its value before the edit
     goal_tol: float = 0.05       # the goal counts as reached within this
-    radius: float = 2.0          # trust region: largest latent move per step (latent units)
-    max_steps: int = 60          # predictor steps at most
-    max_corrections: int = 3     # corrector iterations per step
+    radius: float = 1.5          # trust region: largest latent move per step (latent units)
+    max_steps: int = 60          # path steps (one Jacobian each) at most
     prior_band: float = 0.99     # ‖z‖ is held inside this central share of its chi distribution
     min_rate: float = 0.02       # below this free share of the target's gradient, the locks block it
 
@@ -291,11 +421,13 @@ class ExactResult:
     blocked_by: str | None = None
     lock_errors: dict[str, float] = field(default_factory=dict)
     message: str = ""
+    refused: bool = False                 # the locks leave the moved reading no room at the start: nothing moved
 
     def to_dict(self) -> dict:
         return {"goal": self.goal, "start": self.start, "reached": self.reached, "converged": self.converged,
                 "steps": self.steps, "gradient_evaluations": self.gradient_evaluations, "reads": self.reads,
-                "blocked_by": self.blocked_by, "lock_errors": self.lock_errors, "message": self.message}
+                "blocked_by": self.blocked_by, "lock_errors": self.lock_errors, "message": self.message,
+                "refused": self.refused}
 
 
 def prior_band(dim: int, band: float) -> tuple[float, float]:
@@ -319,18 +451,58 @@ def _blocker(g: torch.Tensor, groups: list[tuple[str, torch.Tensor]]) -> str | N
     return best if gain > 0.05 else None
 
 
+@contextmanager
+def one_cpu_thread(device: torch.device) -> Iterator[None]:
+    """Run torch on one CPU thread inside (restored after): float results then do not depend on the thread count
+    (CPU kernels split their sums by thread), so an exact path is the same at any OMP_NUM_THREADS."""
+    n = torch.get_num_threads()
+    if device.type != "cpu" or n == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
+
+
 def exact_move(model: ReadingModel, z0: torch.Tensor, target: int, goal: float, locks: Sequence[int] = (),
                lock_names: Sequence[str] = (), linear_locks: torch.Tensor | None = None,
                linear_names: Sequence[str] = (), axis: torch.Tensor | None = None, target_name: str = "knob",
                settings: ExactSettings = ExactSettings(), hold: torch.Tensor | None = None) -> ExactResult:
     """Move latent z0 (D,) until standardised reading ``target`` equals ``goal``, holding the ``locks`` readings.
 
-    locks: feature indices held at their values in z0 (names in ``lock_names``);
+    Computed on one CPU thread (``one_cpu_thread``): the same bits at any thread count. See ``_exact_move``.
+    """
+    with one_cpu_thread(model.device):
+        return _exact_move(model, z0, target, goal, locks, lock_names, linear_locks, linear_names, axis,
+                           target_name, settings, hold)
+
+
+def _exact_move(model: ReadingModel, z0: torch.Tensor, target: int, goal: float, locks: Sequence[int] = (),
+                lock_names: Sequence[str] = (), linear_locks: torch.Tensor | None = None,
+                linear_names: Sequence[str] = (), axis: torch.Tensor | None = None, target_name: str = "knob",
+                settings: ExactSettings = ExactSettings(), hold: torch.Tensor | None = None) -> ExactResult:
+    """Move latent z0 (D,) until standardised reading ``target`` equals ``goal``, holding the ``locks`` readings.
+
+    locks: reading indices held at their values in z0 (names in ``lock_names``);
     linear_locks (L, D): directions whose latent projections are held (knobs
     without a reading); axis (D,): the knob's global axis, the first direction
     tried; hold (L,): the values to hold the locked readings at (default: theirs in z0).
-    Returns an ExactResult; when the goal is not reached it says how far
-    the path got and which constraint stopped it (never raises for that).
+
+    Every step is a Gauss–Newton step from the Jacobian at the current point
+    (the knob's axis preferred, ‖Δz‖ ≤ radius) that plans to move the target by
+    up to ``stride`` toward the goal and to bring every held quantity back to its
+    held value. No step is accepted or rejected: the planned advance shrinks
+    smoothly with the current lock error (full while locks hold, none from three
+    tolerances: then the step only corrects), and the stride adapts smoothly
+    to the lock error the last step caused. So the path is a continuous
+    function of the readings, and a rounding difference (another thread count)
+    cannot send it elsewhere. It ends once everything is within half its
+    tolerance, or when it stops getting closer to the goal.
+    Returns an ExactResult; when the goal is not reached it says how far the
+    path got and which constraint stopped it, and its latent is the point
+    closest to the goal on which every lock held (never raises for that).
     """
     s = settings
     idx = [target, *locks]
@@ -344,105 +516,129 @@ def exact_move(model: ReadingModel, z0: torch.Tensor, target: int, goal: float, 
     values, jac = model.jacobian(z, idx)
     held = values[1:].clone() if hold is None else hold.to(torch.float64).clone()
     start = float(values[0])
-    step = s.step
-    steps, history = 0, [abs(goal - start)]
-    blocked: str | None = None
-    why = ""
 
-    def constraints(at: torch.Tensor, jl: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
-        """Rows (k, D) and wanted changes (k,) of what is held; the last row, ‖z‖, only near or outside the band."""
+    def constraints(at: torch.Tensor, jl: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rows (k, D) and wanted changes (k,) of what is held: locked readings and linear locks."""
+        return torch.cat([jl, lin]), torch.cat([held - v[1:], lin_held - lin @ at])
+
+    # the prior: ‖z‖ is kept in the band (widened to the start's norm, so a start outside it is never pulled in at
+    # once) by scaling z radially after each update, a continuous clamp
+    n0 = float(z.norm())
+    band_lo, band_hi = min(lo, n0), max(hi, n0)
+
+    def into_band(at: torch.Tensor) -> torch.Tensor:
         n = float(at.norm())
-        c, res = torch.cat([jl, lin]), torch.cat([held - v[1:], lin_held - lin @ at])
-        prior_res = 0.0
-        if n > hi * 0.99 or n < lo * 1.01:
-            prior_res = min(max(n, lo), hi) - n
-            c = torch.cat([c, (at / n)[None]])
-            res = torch.cat([res, torch.tensor([prior_res], dtype=torch.float64)])
-        return c, res, prior_res
+        return at * (min(max(n, band_lo), band_hi) / n) if n > 0 else at
 
     def groups(jl: torch.Tensor, at: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
         out = [(name, jl[i:i + 1]) for i, name in enumerate(lock_names)]
         out += [(name, lin[i:i + 1]) for i, name in enumerate(linear_names)]
         n = float(at.norm())
-        if n > hi * 0.99 or n < lo * 1.01:
+        if n >= band_hi * 0.995 or n <= band_lo * 1.005:  # at the band's edge (for the report only)
             out.append(("the prior (‖z‖ kept where faces are typical)", (at / n)[None]))
         return out
 
-    gain = 1.0  # observed / planned change of the moved reading on the last step: a secant correction of the gradient
-    converged = False
-    while True:
-        gap = goal - float(values[0])
-        lock_err = (values[1:] - held).abs()
-        if abs(gap) <= s.goal_tol and (lock_err.numel() == 0 or float(lock_err.max()) <= s.lock_tol):
-            converged = True
-            break
+    def errors(at: torch.Tensor, v: torch.Tensor) -> tuple[float, float]:
+        """(largest locked-reading error in SD, largest linear-lock error) at a point."""
+        lock_err = float((v[1:] - held).abs().max()) if len(locks) else 0.0
+        lin_err = float((lin @ at - lin_held).abs().max()) if lin.shape[0] else 0.0
+        return lock_err, lin_err
+
+    def holds(at: torch.Tensor, v: torch.Tensor, share: float = 1.0) -> bool:
+        lock_err, lin_err = errors(at, v)
+        return lock_err <= share * s.lock_tol and lin_err <= 1e-6 * share
+
+    c, res = constraints(z, jac[1:], values)
+    if free_rate(jac[0], c) < s.min_rate:  # contradictory locks: say so before moving
+        blocked = _blocker(jac[0], groups(jac[1:], z))
+        return _refusal(model, z, goal, start, values, held, lock_names, target_name, blocked, g0, r0)
+
+    total = goal - start
+    best = (abs(total), z, values) if holds(z, values) else None  # (distance to goal, latent, readings)
+    steps, blocked, why = 0, None, ""
+    stride = s.step           # the target advance planned per step; adapts smoothly to how non-linear the locks are
+    converged = abs(total) <= s.goal_tol and holds(z, values)
+    gaps = [abs(total)]
+    while not converged:
         if steps >= s.max_steps:
             why = f"stopped after {steps} steps"
-            blocked = _blocker(jac[0], groups(jac[1:], z))
             break
         g = jac[0]
-        c, res, _ = constraints(z, jac[1:], values)
         if free_rate(g, c) < s.min_rate:
-            blocked = _blocker(g, groups(jac[1:], z))
-            why = "the held readings leave the moved one no room" if blocked else "the reading no longer responds"
+            why = "the held readings leave the moved one no room"
             break
-        want = max(-step, min(step, gap))
-        dz, planned = predictor_step(g, c, want / gain, res, axis, s.radius)
-        trial = z + dz
-        v = model.read(trial, idx)
-        reached_now = float(v[0])
-        jc = jac
-        for i in range(s.max_corrections):
-            if i == 1:  # the step's Jacobian (chord) did not restore the locks in one go: Gauss–Newton with a fresh one
-                v, jc = model.jacobian(trial, idx)
-            ct, rt, prior_res = constraints(trial, jc[1:], v)
-            if (not rt.numel() or float(rt.abs().max()) <= 0.75 * s.lock_tol) and abs(prior_res) <= 1e-3:
-                break
-            # restore what is held, keep the target where the predictor got it
-            a = torch.cat([jc[0][None], ct])
-            b = torch.cat([torch.tensor([reached_now - float(v[0])], dtype=torch.float64), rt])
-            trial = trial + min_norm_solve(a, b)
-            v = model.read(trial, idx)
-        ok_locks = not len(locks) or float((v[1:] - held).abs().max()) <= s.lock_tol
-        ok_lin = not lin.shape[0] or float((lin @ trial - lin_held).abs().max()) <= 1e-6
-        norm, was = float(trial.norm()), float(z.norm())
-        ok_prior = lo - 1e-2 <= norm <= hi + 1e-2 or abs(norm - min(max(norm, lo), hi)) < abs(was - min(max(was, lo), hi))
-        better = abs(goal - float(v[0])) < abs(gap) - 1e-9
-        if not (ok_locks and ok_lin and ok_prior and better):
-            step /= 2
-            if step < s.min_step:
-                blocked = _blocker(g, groups(jac[1:], z))
-                why = ("the held readings could not be kept within tolerance any further" if not (ok_locks and ok_lin)
-                       else "the reading stopped getting closer to the goal")
-                break
-            continue
-        if planned != 0:
-            gain = min(max((float(v[0]) - float(values[0])) / planned, 0.25), 1.5)
-        z = trial
-        steps += 1
-        history.append(abs(goal - float(v[0])))
-        if abs(goal - float(v[0])) <= s.goal_tol:  # ok_locks holds: done, no new Jacobian needed
-            values = v
-            continue
+        lock_err = errors(z, values)[0] / s.lock_tol
+        advance = min(max((6.0 - lock_err) / 3.0, 0.0), 1.0)  # 1 up to 3 tolerances, 0 from 6: only correct
+        gap_now = goal - float(values[0])
+        want = advance * max(-stride, min(stride, gap_now))
+        dz, _ = predictor_step(g, c, want, res, axis, s.radius)
+        aim = float(values[0]) + want
+        z = into_band(z + dz)
+        for _ in range(s.chords):  # chord corrections: a fixed number, with this step's Jacobian and plain reads
+            v = model.read(z, idx)
+            ct, rt = constraints(z, jac[1:], v)
+            a = torch.cat([jac[0][None], ct])
+            z = into_band(z + min_norm_solve(a, torch.cat([torch.tensor([aim - float(v[0])], dtype=torch.float64), rt])))
         values, jac = model.jacobian(z, idx)
-        if len(history) > 4 and history[-5] - history[-1] < 0.02:
-            blocked = _blocker(jac[0], groups(jac[1:], z))
+        steps += 1
+        gap = abs(goal - float(values[0]))
+        new_err = errors(z, values)[0]
+        if holds(z, values) and (best is None or gap < best[0]):
+            best = (gap, z, values)
+        if abs(want) > 1e-6 and new_err > 0:  # aim for a lock error of about two tolerances after a step's chords
+            stride = min(max(stride * min(max(math.sqrt(2 * s.lock_tol / new_err), 0.5), 1.5), s.min_stride), s.step)
+        c, res = constraints(z, jac[1:], values)
+        converged = gap <= s.goal_tol / 2 and holds(z, values, 0.5)
+        gaps.append(best[0] if best is not None else abs(total))
+        if len(gaps) > s.patience and gaps[-1 - s.patience] - gaps[-1] < 0.02:
             why = "the reading stopped getting closer to the goal"
             break
-        step = min(step * 1.5, s.step)
-
-    reached = float(values[0])
-    names = list(lock_names)
-    errors = {n: float(values[1 + i] - held[i]) for i, n in enumerate(names)}
-    result = ExactResult(z=z, goal=goal, start=start, reached=reached, converged=converged, steps=steps,
+        if not all(bool(torch.isfinite(t).all()) for t in (z, values)):
+            raise TlganError("the exact path left the range where the readings are finite")
+    if not converged and best is not None and best[0] <= s.goal_tol and holds(best[1], best[2]):
+        converged = True  # a point on the way met every tolerance (just not half of them)
+    if converged:
+        final_z, final_v = z, values
+        if not (abs(goal - float(values[0])) <= s.goal_tol and holds(z, values)) and best is not None:
+            final_z, final_v = best[1], best[2]
+    else:
+        final_z, final_v = (best[1], best[2]) if best is not None else (z0.to(torch.float64).clone(), None)
+        if final_v is None:
+            final_v = model.read(final_z, idx)
+        blocked = _blocker(jac[0], groups(jac[1:], z))
+        if not why:
+            why = "the reading stopped getting closer to the goal"
+        if best is None or best[0] >= abs(total) - 1e-9:
+            why += "; no point on the way held every lock, so nothing moved"
+    reached = float(final_v[0])
+    errs = {nm: float(final_v[1 + i] - held[i]) for i, nm in enumerate(lock_names)}
+    result = ExactResult(z=final_z, goal=goal, start=start, reached=reached, converged=converged, steps=steps,
                          gradient_evaluations=model.gradients - g0, reads=model.reads - r0,
-                         blocked_by=None if converged else blocked, lock_errors=errors)
+                         blocked_by=None if converged else blocked, lock_errors=errs)
     if not converged:
         way = f"; '{blocked}' is in the way (unlock it to go further)" if blocked and not blocked.startswith("the prior") \
             else (f"; {blocked} is in the way" if blocked else "")
         result.message = (f"'{target_name}' reached {reached:+.2f} of its goal {goal:+.2f} "
                           f"(from {start:+.2f}): {why}{way}")
     return result
+
+
+def _refusal(model: ReadingModel, z: torch.Tensor, goal: float, start: float, values: torch.Tensor,
+             held: torch.Tensor, lock_names: Sequence[str], target_name: str, blocked: str | None,
+             g0: int, r0: int) -> ExactResult:
+    """The result of a move refused before it started: the locks leave the target's reading no room at all."""
+    errs = {nm: float(values[1 + i] - held[i]) for i, nm in enumerate(lock_names)}
+    if blocked and not blocked.startswith("the prior"):
+        hint = f"unlock '{blocked}'"
+    elif blocked:
+        hint = f"{blocked} is in the way"
+    else:
+        hint = "unlock some of the held knobs (together they fix this reading)"
+    msg = (f"'{target_name}' cannot move (from {start:+.2f} toward {goal:+.2f}) with these locks: they hold every "
+           f"direction its reading could change in; {hint}")
+    return ExactResult(z=z, goal=goal, start=start, reached=start, converged=abs(goal - start) <= 0, steps=0,
+                       gradient_evaluations=model.gradients - g0, reads=model.reads - r0, blocked_by=blocked,
+                       lock_errors=errs, message=msg, refused=True)
 
 
 def exact_sweep(model: ReadingModel, z0: torch.Tensor, target: int, offsets: Sequence[float],
@@ -484,19 +680,25 @@ STATS_SAMPLES = 4096
 
 
 def reading_stats(generator: Generator, extractor: Extractor, n: int = STATS_SAMPLES, seed: int = STATS_SEED,
-                  batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and SD (F,) float64 of every extractor feature in ``exact_link`` space over n sampled faces.
+                  batch_size: int = 128, jitter: Jitter | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and SD (F,) float64 of every extractor feature in exact space (``exact_outputs``) over n sampled faces.
 
     Faces are ``sample_latents(seed, 0, n, D)``: deterministic, so derived stats are reproducible.
     """
     from tlgan.sampling.latents import sample_latents
-    from tlgan.sampling.sweeps import read_faces
 
     if n < 2:
         raise TlganError(f"reading stats need at least 2 faces, got {n}")
+    jitter = Jitter() if jitter is None else jitter
+    device = next(generator.parameters(), torch.empty(0)).device
+    parts = list(extractor.parts) if isinstance(extractor, CombinedExtractor) else [extractor]
     z = sample_latents(seed, 0, n, generator.latent_dim)
-    y = read_faces(generator, extractor, z, batch_size)
-    linked = exact_link(y, [f.kind for f in extractor.features])
+    rows = []
+    with torch.no_grad():
+        for i in range(0, n, batch_size):
+            images = generator.synthesize(z[i:i + batch_size].to(device))
+            rows.append(torch.cat([exact_outputs(p, images, jitter) for p in parts], 1).cpu())
+    linked = torch.cat(rows)
     return linked.mean(0), linked.std(0).clamp_min(1e-12)
 
 
@@ -523,13 +725,14 @@ def axis_reading_stats(axis_set: AxisSet, generator: Generator, extractor: Extra
     Derived from n sampled faces (``reading_stats``), which ``tlgan exact-stats`` stores in the file.
     """
     names = [f.name for f in extractor.features]
-    key = (generator.identity, extractor.identity, n, seed)
+    jitter = Jitter()
+    key = (generator.identity, extractor.identity, n, seed, exact_space(extractor, jitter))
     if key not in _DERIVED:
-        _DERIVED[key] = reading_stats(generator, extractor, n, seed)
+        _DERIVED[key] = reading_stats(generator, extractor, n, seed, jitter=jitter)
     mean_f, std_f = _DERIVED[key]
     feats = knob_features(axis_set, names)
     pick = lambda t: torch.tensor([float(t[names.index(f)]) if f else math.nan for f in feats]).float()
-    return pick(mean_f), pick(std_f), {"space": "exact_link", "samples": n, "seed": seed,
+    return pick(mean_f), pick(std_f), {"space": exact_space(extractor, jitter), "samples": n, "seed": seed,
                                         "extractor": extractor.identity}
 
 
@@ -542,12 +745,21 @@ def with_reading_stats(axis_set: AxisSet, generator: Generator, extractor: Extra
     return replace(axis_set, reading_mean=mean, reading_std=std, reading_stats=info)
 
 
+def stored_stats_fit(axis_set: AxisSet, extractor: Extractor) -> bool:
+    """Whether the axis set's stored reading stats were made the way exact readings are made now (same space)."""
+    info = axis_set.reading_stats or {}
+    return (axis_set.reading_mean is not None and axis_set.reading_std is not None
+            and info.get("space") == exact_space(extractor, Jitter())
+            and info.get("extractor", extractor.identity) == extractor.identity)
+
+
 def feature_stats(axis_set: AxisSet, generator: Generator, extractor: Extractor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and SD (F,) per extractor feature for a ReadingModel: the axis set's stored stats where it has them
-    (float32, as stored), else derived from sampled faces and rounded to float32 the same way."""
+    """Mean and SD (F,) per extractor feature for a ReadingModel: the axis set's stored stats where they were made
+    in today's exact space (float32, as stored), else derived from sampled faces and rounded to float32 the same
+    way (``tlgan exact-stats`` stores them)."""
     names = [f.name for f in extractor.features]
     feats = knob_features(axis_set, names)
-    if axis_set.reading_mean is not None and axis_set.reading_std is not None:
+    if stored_stats_fit(axis_set, extractor):
         mean_k, std_k = axis_set.reading_mean.float(), axis_set.reading_std.float()
     else:
         mean_k, std_k, _ = axis_reading_stats(axis_set, generator, extractor)

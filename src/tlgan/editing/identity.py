@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -114,6 +115,32 @@ def cached_stranger_distance(generator: Generator, model: IdentityModel) -> floa
     return value
 
 
+def identity_lock_reading(model: IdentityModel, reference: torch.Tensor, tolerance: float,
+                          lock_tol: float) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Identity as a reading exact mode can hold: images (M, 3, H, W) -> (M,) float64, differentiable.
+
+    Holding a distance at 0 cannot work (a norm has no gradient at 0, and no edit keeps a face
+    bit-identical), so the reading is a smooth hinge of the distance d from ``reference`` (128,):
+    about 0 while d is under half the tolerance, then rising as softplus(β(d − τ/2))/β, scaled
+    so that exact mode's lock tolerance ``lock_tol`` corresponds to the other half. Held at its
+    start value, it keeps d ≤ ``tolerance`` and is pulled back toward τ/2 whenever it drifts past.
+    A face the landmarks lose reads as far away (d = 1), with no gradient: the path cannot
+    follow it there.
+    """
+    from tlgan.models.extractors.identity import identity_distance
+
+    knee, scale = tolerance / 2, (tolerance / 2) / lock_tol
+    beta = 40.0 / tolerance   # the hinge bends over about a twentieth of the tolerance
+
+    def read(images: torch.Tensor) -> torch.Tensor:
+        reading = model.read(images)
+        d = identity_distance(reading.descriptors.double(), reference.to(reading.descriptors.device).double())
+        d = torch.where(reading.found, d, torch.ones_like(d))
+        return torch.nn.functional.softplus(beta * (d - knee)) / beta / scale
+
+    return read
+
+
 class IdentityWatch:
     """Reads identity for one generator: the start face's descriptor, then each edited face's distance from it.
 
@@ -163,5 +190,5 @@ class IdentityWatch:
         return IdentityCheck(distance, self.tolerance, self.stranger)
 
 
-__all__ = ["IDENTITY", "DEFAULT_TOLERANCE", "IdentityCheck", "IdentityWatch", "stranger_distance",
+__all__ = ["IDENTITY", "DEFAULT_TOLERANCE", "IdentityCheck", "IdentityWatch", "identity_lock_reading", "stranger_distance",
            "cached_stranger_distance"]

@@ -9,6 +9,8 @@ import click
 
 from tlgan.errors import TlganError
 
+EXIT_UNREACHED = 3  # tlgan edit --exact: a goal was out of reach with the locks given (docs/exact.md)
+
 from .common import (
     AXES_HELP,
     KNOBS_DIR_HELP,
@@ -44,12 +46,16 @@ def info(axes: str | None, as_json: bool) -> None:
 @click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help="set a knob to VALUE σ (repeatable)")
 @click.option("--step", "steps", multiple=True, metavar="NAME=DELTA", help="change a knob by DELTA σ (repeatable)")
 @click.option("--lock", "locks", multiple=True, metavar="NAME", help="keep this knob fixed (repeatable)")
+@click.option("--lock-others", is_flag=True, help="lock every knob that no --set/--step moves")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="image to write (.png/.webp/.jpg)")
 @click.option("--size", type=click.IntRange(16, 4096), default=256, show_default=True, help="output size in px")
 @click.option("--json", "as_json", is_flag=True, help="print knob values before/after and the extractors' readings")
 @click.option("--extractor", default=None, help="extractors for --json readings and --exact [default: the axes' own]")
 @click.option("--exact", is_flag=True,
               help="exact mode: knob values are the extractor's standardised readings, and locked readings are held")
+@click.option("--best-effort", is_flag=True,
+              help="--exact: when a goal is out of reach, write the furthest point reached and exit 0 "
+                   f"[default: write nothing and exit {EXIT_UNREACHED}]")
 @click.option("--layers", default=None,
               help="StyleGAN axes in w: move only these w inputs (FIRST-LAST, e.g. 0-5, or coarse/middle/fine)")
 @click.option("--nvlabs-seeds", is_flag=True,
@@ -58,10 +64,10 @@ def info(axes: str | None, as_json: bool) -> None:
 @click.option("--knobs-dir", default=None, help=KNOBS_DIR_HELP)
 @click.option("--library/--no-library", default=True, show_default=True, help="add the knob library's taught knobs")
 def edit(axes: str | None, generator: str | None, seed: int | None, latent_path: str | None, no_tune: bool,
-         paste_into: str | None,
-         sets: tuple[str, ...], steps: tuple[str, ...], locks: tuple[str, ...], out: str | None, size: int,
-         as_json: bool, extractor: str | None, exact: bool, layers: str | None, nvlabs_seeds: bool, device: str,
-         knobs_dir: str | None, library: bool) -> None:
+         paste_into: str | None, sets: tuple[str, ...], steps: tuple[str, ...], locks: tuple[str, ...],
+         lock_others: bool, out: str | None, size: int, as_json: bool, extractor: str | None, exact: bool,
+         best_effort: bool, layers: str | None, nvlabs_seeds: bool, device: str, knobs_dir: str | None,
+         library: bool) -> None:
     """Render face SEED (or a photo's latent file) after setting/stepping knobs, with locked knobs held fixed.
 
     \b
@@ -71,9 +77,15 @@ def edit(axes: str | None, generator: str | None, seed: int | None, latent_path:
           --set smile=2 --layers 0-5 --out face.png
       tlgan edit --latent me.json --set happy=2 --paste-into me.jpg --out me-happy.jpg
       tlgan edit --exact --seed 7 --set happy=2 --lock yaw --lock brightness --out face.png --json
+      tlgan edit --exact --seed 7 --set happy=2 --lock-others --out face.png
     Edits apply in order: all --set, then all --step. Linear mode (default) moves along the knobs' global
     axes; --exact follows a path for this face on which the locked readings stay within 0.02 SD.
+    Exit status: 0 done; 1 bad input; 3 (--exact) a goal was out of reach with these locks: one line on
+    stderr says how far it got and which lock is in the way, nothing is written (--best-effort: the
+    furthest point reached is written and the status is 0); --json reports "converged": false either way.
     """
+    import torch
+
     from tlgan.editing.editor import Editor
     from tlgan.imaging import save_image, to_pil
 
@@ -115,19 +127,37 @@ def edit(axes: str | None, generator: str | None, seed: int | None, latent_path:
 
         check_for(latent_file, gen, axis_set.latent_space)
         editor.new_latent(latent_file.latent)
+    moved = {name for name, _ in (*set_pairs, *step_pairs)}
+    if lock_others:
+        for name in moved:
+            axis_set.index(name)  # an unknown knob is named as such, not as "locked"
+        locks = (*locks, *(n for n in axis_set.names if n not in moved))
+    clash = sorted(moved & set(locks))
+    if clash:
+        raise TlganError(f"knob '{clash[0]}' is both moved and locked; drop its --lock")
     editor.set_locks(locks)
     before = editor.values()
     before_exact = editor.exact_values() if exact else None
-    for name, value in set_pairs:
-        editor.set(name, value)
-        _warn_exact(editor)
-    for name, delta in step_pairs:
-        editor.step(name, delta)
-        _warn_exact(editor)
+    failed: dict[str, Any] | None = None
+    for op, pairs in ((editor.set, set_pairs), (editor.step, step_pairs)):
+        for name, value in pairs:
+            if failed is not None and not best_effort:
+                break
+            op(name, value)
+            last = editor.last_report()
+            if last is not None and not last["converged"]:
+                failed = failed or last
+                if best_effort:
+                    click.echo(f"warning: {last['message']}", err=True)
     typical = editor.typicality()
     if typical["warn"]:
         click.echo(f"warning: {typical['message']}", err=True)
-    image = editor.render()
+    from tlgan.editing.exact import one_cpu_thread
+
+    with one_cpu_thread(torch.device("cpu")):  # one image: one thread costs nothing and gives the same bytes anywhere
+        image = editor.render()
+    if failed is not None and not best_effort:
+        out = None  # nothing is written for a goal out of reach (--best-effort writes the furthest point)
     if picture is not None and latent_file is not None and out:
         from tlgan.photos.pipeline import paste_into as paste
         from tlgan.photos import save_photo
@@ -146,8 +176,13 @@ def edit(axes: str | None, generator: str | None, seed: int | None, latent_path:
             report["exact_before"], report["exact_after"] = before_exact, editor.exact_values()
             report["exact_reports"] = [r for r in editor.reports if r is not None]
         report["typicality"] = typical
+        report["converged"] = failed is None
+        report["written"] = out
         report["readings"] = readings(image, extractor or axis_set.extractor_spec(), device)
         click.echo(json.dumps(report, indent=2))
+    if failed is not None and not best_effort:
+        click.echo(f"error: {failed['message']} (--best-effort writes the furthest point reached)", err=True)
+        raise SystemExit(EXIT_UNREACHED)
 
 
 def _warn_exact(editor: Any) -> None:

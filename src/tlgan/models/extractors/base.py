@@ -44,6 +44,13 @@ class Extractor(nn.Module):
     precisions its readings tolerate (the pipeline runs it in float32 under
     any other). ``differentiable`` is False for extractors that give no
     gradients (ONNX): exact edits refuse them with a clear message.
+    ``softmax_groups`` lists feature columns that are classes of one softmax
+    (they sum to 1); ``scores`` gives their pre-softmax scores, which exact
+    edits read so that classes of one softmax can be held together.
+    ``jitter``: exact edits read this extractor as the mean over small seeded
+    image jitters (shift, scale, blur, noise), so that a path cannot satisfy
+    it with a pattern that fools only the network; False for extractors whose
+    readings are pixel statistics (nothing to fool) or exact pixel codes.
     """
 
     name: str = "extractor"
@@ -51,10 +58,19 @@ class Extractor(nn.Module):
     features: tuple[Feature, ...] = ()
     autocast_dtypes: tuple[torch.dtype, ...] = (torch.float16, torch.bfloat16)
     differentiable: bool = True
+    softmax_groups: tuple[tuple[int, ...], ...] = ()
+    jitter: bool = True
 
     @property
     def feature_names(self) -> list[str]:
         return [f.name for f in self.features]
+
+    def scores(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, F) like ``forward``, but the columns of each softmax group hold the pre-softmax scores.
+
+        Default: ``forward`` (an extractor without softmax groups, or one that cannot give its scores).
+        """
+        return self(images)
 
 
 class CombinedExtractor(Extractor):
@@ -72,9 +88,15 @@ class CombinedExtractor(Extractor):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise TlganError(f"extractors give the same feature name twice: {', '.join(dupes)}")
+        offsets = [sum(len(q.features) for q in parts[:i]) for i in range(len(parts))]
+        self.softmax_groups = tuple(tuple(o + c for c in group) for p, o in zip(parts, offsets)
+                                    for group in p.softmax_groups)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return torch.cat([p(images) for p in self.parts], dim=1)
+
+    def scores(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.cat([p.scores(images) for p in self.parts], dim=1)
 
 
 def resize(images: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:

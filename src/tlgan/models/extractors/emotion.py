@@ -41,14 +41,24 @@ class EmotionExtractor(Extractor):
             Feature(c, "probability", "expression", f"probability that the face looks {c} (fer mini-XCEPTION, FER2013 classes)")
             for c in CLASSES
         )
+        # the seven classes are one softmax; exact edits read their pre-softmax scores (when the model has them)
+        self.softmax_groups = (tuple(range(len(CLASSES))),) if model.ends_in_softmax else ()
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def _input(self, images: torch.Tensor) -> torch.Tensor:
         check_images(images)
         x = images.float()
         if self.channels == 1:
             x = to_gray(x)  # gray before resizing: both are linear, and one channel is cheaper to resize
-        x = resize(x, self.size).contiguous(memory_format=torch.channels_last)
-        return self.model(x).float()
+        return resize(x, self.size).contiguous(memory_format=torch.channels_last)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model(self._input(images)).float()
+
+    def scores(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, 7) pre-softmax class scores (softmax of them is ``forward``); ``forward`` if the model has none."""
+        if not self.softmax_groups:
+            return self(images)
+        return self.model(self._input(images), pre_softmax=True).float()
 
 
 def load_emotion(arg: str | None = None, device: torch.device | str = "cpu") -> EmotionExtractor:

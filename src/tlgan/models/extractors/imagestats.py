@@ -60,6 +60,7 @@ class ImageStats(Extractor):
     name = "imagestats"
     identity = "imagestats:v1"
     features = FEATURES
+    jitter = False  # global pixel statistics: no pattern to fool, and exact edits save the extra passes
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         check_images(images)

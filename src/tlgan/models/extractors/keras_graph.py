@@ -164,13 +164,24 @@ class KerasGraph(nn.Module):
         # After node i runs, these values are no longer needed (keeps peak memory down on big batches).
         self._free_after = [[n for n in set(node.inputs) if last_use[n] == i and n != output_name] for i, node in enumerate(nodes)]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, pre_softmax: bool = False) -> torch.Tensor:
+        """The output layer's tensor; with ``pre_softmax``, the input of a final softmax Activation instead."""
         values = {self.input_name: x}
         for node, free in zip(self.nodes, self._free_after):
+            if pre_softmax and node.name == self.output_name:
+                if not self.ends_in_softmax:
+                    raise TlganError("this Keras model does not end in a softmax Activation layer")
+                return values[node.inputs[0]]
             values[node.name] = self.layers[node.name](*[values[n] for n in node.inputs])
             for name in free:
                 del values[name]
         return values[self.output_name]
+
+    @property
+    def ends_in_softmax(self) -> bool:
+        """Whether the output layer is a separate softmax Activation (whose input are the class scores)."""
+        out = self.layers[self.output_name]
+        return isinstance(out, Activation) and out.name == "softmax"
 
     @torch.no_grad()
     def fold_batchnorm(self) -> int:

@@ -527,6 +527,23 @@ function typeKnob(name, value) {
   setKnob(name, value);
 }
 
+// Lock every other shown knob (the focused one stays free): "more of this, nothing else changes". Pressed again with
+// all the others locked, it unlocks them. In exact mode the classes of one softmax (the emotions) can be held together.
+let lastKnob = null;   // the knob that last had the focus (the toolbar's Lock others acts on it)
+function lockOthers(name) {
+  if (!name) return toast("Click a knob first: Lock others locks every knob but that one");
+  const others = model.knobs.filter((k) => k.shown && k.name !== name).map((k) => k.name);
+  const all = others.every((k) => state.locks.includes(k));
+  const fresh = lastReadingsKey === keyOf(state);   // as in toggleLock: only this face's readings count
+  pushHistory();
+  state.locks = all ? state.locks.filter((k) => !others.includes(k)) : [...new Set([...state.locks.filter((k) => k !== name), ...others])].sort();
+  for (const k of others) if (fresh && state.locks.includes(k) && lastReadings.has(k)) lockReadings.set(k, lastReadings.get(k));
+  clearError();
+  writeHash();
+  updateLocks();
+  toast(all ? `Unlocked all but ${label(name)}` : `Locked every knob but ${label(name)}`);
+}
+
 function toggleLock(name) {
   // The shown readings count only if they are this face's: right after a new face or link they are the last one's,
   // and the first frame with the lock records the reading instead (showReadings).
@@ -1046,6 +1063,7 @@ function knobRow(k) {
     if (!pending && !inflight) updateValues();
   });
   row.addEventListener("focusin", () => {
+    lastKnob = k.name;
     for (const r of rows.values()) r.row.classList.toggle("focused", r.row === row);
   });
   rows.set(k.name, { row, slider, value, reading, lock, minus, plus, strip });
@@ -1139,6 +1157,9 @@ function onKey(ev) {
   } else if (ev.key === "l" && knob) {   // only the knob that has the focus, never one off-screen
     ev.preventDefault();
     toggleLock(knob);
+  } else if (ev.key === "o" && knob) {
+    ev.preventDefault();
+    lockOthers(knob);
   } else if (ev.key === "b" && !ev.repeat) {
     showBefore(true);
   }
@@ -1231,6 +1252,7 @@ async function start() {
   $("download").addEventListener("click", download);
   $("share").addEventListener("click", share);
   $("error-close").addEventListener("click", clearError);
+  $("lock-others").addEventListener("click", () => lockOthers(lastKnob));
   $("exact").addEventListener("change", () => {
     pushHistory();
     state.exact = $("exact").checked;
