@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tlgan.editing.identity import IdentityWatch, cached_stranger_distance, stranger_distance
+from tlgan.editing.identity import IdentityWatch, cached_identity_stats, identity_stats
 from tlgan.errors import TlganError
 from tlgan.models.extractors.identity import IdentityReading
 from tlgan.models.generators import Generator
@@ -52,15 +52,22 @@ def test_distance_from_the_start_face_and_its_message():
     assert watch.check(z0, ref).distance == 0.0 and watch.check(z0, ref).kept
 
 
-def test_stranger_distance_is_the_median_pairwise_distance_of_found_faces():
+def test_stranger_distance_and_basis_of_found_faces():
     gen, model = Pixels(), FirstPixels()
     z = sample_latents(7, 0, 12, D)
     desc = torch.tanh(z).double()
-    found = desc[:, 0] > -0.9
-    desc = desc[found]
+    desc = desc[desc[:, 0] > -0.9]
     pairs = torch.triu_indices(len(desc), len(desc), offset=1)
     expected = float(torch.cdist(desc, desc)[pairs[0], pairs[1]].median())
-    assert stranger_distance(gen, model, faces=12, seed=7) == pytest.approx(expected, rel=1e-5)
+    stranger, basis = identity_stats(gen, model, faces=12, seed=7, basis_size=3)
+    assert stranger == pytest.approx(expected, rel=1e-5)
+    # the basis: orthonormal principal directions of the descriptors, most variance first
+    assert basis.shape == (3, D) and torch.allclose(basis @ basis.T, torch.eye(3, dtype=basis.dtype), atol=1e-9)
+    centred = desc - desc.mean(0)
+    variances = (centred @ basis.T).var(0)
+    assert bool((variances[:-1] >= variances[1:]).all())
+    top = torch.linalg.eigh(centred.T @ centred).eigenvectors[:, -1]
+    assert abs(float(top @ basis[0])) == pytest.approx(1.0, abs=1e-6)
 
 
 def test_a_face_without_landmarks_gets_a_clear_answer():
@@ -75,16 +82,25 @@ def test_a_face_without_landmarks_gets_a_clear_answer():
     assert "no face found" in check.message() and check.to_dict()["distance"] is None
 
 
-def test_the_stranger_distance_is_cached_per_generator(tmp_path, monkeypatch):
+def test_the_identity_stats_are_cached_per_generator(tmp_path, monkeypatch):
+    from safetensors.torch import load_file, save_file
+
+    import tlgan.editing.identity as identity
+
     monkeypatch.setenv("TLGAN_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(identity, "STRANGER_FACES", 12)
+    monkeypatch.setattr(identity, "BASIS_SIZE", 3)
+    monkeypatch.setattr(identity, "identity_stats",
+                        lambda g, m: (0.5, torch.eye(3, 128, dtype=torch.float64)))
     gen, model = Pixels(), FirstPixels()
-    first = cached_stranger_distance(gen, model)
-    files = list((tmp_path / "identity").glob("*.txt"))
-    assert len(files) == 1 and float(files[0].read_text()) == first
-    files[0].write_text("0.123\n")  # the cache is what is read back
-    assert cached_stranger_distance(gen, model) == 0.123
-    files[0].write_text("garbage")  # a damaged file is measured again
-    assert cached_stranger_distance(gen, model) == first
+    first = cached_identity_stats(gen, model)
+    files = list((tmp_path / "identity").glob("*.safetensors"))
+    assert len(files) == 1 and first[0] == 0.5
+    save_file({"stranger": torch.tensor(0.25, dtype=torch.float64), "basis": first[1]}, str(files[0]))
+    assert cached_identity_stats(gen, model)[0] == 0.25     # the cache is what is read back
+    files[0].write_bytes(b"garbage")                         # a damaged file is measured again
+    assert cached_identity_stats(gen, model)[0] == 0.5
+    assert float(load_file(str(files[0]))["stranger"]) == 0.5
 
 
 def test_absurd_tolerances_are_refused():

@@ -17,7 +17,7 @@ readings stay within a tolerance.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +37,7 @@ from tlgan.editing.exact import (
     one_cpu_thread,
     typicality,
 )
+from tlgan.editing.identity import DEFAULT_TOLERANCE, IDENTITY, IdentityCheck, IdentityWatch, identity_lock_readings
 from tlgan.errors import TlganError
 from tlgan.models.extractors import Extractor
 from tlgan.models.generators import Generator
@@ -88,6 +89,12 @@ class Editor:
         extractor: what exact edits read (default: the axes' own extractors, loaded when first needed).
         exact: the mode of new edits made with ``set``/``step``.
         settings: tolerances of exact edits.
+        identity_tolerance: how far from the start face (descriptor distance) exact edits with
+            identity locked may go; linear edits warn past it.
+
+    Identity: ``IDENTITY`` ('identity') may be locked like a knob. Exact edits then also hold the
+    face's identity reading (editing/identity.py) within ``identity_tolerance`` of the face it
+    started as; linear edits cannot hold it and only measure it (``identity()``).
 
     A StyleGAN generator is viewed in the axis set's space (w, w+); there a knob's value is
     its position along the axis relative to the mean w, divided by the axis' stored spread.
@@ -95,7 +102,8 @@ class Editor:
 
     def __init__(self, generator: Generator, axes: AxisSet, seed: int = 0, layers: str | None = None,
                  seeds: str = "tlgan", extractor: Extractor | None = None, exact: bool = False,
-                 settings: ExactSettings | None = None) -> None:
+                 settings: ExactSettings | None = None, identity_tolerance: float = DEFAULT_TOLERANCE,
+                 identity: IdentityWatch | None = None) -> None:
         axes.check_generator(generator)
         generator, axes = match_space(generator, axes, layers, seeds)
         axes.check_generator(generator)
@@ -109,6 +117,9 @@ class Editor:
         self.exact = exact
         self.settings = settings or ExactSettings()
         self._reader: ReadingModel | None = None
+        self._identity = identity
+        self.identity_tolerance = float(identity_tolerance)
+        self._identity_index: int | None = None   # the identity reading's index in the reader, once added
         self.new_face(seed)
 
     # ---- state -------------------------------------------------------------
@@ -116,6 +127,7 @@ class Editor:
         """Start over from the face called ``seed``: no edits; locks are kept."""
         self.seed = check_seed(seed)
         self.z = face_latent(self.generator, seed).to(torch.float64)
+        self._identity_ref: torch.Tensor | None = None
         self.edits: list[Edit] = []
         self.reports: list[dict[str, Any] | None] = []  # per edit: what an exact edit did (None for linear ones)
         self.start_latent: torch.Tensor | None = None
@@ -131,6 +143,7 @@ class Editor:
             raise TlganError(f"latent must be a finite tensor of shape ({dim},), got {shape}")
         self.start_latent = latent.detach().to("cpu", torch.float64).clone()
         self.z = self.start_latent.clone()
+        self._identity_ref = None
         self.edits = []
 
     def random_face(self, rng: torch.Generator | None = None) -> int:
@@ -149,19 +162,30 @@ class Editor:
         return float(self.z @ self._axes64[i] / self._spread[i])
 
     def lock(self, knob: str, locked: bool = True) -> None:
-        self.axes.index(knob)
+        self._check_lock(knob)
         (self.locks.add if locked else self.locks.discard)(knob)
 
     def set_locks(self, knobs: Iterable[str]) -> None:
         knobs = set(knobs)
         for k in knobs:
-            self.axes.index(k)
+            self._check_lock(k)
         self.locks = knobs
+
+    def _is_identity(self, name: str) -> bool:
+        return name == IDENTITY and IDENTITY not in self.axes.names  # a knob of that name keeps it
+
+    def _check_lock(self, name: str) -> None:
+        if not self._is_identity(name):
+            self.axes.index(name)
+
+    def _knob_locks(self, locks: Iterable[str]) -> list[str]:
+        """The knobs among ``locks`` (identity left out), in axis order."""
+        return sorted((k for k in locks if not self._is_identity(k)), key=self.axes.index)
 
     # ---- edits -------------------------------------------------------------
     def direction(self, knob: str, locks: Iterable[str] | None = None) -> torch.Tensor:
         """Unit direction (D,) float64 that moves ``knob`` while the locked knobs stay put."""
-        locks = sorted(self.locks if locks is None else set(locks), key=self.axes.index)
+        locks = self._knob_locks(self.locks if locks is None else locks)  # identity: measured, not held, here
         i = self.axes.index(knob)
         if knob in locks:
             raise TlganError(f"knob '{knob}' is locked; unlock it to move it")
@@ -178,7 +202,7 @@ class Editor:
         if not math.isfinite(edit.value):
             raise TlganError(f"value for '{edit.knob}' must be finite, got {edit.value}")
         for k in edit.locks:
-            self.axes.index(k)
+            self._check_lock(k)
         if edit.exact:
             self.reports.append(self._apply_exact(edit).to_dict())
             self.edits.append(edit)
@@ -233,16 +257,61 @@ class Editor:
                 goal = float(reader.read(self.z, [target])[0]) + edit.value
         if abs(goal) > MAX_KNOB + _ROUNDING:
             raise TlganError(f"'{edit.knob}' would go to {goal:.2f}σ; knob values must stay within ±{MAX_KNOB:g}σ")
-        locks = sorted(edit.locks, key=self.axes.index)
+        locks = self._knob_locks(edit.locks)
         read_locks = [lk for lk in locks if feats[self.axes.index(lk)] is not None]
         lin_locks = [lk for lk in locks if feats[self.axes.index(lk)] is None]
+        lock_idx = [reader.names.index(feats[self.axes.index(lk)]) for lk in read_locks]
+        if any(self._is_identity(k) for k in edit.locks):
+            held = self._identity_readings()
+            lock_idx, read_locks = [*lock_idx, *held], [*read_locks, *[IDENTITY] * len(held)]
         result = exact_move(
-            reader, self.z, target, goal,
-            locks=[reader.names.index(feats[self.axes.index(lk)]) for lk in read_locks], lock_names=read_locks,
+            reader, self.z, target, goal, locks=lock_idx, lock_names=read_locks,
             linear_locks=self._axes64[[self.axes.index(lk) for lk in lin_locks]] if lin_locks else None,
             linear_names=lin_locks, axis=self._axes64[k], target_name=edit.knob, settings=self.settings)
         self.z = result.z
         return result
+
+    # ---- identity ----------------------------------------------------------
+    @property
+    def identity_watch(self) -> IdentityWatch:
+        """What reads identity (loads dlib's face-recognition network on first use)."""
+        if self._identity is None:
+            self._identity = IdentityWatch(self.generator, tolerance=self.identity_tolerance)
+        return self._identity
+
+    def _identity_reference(self) -> torch.Tensor:
+        """Descriptor (128,) of the face this editor started from (its seed's, or the latent given)."""
+        if self._identity_ref is None:
+            start = self.start_latent if self.start_latent is not None else face_latent(self.generator, self.seed)
+            with one_cpu_thread(self._device):
+                self._identity_ref = self.identity_watch.reference(start.to(torch.float64))
+        return self._identity_ref
+
+    def _identity_readings(self) -> list[int]:
+        """The reader's indices of the held identity readings, set up for a move from the current face.
+
+        The readings are added to the reader once; they read the start face's descriptor and the
+        landmarks of the face the move starts from (found here: a face without them is refused
+        before anything moves).
+        """
+        watch = self.identity_watch
+        with one_cpu_thread(self._device):
+            reference, points, basis = self._identity_reference(), watch.points(self.z), watch.basis
+        self._identity_fns = identity_lock_readings(watch.model, reference, points, basis, watch.tolerance,
+                                                    self.settings.lock_tol)
+        if self._identity_index is None:
+            def component(i: int) -> Callable[[torch.Tensor], torch.Tensor]:
+                return lambda images: self._identity_fns[i](images)
+
+            first = [self.reader().add_reading(IDENTITY, component(i)) for i in range(len(basis))]
+            self._identity_index = first[0]
+        return list(range(self._identity_index, self._identity_index + len(basis)))
+
+    def identity(self) -> IdentityCheck:
+        """How far the current face is from the face it started as (dlib descriptor distance), with its scale."""
+        ref = self._identity_reference()
+        with one_cpu_thread(self._device):
+            return self.identity_watch.check(self.z, ref)
 
     def last_report(self) -> dict[str, Any] | None:
         """What the last edit did, when it was exact (goal, reached, steps, blocking lock, message); else None."""

@@ -36,8 +36,9 @@ IDENTITY = "identity"
 # difference on these faces; the port's reading of the *same* face moved 2 px is 0.11 (median), so
 # a tighter hold would chase alignment noise rather than the person.
 DEFAULT_TOLERANCE = 0.1
-STRANGER_FACES = 48
+STRANGER_FACES = 128
 STRANGER_SEED = 2024
+BASIS_SIZE = 8   # descriptor directions held by the identity lock (43% of between-face variance on the default)
 
 
 @dataclass(frozen=True)
@@ -78,67 +79,89 @@ def render(generator: Generator, latents: torch.Tensor) -> torch.Tensor:
     return generator.synthesize(latents.to(device, torch.float32))
 
 
-def stranger_distance(generator: Generator, model: IdentityModel, faces: int = STRANGER_FACES,
-                      seed: int = STRANGER_SEED) -> float:
-    """Median descriptor distance between two different random faces of ``generator`` (faces found only)."""
+def identity_stats(generator: Generator, model: IdentityModel, faces: int = STRANGER_FACES,
+                   seed: int = STRANGER_SEED, basis_size: int = BASIS_SIZE) -> tuple[float, torch.Tensor]:
+    """(stranger distance, basis (basis_size, 128) float64) over random faces of ``generator`` (faces found only).
+
+    The stranger distance is the median descriptor distance between two different faces; the basis
+    holds the principal directions of the descriptors over faces (most variance first).
+    """
     z = sample_latents(seed, 0, faces, generator.latent_dim)
     reading = model.read(render(generator, z))
     desc = reading.descriptors[reading.found].double()
-    if len(desc) < 2:
-        raise TlganError("identity: the landmarks found fewer than two faces among the generator's random faces, "
+    if len(desc) < max(2, basis_size):
+        raise TlganError("identity: the landmarks found too few faces among the generator's random faces, "
                          "so identity cannot be read on this generator")
     pairs = torch.triu_indices(len(desc), len(desc), offset=1)
-    return float(torch.cdist(desc, desc)[pairs[0], pairs[1]].median())
+    stranger = float(torch.cdist(desc, desc)[pairs[0], pairs[1]].median())
+    _, _, vt = torch.linalg.svd(desc - desc.mean(0), full_matrices=False)
+    # fix each direction's sign (SVD's is arbitrary) so the basis is the same on every machine
+    signs = torch.sign(vt[:basis_size].gather(1, vt[:basis_size].abs().argmax(1, keepdim=True)))
+    return stranger, vt[:basis_size] * signs
 
 
-def cached_stranger_distance(generator: Generator, model: IdentityModel) -> float:
-    """``stranger_distance``, kept in <cache>/identity/<key>.txt per generator and identity model."""
-    from tlgan.atomic import write_text_atomic
+def cached_identity_stats(generator: Generator, model: IdentityModel) -> tuple[float, torch.Tensor]:
+    """``identity_stats``, kept in <cache>/identity/<key>.safetensors per generator and identity model."""
+    from safetensors.torch import load_file, save_file
+
+    from tlgan.atomic import atomic_path
 
     name = getattr(generator, "identity", "") or ""
-    key = hashlib.sha256(f"{name}|{model.identity}|{STRANGER_FACES}|{STRANGER_SEED}".encode()).hexdigest()[:24]
-    path = cache_dir() / "identity" / f"{key}.txt"
+    key = hashlib.sha256(f"{name}|{model.identity}|{STRANGER_FACES}|{STRANGER_SEED}|{BASIS_SIZE}".encode()).hexdigest()[:24]
+    path = cache_dir() / "identity" / f"{key}.safetensors"
     if name and path.is_file():
         try:
-            value = float(path.read_text().strip())
-            if math.isfinite(value) and value > 0:
-                return value
-        except (OSError, ValueError):  # a damaged cache file is measured again
+            saved = load_file(str(path))
+            stranger, basis = float(saved["stranger"]), saved["basis"].double()
+            if math.isfinite(stranger) and stranger > 0 and basis.shape == (BASIS_SIZE, 128):
+                return stranger, basis
+        except Exception:  # a damaged cache file is measured again
             pass
-    value = stranger_distance(generator, model)
+    stranger, basis = identity_stats(generator, model)
     if name:
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write_text_atomic(path, f"{value!r}\n")
+            with atomic_path(path) as tmp:
+                save_file({"stranger": torch.tensor(stranger, dtype=torch.float64), "basis": basis.contiguous()},
+                          str(tmp), metadata={"generator": name})
         except OSError:
             pass  # no writable cache: measure again next time
-    return value
+    return stranger, basis
 
 
-def identity_lock_reading(model: IdentityModel, reference: torch.Tensor, tolerance: float,
-                          lock_tol: float) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Identity as a reading exact mode can hold: images (M, 3, H, W) -> (M,) float64, differentiable.
+def identity_lock_readings(model: IdentityModel, reference: torch.Tensor, points: torch.Tensor,
+                           basis: torch.Tensor, tolerance: float,
+                           lock_tol: float) -> list[Callable[[torch.Tensor], torch.Tensor]]:
+    """Identity as K readings exact mode can hold: each maps images (M, 3, H, W) -> (M,) float64, differentiable.
 
-    Holding a distance at 0 cannot work (a norm has no gradient at 0, and no edit keeps a face
-    bit-identical), so the reading is a smooth hinge of the distance d from ``reference`` (128,):
-    about 0 while d is under half the tolerance, then rising as softplus(β(d − τ/2))/β, scaled
-    so that exact mode's lock tolerance ``lock_tol`` corresponds to the other half. Held at its
-    start value, it keeps d ≤ ``tolerance`` and is pulled back toward τ/2 whenever it drifts past.
-    A face the landmarks lose reads as far away (d = 1), with no gradient: the path cannot
-    follow it there.
+    A distance cannot be held at 0 (a norm has no gradient there; a hinge on it leaves the path
+    blind until it has drifted, then fights a badly conditioned constraint: measured, the path
+    then moved nothing). So identity is held through K linear coordinates of the descriptor
+    change from ``reference`` (128,), along ``basis`` (K, 128): the directions in which this
+    generator's faces differ most (``identity_stats``). Each is scaled so that exact mode's lock
+    tolerance ``lock_tol`` is tolerance/√K of descriptor distance. The chip is cut at fixed
+    landmarks ``points`` (5, 2) (the face's at the start of the move): landmarks found anew on
+    every image jump with it, and the port's distance moves by about 0.1 for a 2-pixel shift.
     """
-    from tlgan.models.extractors.identity import identity_distance
+    k = basis.shape[0]
+    scale = tolerance / (lock_tol * math.sqrt(k))
+    last: dict[str, torch.Tensor] = {}
 
-    knee, scale = tolerance / 2, (tolerance / 2) / lock_tol
-    beta = 40.0 / tolerance   # the hinge bends over about a twentieth of the tolerance
+    def descriptor_change(images: torch.Tensor) -> torch.Tensor:
+        # the K readings of one plain read share one forward pass (a Jacobian row needs its own)
+        key = f"{images.data_ptr()}:{tuple(images.shape)}"
+        if not images.requires_grad and key in last:
+            return last[key]
+        at = points.to(images.device, torch.float32).expand(len(images), 5, 2)
+        change = model.read(images, at).descriptors.double() - reference.to(images.device).double()
+        if not images.requires_grad:
+            last.clear()
+            last[key] = change
+        return change
 
-    def read(images: torch.Tensor) -> torch.Tensor:
-        reading = model.read(images)
-        d = identity_distance(reading.descriptors.double(), reference.to(reading.descriptors.device).double())
-        d = torch.where(reading.found, d, torch.ones_like(d))
-        return torch.nn.functional.softplus(beta * (d - knee)) / beta / scale
+    def component(i: int) -> Callable[[torch.Tensor], torch.Tensor]:
+        return lambda images: descriptor_change(images) @ basis[i].to(images.device).double() / scale
 
-    return read
+    return [component(i) for i in range(k)]
 
 
 class IdentityWatch:
@@ -154,7 +177,7 @@ class IdentityWatch:
         self.generator = generator
         self.tolerance = float(tolerance)
         self._model = model
-        self._stranger: float | None = None
+        self._stats: tuple[float, torch.Tensor] | None = None
 
     @property
     def model(self) -> IdentityModel:
@@ -167,9 +190,18 @@ class IdentityWatch:
 
     @property
     def stranger(self) -> float:
-        if self._stranger is None:
-            self._stranger = cached_stranger_distance(self.generator, self.model)
-        return self._stranger
+        """The generator's median distance between two different faces."""
+        return self._identity_stats()[0]
+
+    @property
+    def basis(self) -> torch.Tensor:
+        """(BASIS_SIZE, 128): the descriptor directions in which the generator's faces differ most."""
+        return self._identity_stats()[1]
+
+    def _identity_stats(self) -> tuple[float, torch.Tensor]:
+        if self._stats is None:
+            self._stats = cached_identity_stats(self.generator, self.model)
+        return self._stats
 
     @torch.no_grad()
     def reference(self, z: torch.Tensor) -> torch.Tensor:
@@ -181,6 +213,15 @@ class IdentityWatch:
         return reading.descriptors[0].detach()
 
     @torch.no_grad()
+    def points(self, z: torch.Tensor) -> torch.Tensor:
+        """The five landmarks (5, 2) of the face of latent z (D,); TlganError when no face is found there."""
+        reading = self.model.read(render(self.generator, z[None]))
+        if not bool(reading.found[0]):
+            raise TlganError("identity: no face found in this image (the landmarks miss it), so identity cannot be "
+                             "held from here")
+        return reading.points[0].detach()
+
+    @torch.no_grad()
     def check(self, z: torch.Tensor, reference: torch.Tensor) -> IdentityCheck:
         """The identity reading of latent z (D,) against a start descriptor (128,)."""
         reading = self.model.read(render(self.generator, z[None]))
@@ -190,5 +231,5 @@ class IdentityWatch:
         return IdentityCheck(distance, self.tolerance, self.stranger)
 
 
-__all__ = ["IDENTITY", "DEFAULT_TOLERANCE", "IdentityCheck", "IdentityWatch", "identity_lock_reading", "stranger_distance",
-           "cached_stranger_distance"]
+__all__ = ["IDENTITY", "DEFAULT_TOLERANCE", "IdentityCheck", "IdentityWatch", "identity_lock_readings",
+           "identity_stats", "cached_identity_stats"]
