@@ -1,4 +1,4 @@
-"""The embedded default: DigiFace DCGAN + emotion, landmarks and image statistics, with a shipped knob set."""
+"""The embedded default: DigiFace DCGAN + emotion, landmarks, image statistics and age/gender, with a shipped knob set."""
 
 from __future__ import annotations
 

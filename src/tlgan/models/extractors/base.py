@@ -13,7 +13,8 @@ from tlgan.errors import TlganError
 
 Kind = Literal["probability", "tanh", "real"]
 KINDS: tuple[str, ...] = ("probability", "tanh", "real")
-GROUPS: tuple[str, ...] = ("expression", "pose", "lighting and colour", "other", "taught")  # taught: knobs from user labels
+# person: who the face looks like (age, gender); taught: knobs from user labels
+GROUPS: tuple[str, ...] = ("person", "expression", "pose", "lighting and colour", "other", "taught")
 
 
 @dataclass(frozen=True)
