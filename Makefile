@@ -35,12 +35,13 @@ node_modules/axe-core/axe.min.js: package.json package-lock.json
 test: setup chromium axe
 	$(BIN)/python -m pytest
 
-# Rebuild the shipped knob set (src/tlgan/data/digiface-default.safetensors): sample, label and fit
-# (REBUILD_COMMAND in src/tlgan/axes/defaults.py), then store the readings' spread for exact mode.
-# bfloat16 autocast: the age/gender WideResNet is ~4x faster on CPUs with AMX (readings within 0.1 year).
+# Rebuild the shipped knob set (src/tlgan/data/digiface-default.safetensors): sample, label and fit, then store
+# the readings' spread for exact mode. Keep in step with REBUILD_COMMAND in src/tlgan/axes/defaults.py (a test
+# checks). bfloat16 autocast: the age/gender WideResNet is ~4x faster on CPUs with AMX (readings within 0.1 year).
+# Resumable: rerun after an interruption; remove .tlgan-cache/default-samples after changing the extractors.
 DEFAULT_AXES := src/tlgan/data/digiface-default.safetensors
 default-axes: setup
-	$(BIN)/tlgan build --n 30000 --seed 0 --dtype bfloat16 --samples .tlgan-cache/default-samples --out $(DEFAULT_AXES)
+	$(BIN)/tlgan build --n 8192 --seed 0 --dtype bfloat16 --samples .tlgan-cache/default-samples --out $(DEFAULT_AXES)
 	$(BIN)/tlgan exact-stats $(DEFAULT_AXES)
 
 bench: setup

@@ -179,6 +179,20 @@ def test_agegender_loader_checks_its_outputs(tmp_path):
     assert out.shape == (3, 2) and ((out[:, 0] >= 0) & (out[:, 0] <= 100)).all() and ((out[:, 1] >= 0) & (out[:, 1] <= 1)).all()
 
 
+def test_photo_inversion_leaves_the_heavy_extractor_out(tmp_path):
+    from tlgan.models.extractors import CombinedExtractor
+    from tlgan.models.extractors.base import without_heavy
+    from tlgan.models.extractors.imagestats import load_imagestats
+
+    heavy = load_agegender(str(_write(tmp_path, planted_layers(size=64, ages=101), ["dense_1", "dense_2"], "keras2")), "cpu")
+    stats = load_imagestats(None, "cpu")
+    assert heavy.heavy and not stats.heavy
+    assert without_heavy(CombinedExtractor([stats, heavy])) is stats
+    assert without_heavy(heavy) is heavy  # nothing lighter to fall back on: kept
+    light = CombinedExtractor([stats])
+    assert without_heavy(light) is light  # nothing heavy: unchanged
+
+
 # ---------------------------------------------------------------- the real file (196 MB)
 
 @pytest.fixture(scope="module")
@@ -233,3 +247,12 @@ def test_generated_faces_get_plausible_readings(agegender, digiface):
     # A mirrored face is the same person; the readings agree only roughly (measured r 0.84 age, 0.69 male).
     assert np.corrcoef(age, mirrored[:, 0])[0, 1] > 0.5 and np.corrcoef(male, mirrored[:, 1])[0, 1] > 0.5
     assert agegender.identity.startswith("agegender:") and len(agegender.identity) == len("agegender:") + 16
+
+
+def test_expected_age_keeps_float32_under_autocast():
+    age = torch.softmax(torch.randn(4, 101, generator=torch.Generator().manual_seed(0)) * 3, dim=1)
+    gender = torch.softmax(torch.randn(4, 2), dim=1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = readings(gender, age)
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got[:, 0], (age.double() * torch.arange(101)).sum(1).float(), rtol=1e-6, atol=1e-5)

@@ -44,7 +44,10 @@ class Extractor(nn.Module):
     itself when it needs a fixed size. ``autocast_dtypes`` lists the reduced
     precisions its readings tolerate (the pipeline runs it in float32 under
     any other). ``differentiable`` is False for extractors that give no
-    gradients (ONNX): exact edits refuse them with a clear message.
+    gradients (ONNX): exact edits refuse them with a clear message. ``heavy``
+    marks an extractor that costs far more per image than the others (the
+    age/gender WideResNet: ~6 GMAC per face): per-step perceptual terms (photo
+    inversion) leave it out when lighter parts remain (``without_heavy``).
     """
 
     name: str = "extractor"
@@ -52,6 +55,7 @@ class Extractor(nn.Module):
     features: tuple[Feature, ...] = ()
     autocast_dtypes: tuple[torch.dtype, ...] = (torch.float16, torch.bfloat16)
     differentiable: bool = True
+    heavy: bool = False
 
     @property
     def feature_names(self) -> list[str]:
@@ -76,6 +80,15 @@ class CombinedExtractor(Extractor):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return torch.cat([p(images) for p in self.parts], dim=1)
+
+
+def without_heavy(extractor: Extractor) -> Extractor:
+    """``extractor`` less its parts marked ``heavy``, if any lighter part remains (else ``extractor`` itself)."""
+    parts = list(extractor.parts) if isinstance(extractor, CombinedExtractor) else [extractor]
+    light = [p for p in parts if not p.heavy]
+    if not light or len(light) == len(parts):
+        return extractor
+    return light[0] if len(light) == 1 else CombinedExtractor(light)
 
 
 def resize(images: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
