@@ -42,7 +42,7 @@ test: setup chromium axe
 DEFAULT_AXES := src/tlgan/data/digiface-default.safetensors
 default-axes: setup
 	$(BIN)/tlgan build --n 8192 --seed 0 --dtype bfloat16 --samples .tlgan-cache/default-samples --out $(DEFAULT_AXES)
-	$(BIN)/tlgan exact-stats $(DEFAULT_AXES)
+	$(BIN)/tlgan exact-stats $(DEFAULT_AXES) --n 1024
 
 bench: setup
 	for f in benchmarks/*.py; do $(BIN)/python $$f || exit 1; done
