@@ -112,6 +112,48 @@ def write_keras_h5(path: Path, layers: list, weights_only: bool = False, keras3:
     return path
 
 
+# --- Keras 3's legacy .h5 layout, rewritten from a Keras 2 whole-model file ----------------------------
+def _keras3_node(inbound: list) -> list:
+    """Keras 2's [[[name, 0, 0, {}], ...]] as Keras 3 writes it: {'args': [tensor] or [[tensor, ...]]}."""
+    if not inbound:
+        return []
+    tensors = [{"class_name": "__keras_tensor__", "config": {"shape": [None], "dtype": "float32",
+                                                            "keras_history": [entry[0], entry[1], entry[2]]}}
+               for entry in inbound[0]]
+    return [{"args": [tensors] if len(tensors) > 1 else tensors, "kwargs": {}}]
+
+
+def write_as_keras3(src, dst, flat_refs: bool = False) -> None:
+    """Rewrite a Keras 2 model file as Keras 3's ``model.save('x.h5')`` lays it out (same weights)."""
+    with h5py.File(src, "r") as old, h5py.File(dst, "w") as new:
+        config = json.loads(old.attrs["model_config"])
+        config["class_name"] = "Functional"
+        for layer in config["config"]["layers"]:
+            layer["inbound_nodes"] = _keras3_node(layer["inbound_nodes"])
+            cfg = layer["config"]
+            if "batch_input_shape" in cfg:
+                cfg["batch_shape"] = cfg.pop("batch_input_shape")
+            cfg["dtype"] = {"module": "keras", "class_name": "DTypePolicy", "config": {"name": "float32"}}
+        if flat_refs:
+            for key in ("input_layers", "output_layers"):
+                config["config"][key] = config["config"][key][0]
+        new.attrs["model_config"] = json.dumps(config).encode()
+        new.attrs["keras_version"] = b"3.6.0"
+        root = new.create_group("model_weights")
+        old_root = old["model_weights"]
+        root.attrs["layer_names"] = old_root.attrs["layer_names"]
+        root.create_group("top_level_model_weights").attrs["weight_names"] = np.array([], dtype="S1")
+        for layer in old_root.attrs["layer_names"]:
+            layer = layer.decode()
+            group = root.create_group(layer)
+            names = []
+            for raw in old_root[layer].attrs.get("weight_names", []):
+                role = raw.decode().rsplit("/", 1)[-1].split(":")[0]
+                names.append(f"{layer}/{role}".encode())
+                group.create_dataset(names[-1].decode(), data=np.asarray(old_root[layer][raw.decode()]))
+            group.attrs["weight_names"] = np.array(names, dtype="S64") if names else np.array([], dtype="S1")
+
+
 # --- independent NumPy forward pass (NHWC, as Keras computes) --------------------------------------
 def _same_pad(x: np.ndarray, k: int, s: int) -> np.ndarray:
     pads = []
@@ -165,3 +207,83 @@ def numpy_celeba_cnn(layers: list, x_nchw: np.ndarray) -> np.ndarray:
             x = x @ w["kernel"] + w["bias"]
             x = np.maximum(x, 0) if cfg["activation"] == "relu" else np.tanh(x)
     return x
+
+
+# --- small functional graphs (several outputs) in Keras 2.0's layout ---------------------------------
+def write_functional_h5(path: Path, layers: list, outputs: list[str], version: bytes = b"2.0.6") -> Path:
+    """A whole-model file as Keras 2.0.6's ``model.save`` writes it (yu4u's age/gender model is one).
+
+    layers: (name, Keras class, config, [inbound layer names], {role: array}) in model order, the
+    first an InputLayer. Weights at ``model_weights/<layer>/<layer>/<role>:0``; ``output_layers``
+    lists ``outputs`` in order.
+    """
+    config = {"class_name": "Model", "config": {
+        "name": "model_1",
+        "layers": [{"name": name, "class_name": cls, "config": {"name": name, "trainable": True, **cfg},
+                    "inbound_nodes": [[[i, 0, 0, {}] for i in inbound]] if inbound else []}
+                   for name, cls, cfg, inbound, _ in layers],
+        "input_layers": [[layers[0][0], 0, 0]],
+        "output_layers": [[name, 0, 0] for name in outputs]}}
+    with h5py.File(path, "w") as f:
+        f.attrs["keras_version"] = version
+        f.attrs["backend"] = b"tensorflow"
+        f.attrs["model_config"] = json.dumps(config).encode()
+        root = f.create_group("model_weights")
+        root.attrs["layer_names"] = np.array([name.encode() for name, *_ in layers])
+        for name, _, _, _, weights in layers:
+            group = root.create_group(name)
+            names = [f"{name}/{role}:0" for role in weights]
+            group.attrs["weight_names"] = np.array([n.encode() for n in names], dtype="S") if names else np.array([], dtype="S1")
+            for weight_name, value in zip(names, weights.values()):
+                group.create_dataset(weight_name, data=np.asarray(value, dtype=np.float32))
+    return path
+
+
+def numpy_avg_pool_same(x: np.ndarray, k: int) -> np.ndarray:
+    """TF AveragePooling2D(pool k, stride 1, 'same') on NHWC: each window averages the cells inside the image."""
+    total = k - 1
+    before = total // 2
+    n, h, w, c = x.shape
+    out = np.zeros_like(x)
+    for i in range(h):
+        for j in range(w):
+            window = x[:, max(i - before, 0):min(i - before + k, h), max(j - before, 0):min(j - before + k, w)]
+            out[:, i, j] = window.mean(axis=(1, 2))
+    return out
+
+
+def numpy_functional(layers: list, outputs: list[str], x_nchw: np.ndarray) -> list[np.ndarray]:
+    """The graph written by ``write_functional_h5`` run in NumPy (NHWC, float64), outputs in order."""
+    values = {layers[0][0]: x_nchw.astype(np.float64).transpose(0, 2, 3, 1)}
+    for name, cls, cfg, inbound, weights in layers[1:]:
+        w = {role: np.asarray(v, dtype=np.float64) for role, v in weights.items()}
+        x = values[inbound[0]]
+        if cls == "Conv2D":
+            stride = cfg["strides"][0]
+            if cfg["padding"] == "same":
+                x = _same_pad(x, w["kernel"].shape[0], stride)
+            x = _conv_valid(x, w["kernel"], stride, depthwise=False)
+            if cfg.get("use_bias", True):
+                x = x + w["bias"]
+        elif cls == "BatchNormalization":
+            x = (x - w["moving_mean"]) / np.sqrt(w["moving_variance"] + cfg["epsilon"]) * w["gamma"] + w["beta"]
+        elif cls == "Activation":
+            x = np.maximum(x, 0) if cfg["activation"] == "relu" else x
+        elif cls == "Add":
+            x = sum(values[i] for i in inbound)
+        elif cls == "AveragePooling2D":
+            assert cfg["padding"] == "same" and cfg["strides"] == [1, 1]
+            x = numpy_avg_pool_same(x, cfg["pool_size"][0])
+        elif cls == "Flatten":
+            x = x.reshape(len(x), -1)  # NHWC rows: h, then w, then c
+        elif cls == "Dropout":
+            pass
+        elif cls == "Dense":
+            x = x @ w["kernel"] + (w["bias"] if cfg.get("use_bias", True) else 0.0)
+            if cfg["activation"] == "softmax":
+                x = np.exp(x - x.max(axis=1, keepdims=True))
+                x = x / x.sum(axis=1, keepdims=True)
+        else:
+            raise AssertionError(cls)
+        values[name] = x
+    return [values[name] for name in outputs]

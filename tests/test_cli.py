@@ -33,6 +33,8 @@ def assert_clean_error(proc, *fragments):
 def test_info_default():
     out = run("info").stdout
     assert "digiface" in out and "happy" in out and "held-out fit" in out and "R² 0.5" in out
+    rows = {line.split()[0]: line.split() for line in out.splitlines() if line.strip()}
+    assert rows["age"][1:3] == ["real", "person"] and rows["male"][1:3] == ["probability", "person"]
 
 
 def test_edit_writes_image_and_json(tmp_path):

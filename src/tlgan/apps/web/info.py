@@ -88,7 +88,7 @@ def error_response(description: str, example: str) -> dict[str, Any]:
 
 def feature_unit(kind: str, description: str) -> str:
     """A short unit to print after a reading: '%' for probabilities, '°' for degrees, ' IOD' for
-    inter-ocular distances, else '' (read off the feature's description)."""
+    inter-ocular distances, ' y' for years, else '' (read off the feature's description)."""
     if kind == "probability":
         return "%"
     text = description.lower()
@@ -96,6 +96,8 @@ def feature_unit(kind: str, description: str) -> str:
         return "°"
     if "inter-ocular" in text:
         return " IOD"
+    if re.search(r"\bin years\b", text):
+        return " y"
     return ""
 
 

@@ -1,4 +1,4 @@
-"""Extractor registry: ``load_extractor("emotion,landmarks,imagestats")``.
+"""Extractor registry: ``load_extractor("emotion,landmarks,imagestats,agegender")``.
 
 Each comma-separated item is ``name`` or ``name:ARG`` (ARG usually a file).
 Loaders are imported lazily.
@@ -16,7 +16,7 @@ from tlgan.errors import TlganError
 
 from .base import GROUPS, KINDS, CombinedExtractor, Extractor, Feature
 
-DEFAULT_EXTRACTORS = "emotion,landmarks,imagestats"
+DEFAULT_EXTRACTORS = "emotion,landmarks,imagestats,agegender"
 
 # name -> "module:function"; the function takes (arg: str | None, device) and returns an Extractor.
 _LOADERS: dict[str, str | Callable[..., Extractor]] = {
@@ -24,6 +24,7 @@ _LOADERS: dict[str, str | Callable[..., Extractor]] = {
     "landmarks": "tlgan.models.extractors.landmarks:load_landmarks",
     "imagestats": "tlgan.models.extractors.imagestats:load_imagestats",
     "facelight": "tlgan.models.extractors.facelight:load_facelight",
+    "agegender": "tlgan.models.extractors.agegender:load_agegender",
     "celeba-cnn": "tlgan.models.extractors.celeba_cnn:load_celeba_cnn",
     "celeba-cnn-antialias": "tlgan.models.extractors.celeba_cnn:load_celeba_cnn_antialias",
     "tlgan-cnn": "tlgan.models.extractors.trained:load_trained_cnn",
@@ -58,7 +59,7 @@ def load_extractor(spec: str = DEFAULT_EXTRACTORS, device: str | torch.device | 
     device = resolve_device(device)
     items = [s for s in spec.split(",") if s.strip()]
     if not items:
-        raise TlganError("no extractor named; e.g. --extractor emotion,landmarks,imagestats")
+        raise TlganError("no extractor named; e.g. --extractor emotion,landmarks,imagestats,agegender")
     parts = [load_one(s, device) for s in items]
     extractor = parts[0] if len(parts) == 1 else CombinedExtractor(parts)
     return extractor.eval().requires_grad_(False).to(device)

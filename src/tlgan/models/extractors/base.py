@@ -13,7 +13,8 @@ from tlgan.errors import TlganError
 
 Kind = Literal["probability", "tanh", "real"]
 KINDS: tuple[str, ...] = ("probability", "tanh", "real")
-GROUPS: tuple[str, ...] = ("expression", "pose", "lighting and colour", "other", "taught")  # taught: knobs from user labels
+# person: who the face looks like (age, gender); taught: knobs from user labels
+GROUPS: tuple[str, ...] = ("person", "expression", "pose", "lighting and colour", "other", "taught")
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,10 @@ class Extractor(nn.Module):
     image jitters (shift, scale, blur, noise), so that a path cannot satisfy
     it with a pattern that fools only the network; False for extractors whose
     readings are pixel statistics (nothing to fool) or exact pixel codes.
+    ``heavy``
+    marks an extractor that costs far more per image than the others (the
+    age/gender WideResNet: ~6 GMAC per face): per-step perceptual terms (photo
+    inversion) leave it out when lighter parts remain (``without_heavy``).
     """
 
     name: str = "extractor"
@@ -60,6 +65,7 @@ class Extractor(nn.Module):
     differentiable: bool = True
     softmax_groups: tuple[tuple[int, ...], ...] = ()
     jitter: bool = True
+    heavy: bool = False
 
     @property
     def feature_names(self) -> list[str]:
@@ -97,6 +103,15 @@ class CombinedExtractor(Extractor):
 
     def scores(self, images: torch.Tensor) -> torch.Tensor:
         return torch.cat([p.scores(images) for p in self.parts], dim=1)
+
+
+def without_heavy(extractor: Extractor) -> Extractor:
+    """``extractor`` less its parts marked ``heavy``, if any lighter part remains (else ``extractor`` itself)."""
+    parts = list(extractor.parts) if isinstance(extractor, CombinedExtractor) else [extractor]
+    light = [p for p in parts if not p.heavy]
+    if not light or len(light) == len(parts):
+        return extractor
+    return light[0] if len(light) == 1 else CombinedExtractor(light)
 
 
 def resize(images: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
