@@ -107,3 +107,40 @@ def test_absurd_tolerances_are_refused():
     for bad in (0.0, -1.0, float("nan"), 5.0):
         with pytest.raises(TlganError, match="identity tolerance"):
             IdentityWatch(Pixels(), FirstPixels(), tolerance=bad)
+
+
+# ---- on the default generator, with the real identity network ------------------------------------------------------
+
+@pytest.mark.slow
+def test_the_cli_reports_identity_and_warns_past_the_tolerance(tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tlgan = str(Path(sys.executable).with_name("tlgan"))
+    proc = subprocess.run([tlgan, "edit", "--seed", "11", "--set", "happy=2.5", "--lock", "identity",
+                           "--identity-tolerance", "0.05", "--json"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)["identity"]
+    assert report["found"] and report["distance"] > 0.05 and not report["kept"]
+    assert report["tolerance"] == 0.05 and 0.4 < report["stranger"] < 1.0
+    assert "identity: " in proc.stderr and "from the original; another person is about" in proc.stderr
+
+
+@pytest.mark.slow
+def test_an_exact_move_holding_identity_stays_closer_to_the_person(digiface):
+    from tlgan.axes.defaults import load_default_axes
+    from tlgan.editing.editor import Editor
+
+    axes = load_default_axes()
+    free = Editor(digiface, axes, 900002, exact=True)
+    free.set_locks(["yaw"])
+    free.set("happy", 1.5)
+    held = Editor(digiface, axes, 900002, exact=True, identity=free.identity_watch)
+    held.set_locks(["yaw", "identity"])
+    held.set("happy", 1.5)
+    report = held.last_report()
+    assert report["converged"] or report["blocked_by"] == "identity", report["message"]
+    assert held.identity().distance < free.identity().distance
+    assert held.identity().distance < 0.3  # well under another person (about 0.67 on this generator)

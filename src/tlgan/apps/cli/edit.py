@@ -45,8 +45,14 @@ def info(axes: str | None, as_json: bool) -> None:
               help="blend the edited face back into this photo (the one given to 'tlgan invert'); --out gets the photo")
 @click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help="set a knob to VALUE σ (repeatable)")
 @click.option("--step", "steps", multiple=True, metavar="NAME=DELTA", help="change a knob by DELTA σ (repeatable)")
-@click.option("--lock", "locks", multiple=True, metavar="NAME", help="keep this knob fixed (repeatable)")
+@click.option("--lock", "locks", multiple=True, metavar="NAME",
+              help="keep this knob fixed (repeatable); 'identity' keeps the person (held by --exact, measured otherwise)")
 @click.option("--lock-others", is_flag=True, help="lock every knob that no --set/--step moves")
+@click.option("--identity", "show_identity", is_flag=True,
+              help="report how far the edited face is from the one it started as (on with --lock identity)")
+@click.option("--identity-tolerance", type=click.FloatRange(0.01, 1.0), default=None,
+              help="how far a held identity may drift, as a dlib descriptor distance [default: 0.1, where dlib sees "
+                   "no difference; another person is about 0.6-0.7]")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="image to write (.png/.webp/.jpg)")
 @click.option("--size", type=click.IntRange(16, 4096), default=256, show_default=True, help="output size in px")
 @click.option("--json", "as_json", is_flag=True, help="print knob values before/after and the extractors' readings")
@@ -65,7 +71,7 @@ def info(axes: str | None, as_json: bool) -> None:
 @click.option("--library/--no-library", default=True, show_default=True, help="add the knob library's taught knobs")
 def edit(axes: str | None, generator: str | None, seed: int | None, latent_path: str | None, no_tune: bool,
          paste_into: str | None, sets: tuple[str, ...], steps: tuple[str, ...], locks: tuple[str, ...],
-         lock_others: bool, out: str | None, size: int, as_json: bool, extractor: str | None, exact: bool,
+         lock_others: bool, show_identity: bool, identity_tolerance: float | None, out: str | None, size: int, as_json: bool, extractor: str | None, exact: bool,
          best_effort: bool, layers: str | None, nvlabs_seeds: bool, device: str, knobs_dir: str | None,
          library: bool) -> None:
     """Render face SEED (or a photo's latent file) after setting/stepping knobs, with locked knobs held fixed.
@@ -121,7 +127,7 @@ def edit(axes: str | None, generator: str | None, seed: int | None, latent_path:
 
         ext = load_extractor(extractor or axis_set.extractor_spec(), device)
     editor = Editor(gen, axis_set, seed, layers=layers, seeds="nvlabs" if nvlabs_seeds else "tlgan", extractor=ext,
-                    exact=exact)
+                    exact=exact, **({} if identity_tolerance is None else {"identity_tolerance": identity_tolerance}))
     if latent_file is not None:
         from tlgan.photos.latentfile import check_for
 
@@ -152,6 +158,11 @@ def edit(axes: str | None, generator: str | None, seed: int | None, latent_path:
     typical = editor.typicality()
     if typical["warn"]:
         click.echo(f"warning: {typical['message']}", err=True)
+    identity = None
+    if show_identity or "identity" in editor.locks:
+        identity = editor.identity()
+        if not identity.kept:
+            click.echo(f"warning: identity: {identity.message()} (tolerance {identity.tolerance:g})", err=True)
     from tlgan.editing.exact import one_cpu_thread
 
     with one_cpu_thread(torch.device("cpu")):  # one image: one thread costs nothing and gives the same bytes anywhere
@@ -176,6 +187,8 @@ def edit(axes: str | None, generator: str | None, seed: int | None, latent_path:
             report["exact_before"], report["exact_after"] = before_exact, editor.exact_values()
             report["exact_reports"] = [r for r in editor.reports if r is not None]
         report["typicality"] = typical
+        if identity is not None:
+            report["identity"] = identity.to_dict()
         report["converged"] = failed is None
         report["written"] = out
         report["readings"] = readings(image, extractor or axis_set.extractor_spec(), device)
