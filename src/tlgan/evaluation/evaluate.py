@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 import torch
 from scipy.stats import rankdata
+from tqdm.auto import tqdm
 
 from tlgan.axes.math import conditional_direction, link, lock_direction
 from tlgan.axes.methods import CLASSIFIERS, LINEAR, SUPERVISED
@@ -289,7 +290,8 @@ def evaluate(
     ident = None
     if identity is not None:
         m = min(identity_faces, n)
-        ident = _Identity(generator, identity, z0[:m], offsets, read_identity(generator, identity, z0[:m]))
+        bar = tqdm(unit="face", desc="identity", disable=not progress, dynamic_ncols=True)
+        ident = _Identity(generator, identity, z0[:m], offsets, read_identity(generator, identity, z0[:m]), bar)
     if exact is not None:
         return _evaluate_exact(generator, extractor, axis_set, exact, z0, y0, offsets, targets, supervised, features,
                                kinds, face, can_lock, batch_size, strip_faces, seed, n, spread, ident)
@@ -452,16 +454,21 @@ class _Identity:
     z: torch.Tensor
     offsets: torch.Tensor
     base: tuple[torch.Tensor, torch.Tensor]
+    bar: Any = None  # a tqdm bar counting the faces read (closed by ``settings``)
 
     def linear(self, direction: torch.Tensor, gain: float) -> dict[str, Any]:
         return sweep_identity(self.generator, self.model, linear_latents(self.z, direction, self.offsets, gain),
-                              self.offsets, self.base)
+                              self.offsets, self.base, progress=self.bar.update if self.bar is not None else None)
 
     def exact(self, latents: torch.Tensor) -> dict[str, Any]:
         """From an exact sweep's latents (P, n, D): its first m faces."""
-        return sweep_identity(self.generator, self.model, latents[:, : self.z.shape[0]], self.offsets, self.base)
+        return sweep_identity(self.generator, self.model, latents[:, : self.z.shape[0]], self.offsets, self.base,
+                              progress=self.bar.update if self.bar is not None else None)
 
     def settings(self) -> dict[str, Any]:
+        """The JSON's settings.identity; called once all is read, it closes the progress bar."""
+        if self.bar is not None:
+            self.bar.close()
         return {"model": getattr(self.model, "identity", type(self.model).__name__), "faces": int(self.z.shape[0]),
                 "start_not_found": int((~self.base[1]).sum())}
 

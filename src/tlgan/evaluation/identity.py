@@ -12,6 +12,7 @@ The identity model is passed in by the caller (``tlgan.load_identity``, or anyth
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import torch
@@ -69,9 +70,10 @@ def _device(module: Any) -> torch.device:
 
 
 @torch.inference_mode()
-def read_identity(generator: Generator, identity: IdentityReader, latents: torch.Tensor,
-                  batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
-    """Render latents (M, D) and read them: descriptors (M, E) float32 and found (M,) bool, on the CPU."""
+def read_identity(generator: Generator, identity: IdentityReader, latents: torch.Tensor, batch_size: int = 64,
+                  progress: Callable[[int], Any] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Render latents (M, D) and read them: descriptors (M, E) float32 and found (M,) bool, on the CPU.
+    ``progress(k)`` is called after each batch of k images."""
     gen_device, id_device = _device(generator), _device(identity)
     descriptors, found = [], []
     for i in range(0, latents.shape[0], batch_size):
@@ -79,18 +81,21 @@ def read_identity(generator: Generator, identity: IdentityReader, latents: torch
         reading = identity.read(images)
         descriptors.append(reading.descriptors.float().cpu())
         found.append(reading.found.bool().cpu())
+        if progress:
+            progress(images.shape[0])
     if not descriptors:
         return torch.empty(0, 0), torch.empty(0, dtype=torch.bool)
     return torch.cat(descriptors), torch.cat(found)
 
 
 def sweep_identity(generator: Generator, identity: IdentityReader, latents: torch.Tensor, offsets: torch.Tensor,
-                   base: tuple[torch.Tensor, torch.Tensor], batch_size: int = 64) -> dict[str, Any]:
+                   base: tuple[torch.Tensor, torch.Tensor], batch_size: int = 64,
+                   progress: Callable[[int], Any] | None = None) -> dict[str, Any]:
     """``identity_stats`` of faces at latents (P, m, D) (offsets (P,)); ``base`` = (descriptors (m, E), found (m,))
     of the unmoved faces, reused at offset 0 (whatever latents[zero] holds)."""
     p_count, m, d = latents.shape
     moving = [p for p, t in enumerate(offsets.tolist()) if t != 0]
-    desc_m, found_m = read_identity(generator, identity, latents[moving].reshape(-1, d), batch_size)
+    desc_m, found_m = read_identity(generator, identity, latents[moving].reshape(-1, d), batch_size, progress)
     desc = torch.empty(p_count, m, base[0].shape[-1])
     found = torch.empty(p_count, m, dtype=torch.bool)
     desc[moving], found[moving] = desc_m.reshape(len(moving), m, -1), found_m.reshape(len(moving), m)
