@@ -27,6 +27,7 @@ from tlgan.atomic import write_text_atomic
 from tlgan.axes.defaults import load_default_axes
 from tlgan.editing.exact import ExactSettings, ExactSweeper
 from tlgan.evaluation.evaluate import DEFAULT_SEED, evaluate
+from tlgan.evaluation.identity import linear_latents, read_identity, sweep_identity
 from tlgan.models.extractors import load_extractor
 from tlgan.models.extractors.identity import load_identity
 from tlgan.models.generators import load_generator
@@ -81,6 +82,24 @@ def identity_part(data: dict, key: str | None, n: int, sweep: list[float]) -> di
     return {"n": ident["faces"], "faces_of": n, "sweep": sweep, "model": ident["model"],
             "start_not_found": ident["start_not_found"],
             "summary": {k: v for k, v in block.items() if k.startswith("identity_")}, "axes": rows}
+
+
+def random_reference(gen, identity, seed: int, faces: int, sweep: list[float], directions: int = 3) -> dict:
+    """Identity drift of the same faces moved along random unit directions in z (seeded): what any latent move of
+    that length costs, for comparison with the knobs. {directions, per_sigma, by_size} (means over directions)."""
+    z0 = sample_latents(seed, 0, faces, gen.latent_dim)
+    offsets = torch.tensor(sweep, dtype=torch.float64)
+    base = read_identity(gen, identity, z0)
+    g = torch.Generator().manual_seed(seed)
+    stats = []
+    for _ in range(directions):
+        d = torch.randn(gen.latent_dim, generator=g, dtype=torch.float64)
+        stats.append(sweep_identity(gen, identity, linear_latents(z0, d / d.norm(), offsets, 1.0), offsets, base))
+    sizes = [b["size"] for b in stats[0]["by_size"]]
+    return {"directions": directions,
+            "per_sigma": sum(s["per_sigma"] for s in stats) / directions,
+            "by_size": [{"size": size, "distance": sum(s["by_size"][i]["distance"] for s in stats) / directions}
+                        for i, size in enumerate(sizes)]}
 
 
 def run_modes(faces: int, locked_faces: int, span: float, steps: int, device: str, seed: int = DEFAULT_SEED,
@@ -141,7 +160,7 @@ def run_modes(faces: int, locked_faces: int, span: float, steps: int, device: st
         if run_key not in runs:
             # one evaluation serves every wanted mode of this sweeper and face count (the locked one brings free)
             locked = any(m.key == "locked" and m.sweeper is mode.sweeper and size(m) == n
-                         and (m.name in modes or m.sweeper is None) for m in MODES)
+                         and (m.name in modes or (m.sweeper is None and not identity_only)) for m in MODES)
             t = time.perf_counter()
             exact = mode.sweeper(gen, ext, axes, identity) if mode.sweeper else None
             ev = evaluate(gen, ext, axes, n=n, seed=seed, sweep=sweep, strip_faces=0, progress=False,
@@ -152,6 +171,8 @@ def run_modes(faces: int, locked_faces: int, span: float, steps: int, device: st
             print(f"{mode.name}: done in {runs[run_key][1]:.0f} s", flush=True)
         ev, seconds = runs[run_key]
         ident = identity_part(ev, mode.key, n, sweep)
+        if ident and mode.name == "linear-free":
+            ident["random"] = random_reference(gen, identity, seed, ident["n"], sweep)
         if identity_only:
             if mode.name not in base:
                 print(f"{mode.name}: no earlier results to add identity to; run it without --identity-only first")
@@ -250,6 +271,12 @@ def identity_section(res: dict) -> list[str]:
                      + " | ".join(fmt(at.get(size), 3) for size in sizes)
                      + f" | {'–' if not worst else worst['axis'] + ' ' + fmt(worst['per_sigma'], 3)} "
                      f"| {s.get('identity_not_found', 0)} | {seconds / 60:.1f} min |")
+    ref = next((r["random"] for r in rows.values() if r.get("random")), None)
+    if ref:
+        at = {b["size"]: b["distance"] for b in ref["by_size"]}
+        lines.append(f"| random unit direction in z (mean of {ref['directions']}; linear) | {rows['linear-free']['n']} "
+                     f"| {fmt(ref['per_sigma'], 3)} | " + " | ".join(fmt(at.get(size), 3) for size in sizes)
+                     + " | – | – | – |")
     names = list(next(iter(rows.values()))["axes"])
     lines += ["", "Per knob: identity distance per unit offset (mean distance at the largest offset).", "",
               "| knob | " + " | ".join(rows) + " |", "|---|" + "---|" * len(rows)]
