@@ -89,6 +89,8 @@ def main() -> None:
                         help="faces read for identity drift (default 8; 16 with --modes; 0: none)")
     parser.add_argument("--identity-only", action="store_true",
                         help="--modes: measure only identity and add it to the published (or cached) results")
+    parser.add_argument("--render-only", action="store_true",
+                        help="--modes: run nothing; rewrite the section from the cached (or published) results")
     args = parser.parse_args()
     if args.modes:
         from compare_modes import run_modes
@@ -97,7 +99,7 @@ def main() -> None:
         run_modes(args.faces, args.locked_faces or args.faces, args.span, args.steps, args.device,
                   args.eval_seed, Path(args.out), tuple(args.mode or MODE_NAMES),
                   Path(args.cache).with_name("compare-modes"), args.free_faces,
-                  16 if args.identity_faces is None else args.identity_faces, args.identity_only)
+                  16 if args.identity_faces is None else args.identity_faces, args.identity_only, args.render_only)
         return
     identity_faces = 8 if args.identity_faces is None else args.identity_faces
     set_cpu_threads()

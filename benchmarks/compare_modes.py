@@ -104,7 +104,8 @@ def random_reference(gen, identity, seed: int, faces: int, sweep: list[float], d
 
 def run_modes(faces: int, locked_faces: int, span: float, steps: int, device: str, seed: int = DEFAULT_SEED,
               out: Path | None = None, modes: tuple[str, ...] = MODE_NAMES, cache: Path | None = None,
-              free_faces: int | None = None, identity_faces: int = 16, identity_only: bool = False) -> dict:
+              free_faces: int | None = None, identity_faces: int = 16, identity_only: bool = False,
+              render_only: bool = False) -> dict:
     """Evaluate ``modes``; returns {mode: {"summary", "axes", "n", "seconds", "key", "identity"}} and writes the
     page section.
 
@@ -113,10 +114,8 @@ def run_modes(faces: int, locked_faces: int, span: float, steps: int, device: st
     ``identity_faces`` > 0 also measures identity drift on that many faces (the first of each mode's faces).
     ``identity_only`` measures only that, on ``identity_faces`` faces per mode, and adds it to the cached (or
     published, docs/comparison-modes.json) results of each mode, which keep their own face counts.
+    ``render_only`` runs nothing and rewrites the section from those results.
     """
-    gen, axes = load_generator("digiface", device), load_default_axes()
-    ext = load_extractor(axes.extractor_spec(), device)
-    identity = load_identity(device) if identity_faces > 0 else None
     sweep = sorted({round(-span + 2 * span * i / (steps - 1), 6) for i in range(steps)} | {0.0})
     counts = {"faces": faces, "free_faces": free_faces or faces, "locked_faces": locked_faces}
     res: dict = {}
@@ -128,7 +127,7 @@ def run_modes(faces: int, locked_faces: int, span: float, steps: int, device: st
         for m in MODE_NAMES:
             if cache and (cache / f"{m}.json").exists():
                 merged[m] = json.loads((cache / f"{m}.json").read_text())
-            elif identity_only and m in old:  # the published numbers, per-axis blocks already unwrapped
+            elif (identity_only or render_only) and m in old:  # the published numbers, per-axis blocks already unwrapped
                 merged[m] = dict(old[m], key=None)
         return merged
 
@@ -142,6 +141,13 @@ def run_modes(faces: int, locked_faces: int, span: float, steps: int, device: st
             merged.update(res)
             write(out, {m: merged[m] for m in MODE_NAMES if m in merged}, sweep, span)
 
+    if render_only:
+        if out:
+            write(out, stored(), sweep, span)
+        return {}
+    gen, axes = load_generator("digiface", device), load_default_axes()
+    ext = load_extractor(axes.extractor_spec(), device)
+    identity = load_identity(device) if identity_faces > 0 else None
     base = stored() if identity_only else {}
     cached = json.loads((cache / "linear-free.json").read_text()) if cache and (cache / "linear-free.json").exists() \
         else None
@@ -289,6 +295,14 @@ def identity_section(res: dict) -> list[str]:
             cells.append(fmt(a.get("per_sigma"), 3) + (f" ({fmt(last['distance'])}{reach})" if last else ""))
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", *identity_verdict(rows)]
+    if ref and math.isfinite(ref["per_sigma"]):
+        means = {m: r["summary"].get("identity_per_sigma_mean") for m, r in rows.items()}
+        ratios = ", ".join(f"{m} {v / ref['per_sigma']:.1f}×" for m, v in means.items()
+                           if v is not None and math.isfinite(v) and ref["per_sigma"] > 0)
+        lines += ["", (f"Every latent move changes the person here: a random unit direction in z costs "
+                       f"{ref['per_sigma']:.3f} per σ on the same faces. The knobs' mean per unit, as a multiple of "
+                       f"that: {ratios} (exact modes per SD of the reading, so not the same yardstick; an exact "
+                       "move that stops short costs less because it moves less).")]
     return lines
 
 
