@@ -116,7 +116,8 @@ def summarize_identity(entries: list[dict[str, Any]]) -> dict[str, Any]:
     rows = [(e["name"], e["identity"]) for e in entries if e.get("identity")]
     if not rows:
         return {}
-    values = [(name, s["per_sigma"]) for name, s in rows if s["per_sigma"] is not None and math.isfinite(s["per_sigma"])]
+    values = [(name, s["per_sigma"]) for name, s in rows
+              if s["per_sigma"] is not None and math.isfinite(s["per_sigma"])]
     worst = max(values, key=lambda p: p[1], default=None)
     sizes: dict[float, list[float]] = {}
     for _, s in rows:
