@@ -3,13 +3,17 @@
 Every supervised method (tlgan, ridge, svm, logistic) is fitted on the same labelled samples; the unsupervised
 ones (sefa, pca) are computed from the generator. All are then evaluated with ``tlgan.evaluation.evaluate`` on the same
 fresh faces (same evaluation seed, same sweep): diagonal strength, worst off-diagonal leak (free and with the
-other axes locked), monotonicity, faces kept, and fit time. Rerunning reuses the cached samples.
+other axes locked), monotonicity, faces kept, identity drift per σ (dlib's descriptor, on the first
+--identity-faces faces; 0 skips it) and fit time. Rerunning reuses the cached samples.
 
-    python benchmarks/compare_methods.py [--samples 6000] [--faces 32] [--steps 5] [--out docs/comparison.md]
+    python benchmarks/compare_methods.py [--samples 6000] [--faces 32] [--steps 5] [--identity-faces 8]
     python benchmarks/compare_methods.py --modes [--faces 32] [--locked-faces 8] [--range 2] [--steps 5]
+    python benchmarks/compare_methods.py --modes --identity-only --identity-faces 4 [--mode exact-free ...]
 
 ``--modes`` compares linear-free, linear-locked, exact-free and exact-locked edits of the shipped axes instead
-(see compare_modes.py) and rewrites only that section of the page.
+(see compare_modes.py; its MODES list takes more) and rewrites only that section of the page; with
+``--identity-only`` it measures only identity, on --identity-faces faces per mode, and adds it to the results
+already published in docs/comparison-modes.json (or cached), which keep their own face counts.
 
 The defaults keep the run under about five minutes on a 2-core CPU; pass --device cuda and larger numbers on a GPU.
 """
@@ -32,6 +36,7 @@ from tlgan.axes.fit import fit_axes
 from tlgan.axes.methods.discover import discover_axes
 from tlgan.evaluation.evaluate import DEFAULT_SEED, evaluate
 from tlgan.models.extractors import DEFAULT_EXTRACTORS, load_extractor
+from tlgan.models.extractors.identity import load_identity
 from tlgan.models.generators import load_generator
 from tlgan.sampling.pipeline import run_samples, set_cpu_threads
 
@@ -76,21 +81,32 @@ def main() -> None:
                         help="instead: linear/exact × free/locked edits of the shipped axes (compare_modes.py)")
     parser.add_argument("--locked-faces", type=int, default=None, help="faces for exact-locked (--modes)")
     parser.add_argument("--free-faces", type=int, default=None, help="faces for exact-free (--modes)")
-    parser.add_argument("--mode", action="append", choices=("exact-free", "exact-locked"),
-                        help="exact modes to run (--modes; default both; results are cached, so they can run apart)")
+    from compare_modes import MODE_NAMES
+
+    parser.add_argument("--mode", action="append", choices=MODE_NAMES,
+                        help="modes to run (--modes; default all; results are cached, so they can run apart)")
+    parser.add_argument("--identity-faces", type=int, default=None,
+                        help="faces read for identity drift (default 8; 16 with --modes; 0: none)")
+    parser.add_argument("--identity-only", action="store_true",
+                        help="--modes: measure only identity and add it to the published (or cached) results")
+    parser.add_argument("--render-only", action="store_true",
+                        help="--modes: run nothing; rewrite the section from the cached (or published) results")
     args = parser.parse_args()
     if args.modes:
         from compare_modes import run_modes
 
         set_cpu_threads(1)
         run_modes(args.faces, args.locked_faces or args.faces, args.span, args.steps, args.device,
-                  args.eval_seed, Path(args.out), tuple(args.mode or ("exact-free", "exact-locked")),
-                  Path(args.cache).with_name("compare-modes"), args.free_faces)
+                  args.eval_seed, Path(args.out), tuple(args.mode or MODE_NAMES),
+                  Path(args.cache).with_name("compare-modes"), args.free_faces,
+                  16 if args.identity_faces is None else args.identity_faces, args.identity_only, args.render_only)
         return
+    identity_faces = 8 if args.identity_faces is None else args.identity_faces
     set_cpu_threads()
     t_start = time.perf_counter()
     gen = load_generator(DEFAULT_GENERATOR, args.device)
     ext = load_extractor(DEFAULT_EXTRACTORS, args.device)
+    identity = load_identity(args.device) if identity_faces > 0 else None
     sweep = sorted({round(-args.span + 2 * args.span * i / (args.steps - 1), 6) for i in range(args.steps)} | {0.0})
 
     t0 = time.perf_counter()
@@ -109,13 +125,19 @@ def main() -> None:
             axis_set = discover_axes(gen, method, args.components, ext, seed=args.seed)
             fit_seconds = timing.last("fit_seconds")
         ev = evaluate(gen, ext, axis_set, n=args.faces, seed=args.eval_seed, sweep=sweep, strip_faces=0,
-                      progress=False)
+                      progress=False, identity=identity, identity_faces=max(identity_faces, 1))
         results[method] = {"axes": axis_set, "eval": ev.to_dict(), "fit_seconds": fit_seconds}
         print(f"{method}: fit {fit_seconds:.2f} s, evaluated ({time.perf_counter() - t_start:.0f} s)",
               flush=True)
 
     total = time.perf_counter() - t_start
+    args.identity_faces = identity_faces
     text = render(results, args, sweep, sample_seconds, total, [f.name for f in ext.features])
+    from compare_modes import BEGIN, END
+
+    old = Path(args.out).read_text() if Path(args.out).exists() else ""
+    if BEGIN in old and END in old:  # keep the edit-modes section (compare_methods.py --modes writes it)
+        text = text.rstrip("\n") + "\n\n" + old[old.index(BEGIN): old.index(END) + len(END)] + "\n"
     write_text_atomic(args.out, text)
     summary = {m: {"fit_seconds": r["fit_seconds"], "summary": r["eval"]["summary"]} for m, r in results.items()}
     write_text_atomic(Path(args.out).with_suffix(".json"), json.dumps(summary, indent=1, allow_nan=False))
@@ -143,13 +165,14 @@ def render(results: dict, args: argparse.Namespace, sweep: list[float], sample_s
         "",
         f"Machine: {platform.machine()}, {torch.get_num_threads()} threads, device `{args.device}`; the whole run "
         f"took {total / 60:.1f} minutes. Command: `python benchmarks/compare_methods.py --samples {args.samples} "
-        f"--faces {args.faces} --steps {args.steps}`.",
+        f"--faces {args.faces} --steps {args.steps} --identity-faces {args.identity_faces}`.",
         "",
         "## Supervised methods: one axis per feature",
         "",
         "| method | fit time | held-out fit (at fitting) | diagonal, mean | leak, mean | worst leak "
-        "| locked: diagonal | locked: leak, mean | locked: worst leak | monotonicity | faces kept |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| locked: diagonal | locked: leak, mean | locked: worst leak | monotonicity | faces kept "
+        "| identity / σ (free / locked) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for method, r in sup.items():
         free, locked = r["eval"]["summary"]["free"], r["eval"]["summary"]["locked"] or {}
@@ -158,7 +181,8 @@ def render(results: dict, args: argparse.Namespace, sweep: list[float], sample_s
             f"| {method} | {seconds(r['fit_seconds'])} | {metric} {fmt(value)} | {fmt(free['diagonal_mean'])} "
             f"| {fmt(free['leak_mean'])} | {leak_text(free['leak_max'])} | {fmt(locked.get('diagonal_mean'))} "
             f"| {fmt(locked.get('leak_mean'))} | {leak_text(locked.get('leak_max'))} "
-            f"| {fmt(free['monotonicity_mean'])} | {fmt(free['faces_kept_mean'])} |")
+            f"| {fmt(free['monotonicity_mean'])} | {fmt(free['faces_kept_mean'])} "
+            f"| {fmt(free.get('identity_per_sigma_mean'), 3)} / {fmt(locked.get('identity_per_sigma_mean'), 3)} |")
     lines += [
         "",
         "*diagonal*: mean over the axes of the change of the axis' own feature; *leak*: for each axis the largest "
@@ -166,13 +190,17 @@ def render(results: dict, args: argparse.Namespace, sweep: list[float], sample_s
         f"with the other {len(features) - 1} axes locked (TL-GAN) or conditioned on (InterFaceGAN's "
         "n' = p − Cᵀ(CCᵀ)⁻¹Cp, for svm and logistic; the same subspace); *monotonicity*: mean Spearman correlation of the feature with the "
         "knob along the sweep; *faces kept*: fraction of faces whose face probability stays ≥ 0.5 over the whole "
-        f"sweep. Fit time is the time to read the samples and fit all {len(features)} axes (best of three runs; on a shared machine these vary by a few times between runs, so only their order of magnitude "
+        "sweep; *identity / σ*: mean over the axes of the identity drift, the mean over faces of the distance "
+        "between dlib's face descriptors of the moved and the unmoved face divided by |offset| (the literature's ID "
+        f"metric; the first {args.identity_faces} faces, those whose landmarks are not found left out; dlib calls "
+        "faces under 0.6 apart the same person, and two different faces of this generator are a median 0.71 apart). "
+        f"Fit time is the time to read the samples and fit all {len(features)} axes (best of three runs; on a shared machine these vary by a few times between runs, so only their order of magnitude "
         "matters).",
         "",
         "### Diagonal per feature (free / locked)",
         "",
-        "| feature | " + " | ".join(sup) + " | cos(tlgan, svm) |",
-        "|---|" + "---|" * (len(sup) + 1),
+        "| feature | " + " | ".join(sup) + " | cos(tlgan, svm) | tlgan identity / σ (free / locked) |",
+        "|---|" + "---|" * (len(sup) + 2),
     ]
     by_method = {m: {a["name"]: a for a in r["eval"]["axes"]} for m, r in sup.items()}
     t_axes, s_axes = sup["tlgan"]["axes"], sup["svm"]["axes"]
@@ -183,17 +211,21 @@ def render(results: dict, args: argparse.Namespace, sweep: list[float], sample_s
             lk = (a or {}).get("locked") or {}
             cells.append("–" if a is None else f"{fmt(a['diagonal'])} / {fmt(lk.get('diagonal'))}")
         cos = float(t_axes.axes[t_axes.index(name)].double() @ s_axes.axes[s_axes.index(name)].double())
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {cos:.2f} |")
+        t = by_method["tlgan"].get(name) or {}
+        ident = f"{fmt((t.get('identity') or {}).get('per_sigma'), 3)} / " \
+                f"{fmt(((t.get('locked') or {}).get('identity') or {}).get('per_sigma'), 3)}"
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {cos:.2f} | {ident} |")
 
     lines += ["", "## Unsupervised methods: what each axis moves", "",
-              "| axis | moves most | worst other | monotonicity | faces kept |", "|---|---|---|---|---|"]
+              "| axis | moves most | worst other | monotonicity | faces kept | identity / σ |",
+              "|---|---|---|---|---|---|"]
     for method in UNSUPERVISED:
         r = results[method]
         for a in r["eval"]["axes"]:
             mm, wl = a["moves_most"], a["worst_leak"]
             lines.append(f"| {a['name']} | {mm['feature']} {fmt(mm['effect'], signed=True)} "
                          f"| {wl['feature']} {fmt(wl['effect'], signed=True)} | {fmt(a['monotonicity'])} "
-                         f"| {fmt(a['faces_kept'])} |")
+                         f"| {fmt(a['faces_kept'])} | {fmt((a.get('identity') or {}).get('per_sigma'), 3)} |")
     lines += ["", f"Fit time: sefa {seconds(results['sefa']['fit_seconds'])} (closed form), "
               f"pca {seconds(results['pca']['fit_seconds'])} (5,000 latents, layer "
               f"`{results['pca']['axes'].params['layer']}`); labelling each set by the extractors took a few "

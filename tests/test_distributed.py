@@ -203,6 +203,11 @@ def test_ray_evaluate_equals_local_evaluate(cluster, tmp_path):
     b = torch.tensor(ray["rescoring"]["values"], dtype=torch.float64)
     assert torch.allclose(a, b, rtol=1e-3, atol=1e-4, equal_nan=True)
     assert torch.allclose(torch.tensor(local["feature_mean"]), torch.tensor(ray["feature_mean"]), rtol=1e-4)
+    # identity drift (on by default for the 64-px generator) is read on the driver: the same figures
+    assert local["settings"]["identity"]["faces"] == 6
+    for x, y in zip(local["axes"], ray["axes"]):
+        assert x["identity"]["not_found"] == y["identity"]["not_found"]
+        assert x["identity"]["per_sigma"] == pytest.approx(y["identity"]["per_sigma"], rel=1e-3, abs=1e-4)
 
 
 def test_interrupted_ray_build_resumes_from_finished_shards(cluster, local_build, tmp_path):

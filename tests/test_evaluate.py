@@ -169,3 +169,174 @@ def test_evaluate_cli(tmp_path, monkeypatch):
     assert (tmp_path / "r" / "index.html").is_file() and "lin" in result.output
     result = CliRunner().invoke(cli, args)
     assert isinstance(result.exception, TlganError) and "nothing to write" in str(result.exception)
+
+
+# ---- identity under the knobs ---------------------------------------------------------------------------------------
+class PlantedIdentity:
+    """Descriptor = a fixed linear map B (E, 192) of the image; a face is 'found' while its first pixel < ``cut``."""
+
+    identity = "planted-identity:1"
+
+    def __init__(self, dim: int = 192, cut: float = 0.1, out: int = 5) -> None:
+        self.b = torch.randn(out, dim, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+        self.cut = cut
+        self.calls = 0
+
+    def read(self, images):
+        from tlgan.models.extractors.identity import IdentityReading
+
+        self.calls += 1
+        flat = images.reshape(images.shape[0], -1).double()
+        found = flat[:, 0] < self.cut
+        return IdentityReading((flat @ self.b.T).float(), found, torch.zeros(len(flat), 5, 2), found.float())
+
+
+def _identity_truth(z0, direction, gain, offsets, b, cut):
+    """Hand computation: images hold z/8 in their first D pixels, so a move of s = t/gain along d changes the
+    descriptor by s·B[:, :D]·d/8 (distance |s|·|B d|/8), and face i is found at t while (z_i + s d)_0 / 8 < cut."""
+    d_len = float((b[:, : z0.shape[1]] @ direction.double()).norm()) / 8
+    start = z0[:, 0].double() / 8 < cut
+    pairs = []
+    for t in offsets:
+        if t == 0:
+            continue
+        ok = start & ((z0[:, 0].double() + t / gain * float(direction[0])) / 8 < cut)
+        pairs += [abs(t) / abs(gain) * d_len / abs(t)] * int(ok.sum())
+    return sum(pairs) / len(pairs), int((~start).sum())
+
+
+def test_identity_per_sigma_matches_the_hand_computed_value(world):
+    gen, ext, axis_set, *_ = world
+    planted = PlantedIdentity(cut=0.1)
+    sweep = (-2.0, -1.0, 0.0, 1.0, 2.0)
+    ev = evaluate(gen, ext, axis_set, n=40, sweep=sweep, progress=False, strip_faces=0, identity=planted,
+                  identity_faces=24)
+    z0 = sample_latents(DEFAULT_SEED, 0, 24, D).double()
+    a = axis_set.axes.double()
+    for k, entry in enumerate(ev.axes):
+        want, start_missing = _identity_truth(z0, a[k], 1.0, sweep, planted.b, planted.cut)
+        got = entry["identity"]
+        assert got["per_sigma"] == pytest.approx(want, rel=1e-5)
+        assert got["faces"] == 24 and got["start_not_found"] == start_missing > 0
+        assert got["distance"][2] == 0.0  # the unmoved faces themselves
+        # a face found unmoved but lost when moved is counted at that offset
+        lost = [int(((z0[:, 0] / 8 < 0.1) & ((z0[:, 0] + t * a[k, 0]) / 8 >= 0.1)).sum()) for t in sweep]
+        assert got["not_found"] == lost
+    lock = ev.axes[0]["locked"]
+    d = lock_direction(a[0], a[[1, 2]])
+    gain = float(d @ a[0])
+    want, _ = _identity_truth(z0, d, gain, sweep, planted.b, planted.cut)
+    assert lock["identity"]["per_sigma"] == pytest.approx(want, rel=1e-5)
+    # every face found: per_sigma is |B a| / 8 exactly, and the distance at ±2 twice that at ±1
+    everyone = evaluate(gen, ext, axis_set, n=10, sweep=sweep, progress=False, strip_faces=0,
+                        identity=PlantedIdentity(cut=1e9), locked=False).axes[1]["identity"]
+    exact_value = float((planted.b[:, :D] @ a[1]).norm()) / 8
+    assert everyone["per_sigma"] == pytest.approx(exact_value, rel=1e-5)
+    assert [b["size"] for b in everyone["by_size"]] == [1.0, 2.0] and everyone["by_size"][0]["pairs"] == 20
+    assert everyone["by_size"][1]["distance"] == pytest.approx(2 * everyone["by_size"][0]["distance"], rel=1e-5)
+    assert everyone["start_not_found"] == 0 and sum(everyone["not_found"]) == 0
+
+
+def test_identity_in_the_json_and_the_summary(world, tmp_path):
+    gen, ext, axis_set, *_ = world
+    planted = PlantedIdentity(cut=0.1)
+    ev = evaluate(gen, ext, axis_set, n=12, sweep=(-1, 0, 1), progress=False, strip_faces=0, identity=planted,
+                  identity_faces=6)
+    data = json.loads(json.dumps(ev.to_dict(), allow_nan=False))
+    assert data["settings"]["identity"]["model"] == "planted-identity:1" and data["settings"]["identity"]["faces"] == 6
+    free, locked = data["summary"]["free"], data["summary"]["locked"]
+    per = [a["identity"]["per_sigma"] for a in data["axes"] if a["target"]]
+    assert free["identity_per_sigma_mean"] == pytest.approx(sum(per) / len(per), rel=1e-4)
+    assert free["identity_max"]["per_sigma"] == pytest.approx(max(per), rel=1e-4)
+    assert locked["identity_per_sigma_mean"] > 0 and "identity_by_size" in locked
+    page = write_report(ev, tmp_path / "rep").read_text()
+    assert "identity / σ" in page and "first 6 faces" in page
+    # without an identity model nothing is read and the fields are null / absent
+    plain = evaluate(gen, ext, axis_set, n=12, sweep=(-1, 0, 1), progress=False, strip_faces=0).to_dict()
+    assert plain["settings"]["identity"] is None and plain["axes"][0]["identity"] is None
+    assert "identity_per_sigma_mean" not in plain["summary"]["free"]
+    with pytest.raises(TlganError, match="at least 1 face"):
+        evaluate(gen, ext, axis_set, n=12, progress=False, identity=planted, identity_faces=0)
+
+
+def test_identity_stats_edge_cases():
+    from tlgan.evaluation.identity import identity_stats
+
+    desc = torch.tensor([[[0.0], [5.0]], [[0.0], [0.0]], [[3.0], [1.0]]])  # (P=3, m=2, E=1) at t = -1, 0, 2
+    found = torch.tensor([[True, False], [True, True], [False, True]])
+    s = identity_stats(desc, found, torch.tensor([-1.0, 0.0, 2.0]))
+    assert s["not_found"] == [1, 0, 1] and s["start_not_found"] == 0
+    assert s["distance"] == [0.0, 0.0, 1.0] and s["per_sigma"] == pytest.approx((0.0 + 0.5) / 2)
+    none = identity_stats(desc, torch.tensor([[True, True], [False, False], [True, True]]), torch.tensor([-1.0, 0.0, 2.0]))
+    assert none["start_not_found"] == 2 and math.isnan(none["per_sigma"]) and none["not_found"] == [0, 0, 0]
+
+
+def test_evaluate_cli_identity_flag(tmp_path, monkeypatch):
+    from tlgan.apps.cli.main import cli
+    from tlgan.axes.fit import fit_axes
+    from tlgan.models import extractors, generators
+    from tlgan.models.extractors import identity as identity_module
+    from tlgan.sampling.pipeline import run_samples
+
+    generators.register("planted16", lambda arg, device: PlantedGenerator(16))
+    extractors.register("planted16", lambda arg, device: PlantedExtractor(16))
+    run_samples(PlantedGenerator(16), PlantedExtractor(16), 400, 0, tmp_path / "s", progress=False)
+    fit_axes(tmp_path / "s", method="tlgan").save(tmp_path / "a.safetensors")
+    loaded = []
+    monkeypatch.setattr(identity_module, "load_identity",
+                        lambda device: loaded.append(device) or PlantedIdentity(cut=1e9))
+    args = ["evaluate", str(tmp_path / "a.safetensors"), "--generator", "planted16", "--extractor", "planted16",
+            "--n", "10", "--steps", "3", "--json", str(tmp_path / "e.json")]
+    # an 8-px generator: identity is off by default
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "e.json").read_text())["settings"]["identity"] is None and not loaded
+    result = CliRunner().invoke(cli, [*args, "--identity", "--identity-faces", "4"])
+    assert result.exit_code == 0, result.output
+    data = json.loads((tmp_path / "e.json").read_text())
+    assert data["settings"]["identity"] == {"model": "planted-identity:1", "faces": 4, "start_not_found": 0}
+    assert data["axes"][0]["identity"]["per_sigma"] > 0 and data["axes"][0]["locked"]["identity"]["faces"] == 4
+    assert "id/σ" in result.output and "extra readings" in result.output and len(loaded) == 1
+    result = CliRunner().invoke(cli, [*args, "--no-identity"])
+    assert result.exit_code == 0 and json.loads((tmp_path / "e.json").read_text())["settings"]["identity"] is None
+
+
+@pytest.mark.slow
+def test_evaluate_cli_reads_identity_of_the_default_faces(tmp_path):
+    """The real identity model on the shipped axes, on by default for the 64-px generator (a few seconds)."""
+    from tlgan.apps.cli.main import cli
+
+    result = CliRunner().invoke(cli, ["evaluate", "--n", "3", "--steps", "3", "--range", "1", "--identity-faces", "2",
+                                      "--no-locked", "--json", str(tmp_path / "e.json")])
+    assert result.exit_code == 0, result.output
+    data = json.loads((tmp_path / "e.json").read_text())
+    assert data["settings"]["identity"]["model"].startswith("identity:")
+    values = [a["identity"]["per_sigma"] for a in data["axes"] if a["identity"]["per_sigma"] is not None]
+    # a 1σ move keeps most faces the same person (well under a stranger's ~0.7), but does change them
+    assert len(values) >= 15 and 0 < sum(values) / len(values) < 0.6
+    assert data["summary"]["free"]["identity_per_sigma_mean"] > 0
+
+
+def test_identity_on_exact_paths_reads_the_paths_faces(world):
+    """A stand-in exact sweeper that moves faces along the axes themselves: the identity figures equal linear mode's."""
+    gen, ext, axis_set, *_ = world
+    a = axis_set.axes.double()
+    calls = []
+
+    def sweeper(z0, k, offsets, locks):
+        calls.append((k, tuple(locks)))
+        t = torch.tensor(offsets, dtype=torch.float64)[:, None, None]
+        return z0.double()[None] + t * a[k][None, None], torch.ones(len(offsets), z0.shape[0], dtype=torch.bool)
+
+    sweep = (-2.0, 0.0, 1.0)
+    exact = evaluate(gen, ext, axis_set, n=8, sweep=sweep, progress=False, strip_faces=0, exact=sweeper,
+                     identity=PlantedIdentity(cut=0.1), identity_faces=5).to_dict()
+    linear = evaluate(gen, ext, axis_set, n=8, sweep=sweep, progress=False, strip_faces=0,
+                      identity=PlantedIdentity(cut=0.1), identity_faces=5).to_dict()
+    assert exact["mode"] == "exact" and exact["settings"]["identity"]["faces"] == 5
+    for k in (0, 1):  # the axes with a target; the locked exact sweep here moves along the axis too
+        assert exact["axes"][k]["identity"] == linear["axes"][k]["identity"]
+        assert exact["axes"][k]["locked"]["identity"] == linear["axes"][k]["identity"]
+    assert exact["axes"][2]["identity"] is None  # no target: not swept in exact mode
+    assert exact["summary"]["locked"]["identity_per_sigma_mean"] == pytest.approx(
+        linear["summary"]["free"]["identity_per_sigma_mean"])

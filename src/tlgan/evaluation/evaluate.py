@@ -23,6 +23,11 @@ axes' readings held; the same matrices, curves and face counts are computed
 from the faces those paths reach, and per axis the share of moves that
 reached their goal is reported ("reachable").
 
+With an ``identity`` model (``tlgan.load_identity``, passed in by the caller), the first ``identity_faces``
+faces of every sweep (free and locked, linear or exact) are also read for identity: per axis, the descriptor
+distance of each moved face from its unmoved self, summarised as distance per σ moved (see
+``tlgan.evaluation.identity``); faces whose landmarks are not found are left out and counted.
+
 ``Evaluation.to_dict`` is the stable JSON documented in docs/evaluate.md.
 """
 
@@ -36,6 +41,7 @@ from typing import Any
 import numpy as np
 import torch
 from scipy.stats import rankdata
+from tqdm.auto import tqdm
 
 from tlgan.axes.math import conditional_direction, link, lock_direction
 from tlgan.axes.methods import CLASSIFIERS, LINEAR, SUPERVISED
@@ -48,10 +54,13 @@ from tlgan.sampling.latents import check_seed
 from tlgan.sampling.spaces import draw_latents
 from tlgan.sampling.sweeps import effect_row, read_faces, read_sweeps, strip_images
 
+from .identity import IdentityReader, linear_latents, read_identity, summarize_identity, sweep_identity
+
 FORMAT = "tlgan.evaluation"
 VERSION = 1
 DEFAULT_SWEEP = (-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0)
 DEFAULT_SEED = 424242
+DEFAULT_IDENTITY_FACES = 16
 FACE_FEATURE = "face_prob"
 FACE_THRESHOLD = 0.5
 
@@ -238,12 +247,15 @@ def evaluate(
     reader: Callable[[torch.Tensor], torch.Tensor] | None = None,
     exact: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None = None,
     spread: torch.Tensor | None = None,
+    identity: IdentityReader | None = None,
+    identity_faces: int = DEFAULT_IDENTITY_FACES,
 ) -> Evaluation:
     """Evaluate every axis of ``axis_set`` on ``n`` fresh faces of evaluation ``seed`` (see module docstring).
 
     ``reader`` (latents (M, D) float32 on the CPU -> readings (M, F) float32 on
     the CPU) renders and reads the faces elsewhere, e.g. on a Ray cluster
-    (``tlgan evaluate --ray``); strips are still rendered here.
+    (``tlgan evaluate --ray``); strips are still rendered here. ``identity`` (an identity model, see the
+    module docstring) adds each axis' identity drift, read here on the first ``identity_faces`` faces.
     Raises TlganError for a seed equal to the fit's (those would not be fresh
     faces), a sweep without 0 or with fewer than 3 points, or n < 2.
     """
@@ -257,6 +269,8 @@ def evaluate(
     offsets = torch.tensor(sorted(float(t) for t in sweep), dtype=torch.float64)
     if len(offsets) < 3 or not bool((offsets == 0).any()) or len(set(offsets.tolist())) != len(offsets):
         raise TlganError("the sweep needs at least 3 distinct offsets including 0")
+    if identity is not None and (not isinstance(identity_faces, int) or identity_faces < 1):
+        raise TlganError(f"identity needs at least 1 face, got {identity_faces}")
     features = [f.name for f in extractor.features]
     kinds = [f.kind for f in extractor.features]
     face = features.index(FACE_FEATURE) if FACE_FEATURE in features else None
@@ -273,9 +287,14 @@ def evaluate(
     # each feature's spread over the fresh faces (or one given, so that runs on few faces share a yardstick)
     spread = y0.to(torch.float64).std(0) if spread is None else spread.to(torch.float64)
     can_lock = locked and sum(supervised) >= 2
+    ident = None
+    if identity is not None:
+        m = min(identity_faces, n)
+        bar = tqdm(unit="face", desc="identity", disable=not progress, dynamic_ncols=True)
+        ident = _Identity(generator, identity, z0[:m], offsets, read_identity(generator, identity, z0[:m]), bar)
     if exact is not None:
         return _evaluate_exact(generator, extractor, axis_set, exact, z0, y0, offsets, targets, supervised, features,
-                               kinds, face, can_lock, batch_size, strip_faces, seed, n, spread)
+                               kinds, face, can_lock, batch_size, strip_faces, seed, n, spread, ident)
     matrix = torch.full((K, len(features)), math.nan, dtype=torch.float64)
     matrix_locked = torch.full_like(matrix, math.nan) if can_lock else None
     # every move first (free, then locked where possible), so that all renders share full batches
@@ -314,6 +333,7 @@ def evaluate(
             "moves_most": _named(features, free["moves_most"]), "diagonal": free["diagonal"],
             "worst_leak": _named(features, free["worst_leak"]), "monotonicity": free["monotonicity"],
             "target_curve": free["curve"], "face_fraction": free["face_fraction"], "faces_kept": free["faces_kept"],
+            "identity": ident.linear(*moves[free_at]) if ident else None,
             "locked": None,
         }
         rows = [strip_images(generator, z0[:strip_faces], axes64[k], offsets, 1.0 / float(unit[k]))] if strip_faces else []
@@ -325,7 +345,7 @@ def evaluate(
                 "gain": gain, "diagonal": held["diagonal"], "moves_most": _named(features, held["moves_most"]),
                 "worst_leak": _named(features, held["worst_leak"]), "monotonicity": held["monotonicity"],
                 "target_curve": held["curve"], "face_fraction": held["face_fraction"],
-                "faces_kept": held["faces_kept"],
+                "faces_kept": held["faces_kept"], "identity": ident.linear(d, gain) if ident else None,
             }
             if strip_faces:
                 rows.append(strip_images(generator, z0[:strip_faces], d, offsets, gain))
@@ -340,7 +360,8 @@ def evaluate(
         "axes_extractor": axis_set.extractor, "axes_samples": axis_set.samples, "axes_seed": axis_set.seed,
         "settings": {"n": n, "seed": seed, "sweep": offsets.tolist(), "lock_mode": mode if can_lock else None,
                      "face_feature": FACE_FEATURE if face is not None else None, "face_threshold": FACE_THRESHOLD,
-                     "latents": "tlgan.latents.sample_latents(seed, 0, n, latent_dim)"},
+                     "latents": "tlgan.latents.sample_latents(seed, 0, n, latent_dim)",
+                     "identity": ident.settings() if ident else None},
     }
     axes_n = axis_set.axes.to(torch.float64)
     return Evaluation(
@@ -353,7 +374,8 @@ def evaluate(
 def _evaluate_exact(generator: Generator, extractor: Extractor, axis_set: AxisSet, sweeper: Callable[..., Any],
                     z0: torch.Tensor, y0: torch.Tensor, offsets: torch.Tensor, targets: list[str | None],
                     supervised: list[bool], features: list[str], kinds: list[str], face: int | None, can_lock: bool,
-                    batch_size: int, strip_faces: int, seed: int, n: int, spread: torch.Tensor) -> Evaluation:
+                    batch_size: int, strip_faces: int, seed: int, n: int, spread: torch.Tensor,
+                    ident: _Identity | None = None) -> Evaluation:
     """The re-scoring protocol on exact paths (module docstring): ``sweeper(z0, k, offsets, locked_axes)`` returns
     latents (P, n, D) and converged (P, n)."""
     K, D = axis_set.axes.shape
@@ -370,13 +392,15 @@ def _evaluate_exact(generator: Generator, extractor: Extractor, axis_set: AxisSe
         tgt = features.index(targets[k])
         stats = _sweep_stats(readings, offsets, spread, tgt, face)
         stats["reachable"] = float(ok[moving].double().mean())
+        stats["identity"] = ident.exact(latents) if ident else None
         return stats, latents, ok
 
     for k, name in enumerate(axis_set.names):
         entry: dict[str, Any] = {"name": name, "target": targets[k], "supervised": supervised[k], "locked": None,
                                  "fit_quality": {"metric": None, "fresh": None, "stored": None},
                                  "moves_most": None, "diagonal": None, "worst_leak": None, "monotonicity": None,
-                                 "target_curve": [], "face_fraction": None, "faces_kept": None, "reachable": None}
+                                 "target_curve": [], "face_fraction": None, "faces_kept": None, "reachable": None,
+                                 "identity": None}
         if targets[k] is None:
             results.append(entry)
             continue
@@ -385,7 +409,7 @@ def _evaluate_exact(generator: Generator, extractor: Extractor, axis_set: AxisSe
         entry.update({"moves_most": _named(features, free["moves_most"]), "diagonal": free["diagonal"],
                       "worst_leak": _named(features, free["worst_leak"]), "monotonicity": free["monotonicity"],
                       "target_curve": free["curve"], "face_fraction": free["face_fraction"],
-                      "faces_kept": free["faces_kept"], "reachable": free["reachable"]})
+                      "faces_kept": free["faces_kept"], "reachable": free["reachable"], "identity": free["identity"]})
         rows = [list(_render(generator, lat_free[:, :strip_faces]))] if strip_faces else []
         others = [i for i in range(K) if i != k and supervised[i] and targets[i] is not None]
         if can_lock and others:
@@ -394,7 +418,8 @@ def _evaluate_exact(generator: Generator, extractor: Extractor, axis_set: AxisSe
             entry["locked"] = {"gain": None, "diagonal": held["diagonal"], "moves_most": _named(features, held["moves_most"]),
                                "worst_leak": _named(features, held["worst_leak"]), "monotonicity": held["monotonicity"],
                                "target_curve": held["curve"], "face_fraction": held["face_fraction"],
-                               "faces_kept": held["faces_kept"], "reachable": held["reachable"]}
+                               "faces_kept": held["faces_kept"], "reachable": held["reachable"],
+                               "identity": held["identity"]}
             if strip_faces:
                 rows.append(list(_render(generator, lat_held[:, :strip_faces])))
         if rows:
@@ -408,7 +433,8 @@ def _evaluate_exact(generator: Generator, extractor: Extractor, axis_set: AxisSe
         "settings": {"n": n, "seed": seed, "sweep": offsets.tolist(), "lock_mode": "exact" if can_lock else None,
                      "face_feature": FACE_FEATURE if face is not None else None, "face_threshold": FACE_THRESHOLD,
                      "latents": "tlgan.latents.sample_latents(seed, 0, n, latent_dim)",
-                     "offsets": "standardised reading of the knob's feature, relative to the face's own"},
+                     "offsets": "standardised reading of the knob's feature, relative to the face's own",
+                     "identity": ident.settings() if ident else None},
     }
     axes_n = axis_set.axes.to(torch.float64)
     return Evaluation(
@@ -416,6 +442,35 @@ def _evaluate_exact(generator: Generator, extractor: Extractor, axis_set: AxisSe
         feature_std=spread.tolist(), axis_names=list(axis_set.names), matrix=matrix, matrix_locked=matrix_locked,
         cosine=axes_n @ axes_n.T, axes=results, summary=summarize(results), strips=strips,
     )
+
+
+@dataclass
+class _Identity:
+    """The identity measurement of one evaluation: the model, its faces z (m, D), the sweep's offsets (P,) and
+    the unmoved faces' reading (descriptors (m, E), found (m,))."""
+
+    generator: Generator
+    model: IdentityReader
+    z: torch.Tensor
+    offsets: torch.Tensor
+    base: tuple[torch.Tensor, torch.Tensor]
+    bar: Any = None  # a tqdm bar counting the faces read (closed by ``settings``)
+
+    def linear(self, direction: torch.Tensor, gain: float) -> dict[str, Any]:
+        return sweep_identity(self.generator, self.model, linear_latents(self.z, direction, self.offsets, gain),
+                              self.offsets, self.base, progress=self.bar.update if self.bar is not None else None)
+
+    def exact(self, latents: torch.Tensor) -> dict[str, Any]:
+        """From an exact sweep's latents (P, n, D): its first m faces."""
+        return sweep_identity(self.generator, self.model, latents[:, : self.z.shape[0]], self.offsets, self.base,
+                              progress=self.bar.update if self.bar is not None else None)
+
+    def settings(self) -> dict[str, Any]:
+        """The JSON's settings.identity; called once all is read, it closes the progress bar."""
+        if self.bar is not None:
+            self.bar.close()
+        return {"model": getattr(self.model, "identity", type(self.model).__name__), "faces": int(self.z.shape[0]),
+                "start_not_found": int((~self.base[1]).sum())}
 
 
 @torch.inference_mode()
@@ -430,7 +485,8 @@ def summarize(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Set-level numbers over the axes that have a target feature (free and locked):
 
     diagonal_mean, leak_mean (mean of each axis' worst |off-diagonal|), leak_max
-    (with axis and feature), monotonicity_mean, faces_kept_mean, fit_quality_mean.
+    (with axis and feature), monotonicity_mean, faces_kept_mean, fit_quality_mean; with an identity reading
+    also identity_per_sigma_mean, identity_max, identity_by_size, identity_not_found.
     """
     def block(entries: list[dict[str, Any]]) -> dict[str, Any]:
         if not entries:
@@ -450,6 +506,7 @@ def summarize(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
         reach = [e["reachable"] for e in entries if e.get("reachable") is not None]
         if reach:
             out["reachable_mean"] = mean(reach)
+        out.update(summarize_identity(entries))
         return out
 
     targeted = [r for r in results if r["target"] is not None]

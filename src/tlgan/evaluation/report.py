@@ -83,6 +83,23 @@ def _effect(entry: dict[str, Any] | None) -> str:
     return "–" if not entry else f"{html.escape(entry['feature'])} {entry['effect']:+.2f}"
 
 
+def _identity(entry: dict[str, Any] | None) -> str:
+    """'per σ (at the largest |t|)' of an identity reading, e.g. '0.21 (0.55 at ±3)'."""
+    if not entry or entry.get("per_sigma") is None:
+        return "–"
+    last = next((b for b in reversed(entry["by_size"]) if b["distance"] is not None), None)
+    return _fmt(entry["per_sigma"], 3) + (f" ({_fmt(last['distance'])} at ±{last['size']:g})" if last else "")
+
+
+def _identity_note(ident: dict[str, Any] | None) -> str:
+    if not ident:
+        return ""
+    return (f" <em>identity / σ</em>: mean over the first {ident['faces']} faces of the identity-descriptor distance "
+            f"between the moved and the unmoved face, divided by |offset| (model <code>{html.escape(ident['model'])}"
+            "</code>; dlib calls faces under 0.6 apart the same person), with the mean distance at the largest "
+            f"offset; faces whose landmarks were not found are left out ({ident['start_not_found']} unmoved).")
+
+
 def write_report(evaluation: Evaluation, folder: str | Path, size: int = 96) -> Path:
     """Write the report folder (see module docstring); returns the path of index.html."""
     folder = Path(folder)
@@ -121,8 +138,11 @@ def write_report(evaluation: Evaluation, folder: str | Path, size: int = 96) -> 
 def _html(data: dict[str, Any], pictures: list[tuple[str, str, Any]], strips: dict[str, str]) -> str:
     s = data["settings"]
     locked = data["rescoring_locked"] is not None
+    ident = s.get("identity")
     head = ["axis", "target", "fit (fresh)", "fit (at fitting)", "diagonal", "worst leak", "moves most",
-            "monotonic", "faces kept"] + (["locked: gain", "diagonal", "worst leak", "faces kept"] if locked else [])
+            "monotonic", "faces kept"] + (["identity / σ"] if ident else []) \
+        + (["locked: gain", "diagonal", "worst leak", "faces kept"] if locked else []) \
+        + (["locked: identity / σ"] if ident and locked else [])
     body = []
     for a in data["axes"]:
         q = a["fit_quality"]
@@ -130,10 +150,14 @@ def _html(data: dict[str, Any], pictures: list[tuple[str, str, Any]], strips: di
         cells = [html.escape(a["name"]), html.escape(a["target"] or "–"), f"{metric} {_fmt(q['fresh'])}" if q["fresh"] is not None else "–",
                  f"{metric} {_fmt(q['stored'])}" if q["stored"] is not None else "–", _fmt(a["diagonal"]),
                  _effect(a["worst_leak"]), _effect(a["moves_most"]), _fmt(a["monotonicity"]), _fmt(a["faces_kept"])]
+        if ident:
+            cells.append(_identity(a.get("identity")))
         if locked:
             lk = a["locked"] or {}
             cells += [_fmt(lk.get("gain")), _fmt(lk.get("diagonal")), _effect(lk.get("worst_leak")),
                       _fmt(lk.get("faces_kept"))]
+            if ident:
+                cells.append(_identity(lk.get("identity")))
         body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")  # cells are escaped already
     summary = json.dumps(data["summary"], indent=1)
     strip_html = "".join(
@@ -156,7 +180,7 @@ img {{ max-width: 100%; image-rendering: pixelated; }} pre {{ background: #f7f7f
 {s['n']} fresh faces (evaluation seed {s['seed']}), each moved by {", ".join(f"{t:+g}" for t in s['sweep'])} σ
 along every axis{"; locked = the other supervised axes " + ("conditioned on" if s['lock_mode'] == 'condition' else "locked")
 if locked else ""}. Effects are in feature standard deviations per σ of the knob. The numbers are in
-<a href="evaluation.json">evaluation.json</a> (format: docs/evaluate.md).</p>
+<a href="evaluation.json">evaluation.json</a> (format: docs/evaluate.md).{_identity_note(ident)}</p>
 <h2>Per axis</h2>
 <table><tr>{"".join(f"<th>{h}</th>" for h in head)}</tr>
 {"".join(body)}</table>
