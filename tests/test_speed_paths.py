@@ -422,13 +422,22 @@ def test_out_of_memory_halves_the_batch_and_gives_the_same_readings():
     _SmallMemoryGenerator.limit = 8
 
 
-def test_compiled_kernels_are_cached_apart_per_cpu_capability(monkeypatch):
+def test_compiled_kernels_are_cached_apart_per_cpu_capability_and_threads(monkeypatch):
     from tlgan.sampling.fused import separate_inductor_cache
 
     monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
     monkeypatch.setenv("ATEN_CPU_CAPABILITY", "default")
-    separate_inductor_cache()
-    assert os.environ["TORCHINDUCTOR_CACHE_DIR"].endswith("capability-default")
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        separate_inductor_cache()
+        one = os.environ["TORCHINDUCTOR_CACHE_DIR"]
+        torch.set_num_threads(2)
+        separate_inductor_cache()   # tlgan's own earlier choice is replaced when the setting changes
+        two = os.environ["TORCHINDUCTOR_CACHE_DIR"]
+    finally:
+        torch.set_num_threads(threads)
+    assert one.endswith("tlgan-default-threads1") and two.endswith("tlgan-default-threads2")
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "/somewhere/chosen")   # the user's own choice is kept
     separate_inductor_cache()
     assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == "/somewhere/chosen"

@@ -44,19 +44,29 @@ DEFAULT_BATCH = 256
 MAX_BATCH = 1 << 20
 
 
+_INDUCTOR_DIRS: set[str] = set()   # the cache folders tlgan chose (a user's own choice is never replaced)
+
+
 def separate_inductor_cache() -> None:
-    """Keep torch.compile's CPU kernels apart per ``ATEN_CPU_CAPABILITY``.
+    """Keep torch.compile's CPU kernels apart per ``ATEN_CPU_CAPABILITY`` and torch thread count.
 
-    Inductor's on-disk cache is not keyed by that setting: a kernel compiled under one
-    capability and reused under another fails to build ("'at::vec' has not been declared",
-    seen running the suite with ATEN_CPU_CAPABILITY=default after a normal run). A cache
-    folder per capability avoids it; an explicit TORCHINDUCTOR_CACHE_DIR is left alone.
+    Inductor's on-disk cache is keyed by neither, yet its CPU kernels are built for both: a
+    kernel cached under AVX2 failed to build under ATEN_CPU_CAPABILITY=default ("'at::vec' has
+    not been declared"), and one compiled at 2 threads aborted the process when reused at
+    OMP_NUM_THREADS=1 (both seen running the suite under these settings after a normal run).
+    Call it right before compiling; an explicit TORCHINDUCTOR_CACHE_DIR is left alone.
     """
-    capability = os.environ.get("ATEN_CPU_CAPABILITY")
-    if capability and "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
-        from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
 
-        os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(default_cache_dir(), f"capability-{capability}")
+    current = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    # inductor writes its default back into the variable on first use: that is not a user's choice
+    if current is not None and current not in _INDUCTOR_DIRS and os.path.abspath(current) != default_cache_dir():
+        return
+
+    capability = os.environ.get("ATEN_CPU_CAPABILITY") or "native"
+    folder = os.path.join(default_cache_dir(), f"tlgan-{capability}-threads{torch.get_num_threads()}")
+    _INDUCTOR_DIRS.add(folder)
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = folder
 
 
 @dataclass(frozen=True)
@@ -136,7 +146,6 @@ class Labeller:
         if options.compile:
             if not hasattr(torch, "compile"):
                 raise TlganError("this torch has no torch.compile")
-            separate_inductor_cache()
             # Fixed shapes: the last, smaller batch is padded up rather than compiled again.
             self._step = torch.compile(self._forward, dynamic=False, mode=options.compile_mode)
 
@@ -172,6 +181,7 @@ class Labeller:
         count = z.shape[0]
         if not self._compiled_size:
             self._compiled_size = count
+            separate_inductor_cache()  # the first call compiles, with the thread count it runs at
         if count < self._compiled_size:
             z = F.pad(z, (0, 0, 0, self._compiled_size - count))
         elif count > self._compiled_size:
