@@ -209,7 +209,8 @@ def _warn_exact(editor: Any) -> None:
 @click.option("--axes", type=click.Path(dir_okay=False), default=None, help=AXES_HELP)
 @click.option("--generator", default=None, help="generator spec [default: digiface]")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--lock", "locks", multiple=True, metavar="NAME", help="keep this knob fixed (repeatable)")
+@click.option("--lock", "locks", multiple=True, metavar="NAME",
+              help="keep this knob fixed (repeatable); 'identity' keeps the person (with --exact)")
 @click.option("--range", "span", type=click.FloatRange(0.1, 10), default=3.0, show_default=True, help="sweep ±RANGE σ")
 @click.option("--steps", type=click.IntRange(2, 64), default=7, show_default=True, help="images in the strip")
 @click.option("--size", type=click.IntRange(16, 1024), default=128, show_default=True)
@@ -237,11 +238,13 @@ def strip(axis: str, axes: str | None, generator: str | None, seed: int, locks: 
         from tlgan.models.extractors import load_extractor
 
         ext = load_extractor(extractor or axis_set.extractor_spec(), device)
-    images = []
+    images, watch = [], None
     for i in range(steps):
         editor = Editor(gen, axis_set, seed, layers=layers, seeds="nvlabs" if nvlabs_seeds else "tlgan", extractor=ext,
-                        exact=exact)
+                        exact=exact, identity=watch)
         editor.set_locks(locks)
+        if "identity" in locks:
+            watch = editor.identity_watch  # one identity network for the whole strip
         editor.set(axis, -span + 2 * span * i / (steps - 1))
         _warn_exact(editor)
         images.append(editor.render())
