@@ -136,11 +136,11 @@ def test_reduced_precision_readings_stay_within_tolerance(digiface, default_extr
     got = _readings(digiface, default_extractor, z, batch_size=16, dtype=dtype)
     assert got.dtype == torch.float32 and bool(torch.isfinite(got).all())
     shipped = load_default_axes()
-    assert shipped.names == default_extractor.feature_names
-    diff = (got - ref).abs() / shipped.feature_std
+    names = default_extractor.feature_names
+    # the shipped set also reads age and gender (a heavy network this test leaves out): compare the light part
+    diff = (got - ref).abs() / shipped.feature_std[[shipped.names.index(n) for n in names]]
     worst, mean = diff.amax(0), diff.mean(0)
     max_tol, mean_tol = TOLERANCE[dtype]
-    names = default_extractor.feature_names
     assert bool((worst <= max_tol).all()), {n: round(float(w), 3) for n, w in zip(names, worst) if w > max_tol}
     assert bool((mean <= mean_tol).all()), {n: round(float(m), 4) for n, m in zip(names, mean) if m > mean_tol}
     assert not torch.equal(got, ref)  # the reduced precision was really used
