@@ -307,9 +307,11 @@ def test_errors_are_shown_to_the_user(page, server):
 def test_strip_and_gallery(page, server):
     open_page(page, server.url + "/#seed=40")
     page.click(".knob[data-knob=brightness] .strip-btn")
-    page.wait_for_function("document.querySelector('#strip .strip-img').naturalWidth > 0")
+    # the strip follows the face: it may be fetched again once the first render lands, so wait for the one shown
+    # to be complete at the size asked for (a timeout here is the failure)
+    page.wait_for_function(f"(() => {{ const i = document.querySelector('#strip .strip-img');"
+                           f" return i && i.complete && i.naturalWidth === {7 * 96 + 6 * 2}; }})()")
     strip = page.locator("#strip .strip-img")
-    assert strip.evaluate("img => img.naturalWidth") == 7 * 96 + 6 * 2
     box = strip.bounding_box()
     page.mouse.click(box["x"] + box["width"] - 5, box["y"] + box["height"] / 2)
     idle(page)
