@@ -7,9 +7,11 @@ To make the number mean something on the generator in use, it is shown next to
 that generator's *stranger distance*: the median distance between two of its
 random faces (measured once per generator and cached).
 
-``IDENTITY`` is the name under which identity appears among locks: held by
-exact edits (editing/exact.py: the distance stays under ``tolerance``), shown
-and warned about by linear ones.
+``IDENTITY`` is the name under which identity appears among locks: exact edits
+hold the descriptor's change along the generator's main directions of
+between-face variation within ``tolerance`` (``identity_lock_readings``; this
+bounds, but does not hold, the whole distance: docs/exact.md has the figures);
+linear edits only show it and warn past the tolerance.
 """
 
 from __future__ import annotations
