@@ -16,7 +16,7 @@ from tlgan.errors import TlganError
 
 from .base import GROUPS, KINDS, CombinedExtractor, Extractor, Feature
 
-DEFAULT_EXTRACTORS = "emotion,landmarks,imagestats,agegender"
+DEFAULT_EXTRACTORS = "emotion,landmarks,imagestats,facelight,agegender"
 
 # name -> "module:function"; the function takes (arg: str | None, device) and returns an Extractor.
 _LOADERS: dict[str, str | Callable[..., Extractor]] = {
