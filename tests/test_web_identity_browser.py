@@ -3,6 +3,7 @@ and the identity line under the face (a warning past the tolerance); axe-clean."
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import urllib.parse
@@ -113,3 +114,39 @@ def test_the_switch_and_the_identity_line_are_accessible(browser, server):
         assert "from the original" in page.locator("#announce").inner_text()
     finally:
         context.close()
+
+
+def test_an_exact_edit_stopped_by_identity_says_keep_the_person_is_in_the_way(browser, server):
+    """The page's wording of the server's stop message when the lock in the way is identity. (The server's
+    headers for a stopped exact move are tested in test_web_exact.py; an exact path holding identity takes
+    seconds on the default model, so the render's answer is given here as the server words it.)"""
+    context = _context(browser)
+    errors: list[str] = []
+    stop = ("'happy' reached +0.80 of its goal +1.50 (from +0.00): the reading stopped getting closer to the goal; "
+            "'identity' is in the way (unlock it to go further)")
+    try:
+        page = context.new_page()
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        open_page(page, server.url + "/#seed=11&locks=identity")
+
+        def stopped(route):
+            response = route.fetch()
+            headers = {**response.headers, "x-exact-report": json.dumps(stop), "x-exact-blocked-by": '"identity"'}
+            route.fulfill(response=response, headers=headers)
+
+        page.route("**/api/render", stopped)
+        page.locator(".knob[data-knob=happy] .value").fill("1.5")
+        page.keyboard.press("Enter")
+        page.wait_for_selector("#error:not([hidden])", timeout=15000)
+        text = page.locator("#error-text").inner_text()
+        assert text.startswith("Keep the person stopped this edit: 'happy' reached +0.80 of its goal +1.50")
+        assert "keeping the person is in the way (turn off \u201cKeep the person\u201d to go further)" in text
+        # a refusal before anything moved, and another lock in the way
+        refused = page.evaluate("exactMessage(\"'happy' cannot move (from +0.00 toward +1.50) with these locks: they "
+                                "hold every direction its reading could change in; unlock 'identity'\", 'identity')")
+        assert refused.endswith("turn off \u201cKeep the person\u201d to go further") and "unlock 'identity'" not in refused
+        assert page.evaluate("exactMessage(\"'yaw' is in the way (unlock it to go further)\", 'yaw')") == \
+            "'yaw' is in the way (unlock it to go further)"
+    finally:
+        context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"

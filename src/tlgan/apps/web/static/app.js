@@ -266,9 +266,9 @@ function exactMessage(message, blockedBy) {
   if (blockedBy !== IDENTITY || !identityLock()) return message;
   const way = "'identity' is in the way (unlock it to go further)";
   const turnOff = "turn off \u201cKeep the person\u201d to go further";
-  return "Keep the person stopped this edit: " + (message.includes(way)
-    ? message.replace(way, `keeping the person is in the way (${turnOff})`)
-    : message.replace(/unlock 'identity'/g, turnOff) + (message.includes(turnOff) ? "" : ` (${turnOff})`));
+  const said = message.includes(way) ? message.replace(way, `keeping the person is in the way (${turnOff})`)
+    : message.replace(/unlock 'identity'/g, turnOff);
+  return "Keep the person stopped this edit: " + said + (said.includes(turnOff) ? "" : ` (${turnOff})`);
 }
 
 function showFrame(s, blob, knobValues) {
