@@ -9,7 +9,7 @@ import re
 import urllib.parse
 
 import pytest
-from test_web_browser import AXE, CHROMIUM, _context, idle, open_page
+from test_web_browser import ARGS, AXE, CHROMIUM, _context, idle, open_page
 from webtools import LiveServer, StatsExtractor, web_model
 
 from tlgan.apps.web import create_app
@@ -30,8 +30,6 @@ def server():
 @pytest.fixture(scope="module")
 def browser():
     from playwright.sync_api import sync_playwright
-
-    from test_web_browser import ARGS
 
     with sync_playwright() as p:
         chromium = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)

@@ -140,7 +140,8 @@ class KnobPanel:
         try:
             check = self.editor.identity()
         except TlganError as exc:  # no weights installed, or no face found in the start image
-            self.identity_line.value = f"<span style='color:#8a4b00'>identity cannot be read: {html.escape(str(exc))}</span>"
+            text = html.escape(f"identity cannot be read: {exc}")
+            self.identity_line.value = f"<span style='color:#8a4b00'>{text}</span>"
             return
         text = f"identity: {check.message()}"
         if check.found and not check.kept:
