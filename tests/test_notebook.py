@@ -125,3 +125,34 @@ def test_exact_checkbox_moves_readings_and_holds_locked_readings():
     assert abs(after["tilt"]["value"] - before["tilt"]["value"] - 0.4) <= 0.06
     assert abs(after["bend"]["value"] - before["bend"]["value"]) <= 0.02
     assert panel.knobs["tilt"]["value"].value == f"{after['tilt']['value']:+.2f}σ"
+
+
+def test_keep_the_person_locks_identity_for_new_moves_and_the_identity_line_follows_them(panel):
+    generator, axes = web_model()
+    assert not panel.keep_box.value and panel.identity_line.value == ""   # off by default; nothing moved yet
+    panel.keep_box.value = True  # what a click on the checkbox does
+    assert "identity" in panel.editor.locks
+    for _ in range(8):
+        panel.knobs["happy"]["plus"].click()
+    assert panel.editor.edits[-1].locks == ("identity",) and panel.message.value == ""
+    # the line is the library's reading of this state: distance from face #7, on the generator's scale
+    check = Editor.replay(generator, axes, 7, panel.editor.edits).identity()
+    assert check.found and check.distance > 0.1
+    assert f"identity: {check.distance:.2f} from the original; another person is about {check.stranger:.2f}" \
+        in panel.identity_line.value
+    assert "past the 0.10 tolerance; linear moves cannot hold it" in panel.identity_line.value
+    assert "#8a4b00" in panel.identity_line.value   # a warning
+    panel.keep_box.value = False
+    panel.knobs["yaw"]["plus"].click()
+    assert "identity" not in panel.editor.locks and panel.editor.edits[-1].locks == ()
+    assert "Keep the person, with exact, holds it" in panel.identity_line.value
+    panel.reset_button.click()
+    assert panel.identity_line.value == ""   # back at the start face
+
+
+def test_the_panel_can_start_with_the_person_kept():
+    generator, axes = web_model()
+    panel = KnobPanel(generator, axes, seed=7, size=64, keep_person=True, identity=False)
+    assert panel.keep_box.value and panel.editor.locks == {"identity"}
+    panel.knobs["happy"]["plus"].click()
+    assert panel.editor.edits[-1].locks == ("identity",) and panel.identity_line.value == ""  # line turned off

@@ -462,7 +462,7 @@ def test_openapi_declares_errors_and_knob_names(client):
     assert "HTTPValidationError" not in schemas
     assert schemas["ErrorOut"]["properties"]["detail"]["type"] == "string"
     edit = schemas["EditIn"]["properties"]
-    assert edit["knob"]["enum"] == NAMES and edit["locks"]["items"]["enum"] == NAMES
+    assert edit["knob"]["enum"] == NAMES and edit["locks"]["items"]["enum"] == NAMES + ["identity"]  # keep the person
     assert schemas["StripIn"]["properties"]["knob"]["enum"] == NAMES
     # and validation uses the enum, with the library's message
     res = client.post("/api/render", json={"seed": 1, "edits": [_edit(knob="hapy")]})

@@ -58,6 +58,8 @@ def test_api_exact_state(bent):
         far = {"seed": 0, "edits": [Edit("set", "tilt", 9.0, ("bend", "smile"), True).to_dict()], "locks": []}
         res = client.post("/api/render", json={**far, "size": 64})
         assert res.status_code == 200 and "is in the way" in json.loads(res.headers["X-Exact-Report"])
+        blocked = json.loads(res.headers["X-Exact-Blocked-By"])   # the lock in the way, by name (the page words it)
+        assert blocked in ("bend", "smile") and f"'{blocked}' is in the way" in json.loads(res.headers["X-Exact-Report"])
         strip = client.post("/api/strip", json={**state, "knob": "glow", "steps": 3, "span": 1.0, "size": 16})
         assert strip.status_code == 200 and json.loads(strip.headers["X-Strip-Stops"]) == []
         # a strip past what the locks allow says which pictures ended short, and why

@@ -3,7 +3,8 @@
 Endpoints (OpenAPI at /openapi.json):
   GET  /api/model     knobs (names, kinds, groups, held-out R²), generator and extractor
   POST /api/render    seed + edits + locks -> PNG or WebP; knob values in the X-Knob-Values header
-  POST /api/readings  seed + edits + locks -> knob values and the extractor's readings of the image
+  POST /api/readings  seed + edits + locks -> knob values, the extractor's readings of the image, and identity
+                      (how far the face is from the one it started as)
   POST /api/strip     one knob swept −span…+span σ from the current state -> one PNG row
   POST /api/check     seed + edits + locks -> how many of the edits replay, and why the next one does not
   /api/knobs          taught knobs: create/refit, suggest faces to label, shared, delete (see knobs.py)
@@ -265,7 +266,9 @@ def create_app(generator: Generator, axes: AxisSet, extractor: Extractor | None,
     @app.post("/api/render", response_class=Response, summary="Render a state as PNG or WebP",
               responses={200: {"content": {"image/png": {}, "image/webp": {}},
                                "description": "the image; header X-Knob-Values holds every knob's value in σ "
-                                              "(JSON list in /api/model's knob order)"}, **ERRORS})
+                                              "(JSON list in /api/model's knob order); an exact edit that "
+                                              "ended short says why in X-Exact-Report and names the lock in "
+                                              "the way in X-Exact-Blocked-By ('identity': keeping the person)"}, **ERRORS})
     async def render(request: RenderIn) -> Response:  # type: ignore[valid-type]
         async with ctx.work.slot() as admitted:
             start = time.perf_counter()
@@ -288,6 +291,8 @@ def create_app(generator: Generator, axes: AxisSet, extractor: Extractor | None,
         report = editor.last_report()
         if report is not None and not report["converged"]:
             headers["X-Exact-Report"] = json.dumps(report["message"])  # ASCII-escaped JSON string
+            if report.get("blocked_by"):
+                headers["X-Exact-Blocked-By"] = json.dumps(report["blocked_by"])  # e.g. "identity": the page says so
         return Response(data, media_type=MEDIA[request.format], headers=headers)
 
     @app.post("/api/readings", response_model=ReadingsOut, summary="Knob values and the extractor's readings",
@@ -296,12 +301,16 @@ def create_app(generator: Generator, axes: AxisSet, extractor: Extractor | None,
         async with ctx.work.slot() as admitted:
             if extractor is None:
                 editor = await ctx.work.call(admitted, ctx.editor, request)
-                return {"values": editor.values(), "extractor": None, "readings": []}
+                identity = await ctx.work.call(admitted, ctx.replayer.identity, editor, request.seed, request.start())
+                return {"values": editor.values(), "extractor": None, "readings": [],
+                        "identity": identity["identity"], "identity_detail": identity["detail"]}
             editor, frames = await frame(request, admitted, read=True)
+            identity = await ctx.work.call(admitted, ctx.replayer.identity, editor, request.seed, request.start())
         row = frames.readings[0]
         return {"values": editor.values(), "extractor": extractor.name, "typicality": editor.typicality(),
                 "exact_values": editor.exact_values() if request.exact else None,
-                "exact_report": editor.last_report(), "readings": [
+                "exact_report": editor.last_report(), "identity": identity["identity"],
+                "identity_detail": identity["detail"], "readings": [
             {"name": f.name, "value": float(v) if math.isfinite(float(v)) else None, "kind": f.kind, "group": f.group}
             for f, v in zip(extractor.features, row)]}
 
@@ -313,7 +322,7 @@ def create_app(generator: Generator, axes: AxisSet, extractor: Extractor | None,
         values = [-request.span + 2 * request.span * i / (steps - 1) for i in range(steps)]
         latents, stops = [], []
         for value in values:
-            editor = ctx.replayer.start(request.seed)
+            editor = ctx.replayer.start(request.seed, request.start())  # its start face: the identity lock's
             editor.z, editor.locks, editor.exact = base.z.clone(), set(base.locks), request.exact
             editor.set(request.knob, value)
             report = editor.last_report() if request.exact else None

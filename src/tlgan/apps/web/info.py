@@ -6,7 +6,7 @@ import math
 import re
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from tlgan.axes.store import AxisSet
 from tlgan.editing.editor import DEFAULT_STEP, MAX_KNOB
@@ -67,6 +67,18 @@ class ReadingOut(BaseModel):
     group: str
 
 
+class IdentityOut(BaseModel):
+    """How far the face is from the face it started as (the seed's, blended if ``mix``): dlib descriptor distance."""
+
+    distance: float | None = Field(description="0 at the start face; null when the landmarks find no face")
+    found: bool = Field(description="whether the landmarks found the face (in the start image and in this one)")
+    tolerance: float = Field(description="how far a kept identity may drift (exact edits with the 'identity' lock)")
+    stranger: float = Field(description="this generator's median distance between two different faces")
+    kept: bool = Field(description="distance is within the tolerance")
+    message: str = Field(description="one line: '0.08 from the original; another person is about 0.67', or why "
+                                     "there is no number")
+
+
 class ReadingsOut(BaseModel):
     values: dict[str, float]
     extractor: str | None
@@ -74,6 +86,9 @@ class ReadingsOut(BaseModel):
     typicality: dict[str, Any] | None = None
     exact_values: dict[str, float] | None = None
     exact_report: dict[str, Any] | None = None
+    identity: IdentityOut | None = Field(None, description="null when identity cannot be read here (see "
+                                                           "identity_detail)")
+    identity_detail: str | None = Field(None, description="why identity is null (e.g. its weights are not installed)")
 
 
 class ErrorOut(BaseModel):

@@ -16,6 +16,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError, core_schema
 
 from tlgan.editing.editor import MAX_KNOB, Edit
+from tlgan.editing.identity import IDENTITY
 from tlgan.sampling.latents import MAX_SEED
 
 MAX_EDITS = 500        # a long session collapses slider drags into one edit each; 500 replay in ~30 ms
@@ -23,6 +24,9 @@ MAX_NAME = 200
 MAX_LOCKS = 256
 MAX_BODY_BYTES = 128 * 1024
 MAX_SIZE = 1024
+LOCKS_DOC = (f"knob names, and '{IDENTITY}' (keep the person, unless a knob has that name): exact edits hold the "
+             "face's identity (dlib descriptor distance from the start face within the tolerance), linear edits "
+             "only measure it (/api/readings)")
 MAX_EDIT_LOCKS = 3000  # Σ over edits of the locks each was made under: replaying one pair costs ~60 µs
 
 
@@ -121,6 +125,12 @@ class KnobName:
         return {"type": "string", "enum": list(self.names())}
 
 
+def lock_names(knobs: Sequence[str]) -> list[str]:
+    """What may be locked: the knobs, and ``identity`` (the person: held by exact edits, measured by linear ones)
+    unless a knob is called that."""
+    return [*knobs, IDENTITY] if IDENTITY not in knobs else list(knobs)
+
+
 def knob_schemas(names: Callable[[], Sequence[str]]) -> dict[str, Any]:
     """The request models with knob names declared as an enum of ``names()`` (the knobs served now).
 
@@ -129,13 +139,15 @@ def knob_schemas(names: Callable[[], Sequence[str]]) -> dict[str, Any]:
     description lists the valid ones.
     """
     knob = Annotated[str, KnobName(names)]
+    lock = Annotated[str, KnobName(lambda: lock_names(names()))]  # a knob, or identity
     doc = "a knob of this server's axis set"
     edit = create_model("EditIn", __base__=EditIn, __doc__=EditIn.__doc__,
                         knob=(knob, Field(description=doc)),
-                        locks=(list[knob], Field(default_factory=list, max_length=MAX_LOCKS)))
+                        locks=(list[lock], Field(default_factory=list, max_length=MAX_LOCKS, description=LOCKS_DOC)))
     state_fields: dict[str, Any] = {
         "edits": (list[edit], Field(default_factory=list, max_length=MAX_EDITS)),
-        "locks": (list[knob], Field(default_factory=list, max_length=MAX_LOCKS, description="knobs locked now")),
+        "locks": (list[lock], Field(default_factory=list, max_length=MAX_LOCKS,
+                                    description="locked now: " + LOCKS_DOC)),
     }
     out: dict[str, Any] = {"EditIn": edit}
     for base in (StateIn, RenderIn):

@@ -10,6 +10,10 @@ longest cached prefix of its edit list, and paths are computed one at a time
 (a second request for the same state waits and then finds it cached). A
 cached latent is the very tensor replaying would produce, so the cache never
 changes a result (tests compare the bytes with it on and off).
+
+Identity (how far the face is from the one it started as) is read through one
+IdentityWatch per server: the identity network is loaded, and the generator's
+stranger distance measured, once; each start face's descriptor is cached too.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ import torch
 
 from tlgan.axes.store import AxisSet
 from tlgan.editing.editor import Edit, Editor
+from tlgan.editing.exact import one_cpu_thread
+from tlgan.editing.identity import IDENTITY, IdentityWatch
 from tlgan.errors import TlganError
 from tlgan.models.extractors import Extractor
 from tlgan.models.generators import Generator
@@ -47,6 +53,11 @@ class Replayer:
         self._compute = threading.Lock()  # exact paths are computed one at a time
         self._reader = None  # one ReadingModel shared by every Editor (its stats are derived once)
         self.hits = 0
+        # one identity reader shared by every Editor: dlib's network loaded, the stranger distance measured, once
+        self.identity_watch = IdentityWatch(generator)
+        self._identity_lock = threading.Lock()
+        self._identity_missing: str | None = None   # why identity cannot be read here (weights not installed, ...)
+        self._references: OrderedDict[tuple, torch.Tensor | str] = OrderedDict()  # start face -> descriptor or why not
 
     def set_axes(self, axes: AxisSet) -> None:
         """Serve a new knob set (taught knobs added, refitted or removed); states cached under the old one are dropped."""
@@ -79,12 +90,13 @@ class Replayer:
         """A fresh Editor on face ``seed``, or on its blend with face mix[0], mix[1] of the way (slerp), with
         ``axes`` (default: the knob set served now); it shares this replayer's extractor and reading model
         (what exact edits read)."""
-        editor = Editor(self.generator, axes or self.axes, seed, extractor=self.extractor)
+        editor = Editor(self.generator, axes or self.axes, seed, extractor=self.extractor,
+                        identity=self.identity_watch)
         if self._reader is not None:
             editor.extractor, editor._reader = self._reader.extractor, self._reader
         if mix is not None and mix[1] > 0:
             other = face_latent(self.generator, mix[0])
-            editor.z = slerp(editor.z, other, mix[1]).to(editor.z.dtype)
+            editor.new_latent(slerp(editor.z, other, mix[1]).to(editor.z.dtype))  # the blend is the start face
         return editor
 
     def editor(self, seed: int, edits: Sequence[Edit], locks: Sequence[str] = (),
@@ -118,6 +130,43 @@ class Replayer:
         editor.set_locks(locks)
         return editor
 
+    def identity(self, editor: Editor, seed: int, mix: tuple[int, float] | None = None) -> dict:
+        """The identity reading of ``editor``'s face against the face it started as (face ``seed``, blended as
+        ``mix`` says): {'identity': IdentityCheck.to_dict() or None, 'detail': why it is None, else None}.
+
+        A start face whose landmarks cannot be found gives found=False with that said in 'message'; where
+        identity cannot be read at all (its weights are not installed) 'identity' is None.
+        """
+        if self._identity_missing is not None:
+            return {"identity": None, "detail": self._identity_missing}
+        watch = self.identity_watch
+        try:
+            with self._identity_lock:  # loaded and measured once, not by every request that arrives first
+                watch.stranger  # noqa: B018  (loads the model; measures or reads the cached stranger distance)
+        except TlganError as exc:
+            self._identity_missing = str(exc)
+            return {"identity": None, "detail": self._identity_missing}
+        key = (seed, None if mix is None or mix[1] <= 0 else mix)
+        with self._lock:
+            reference = self._references.get(key)
+        device = next((p.device for p in self.generator.parameters()), torch.device("cpu"))
+        with one_cpu_thread(device):  # the same figures at any thread count, as Editor.identity gives
+            if reference is None:
+                start = editor.start_latent if editor.start_latent is not None else face_latent(editor.generator, seed)
+                try:
+                    reference = watch.reference(start.to(torch.float64))
+                except TlganError as exc:
+                    reference = str(exc)
+                with self._lock:
+                    self._references[key] = reference
+                    while len(self._references) > self.capacity:
+                        self._references.popitem(last=False)
+            if isinstance(reference, str):  # no face found in the start image: said, never a number
+                return {"identity": {"distance": None, "found": False, "tolerance": watch.tolerance,
+                                     "stranger": watch.stranger, "kept": False, "message": reference},
+                        "detail": None}
+            return {"identity": watch.check(editor.z, reference).to_dict(), "detail": None}
+
     def check(self, seed: int, edits: Sequence[Edit], locks: Sequence[str] = (),
               mix: tuple[int, float] | None = None) -> dict:
         """How much of (seed, edits, locks) replays: {valid_edits: n, detail: the first failure or None,
@@ -132,5 +181,5 @@ class Replayer:
             except TlganError as exc:
                 detail = str(exc)
                 break
-        known = set(axes.names)
+        known = {*axes.names, IDENTITY}
         return {"valid_edits": len(editor.edits), "detail": detail, "valid_locks": [k for k in locks if k in known]}

@@ -18,6 +18,10 @@ const STRIP_SPAN = 3;
 const ROUNDING = 1e-6;
 const beyond = (v, limit) => Math.abs(v) > limit + ROUNDING;
 const MINUS = "\u2212";
+// 'identity' among the locks: keep the person (the "Keep the person" switch). Exact edits hold it; linear
+// edits only measure it. A knob of that name (none in the default sets) would be the knob instead.
+const IDENTITY = "identity";
+const identityLock = () => !model || knobIndex(IDENTITY) < 0;
 
 let model = null;            // GET /api/model
 const rows = new Map();      // knob name -> {row, slider, value, reading, lock, minus, plus, strip}
@@ -244,7 +248,7 @@ function showPreview(blob) {
 
 function showWarnings(headers) {
   const report = headers.get("X-Exact-Report");
-  if (report) showError(JSON.parse(report));
+  if (report) showError(exactMessage(JSON.parse(report), JSON.parse(headers.get("X-Exact-Blocked-By") || "null")));
   const typical = JSON.parse(headers.get("X-Latent-Typicality") || "null");
   const warn = $("typicality");
   const wasHidden = warn.hidden;
@@ -254,6 +258,17 @@ function showWarnings(headers) {
       `usually ${typical.expected.toFixed(1)}): it may break. Exact mode keeps edited faces typical.`;
     if (wasHidden) announce(warn.textContent);  // through the page's one live region, once when it appears
   }
+}
+
+// An exact move that ended short: the server's message, told in the page's words when keeping the person
+// (the identity lock) is what stopped it.
+function exactMessage(message, blockedBy) {
+  if (blockedBy !== IDENTITY || !identityLock()) return message;
+  const way = "'identity' is in the way (unlock it to go further)";
+  const turnOff = "turn off \u201cKeep the person\u201d to go further";
+  const said = message.includes(way) ? message.replace(way, `keeping the person is in the way (${turnOff})`)
+    : message.replace(/unlock 'identity'/g, turnOff);
+  return "Keep the person stopped this edit: " + said + (said.includes(turnOff) ? "" : ` (${turnOff})`);
 }
 
 function showFrame(s, blob, knobValues) {
@@ -360,6 +375,8 @@ function updateValues() {
 
 function updateLocks() {
   $("exact").checked = !!state.exact;
+  $("keep-person").checked = state.locks.includes(IDENTITY) && identityLock();
+  $("keep-person").disabled = !identityLock();
   for (const [name, r] of rows) {
     const locked = state.locks.includes(name);
     r.row.classList.toggle("locked", locked);
@@ -387,7 +404,7 @@ function cancelReadings() {
 function scheduleReadings() {
   cancelReadings();
   readingsTimer = setTimeout(() => {
-    if (model.extractor) fetchReadings();
+    fetchReadings();   // the extractor's readings, and identity (also without an extractor)
     if (stripKnob) fetchStrip();
   }, 120);
 }
@@ -399,7 +416,10 @@ async function fetchReadings() {
   try {
     const res = await post("api/readings", body(s), ctl.signal);
     const data = await res.json();
-    if (keyOf(s) === keyOf(state)) showReadings(data.readings, s);
+    if (keyOf(s) === keyOf(state)) {
+      showReadings(data.readings, s);
+      showIdentity(data.identity, data.identity_detail, s);
+    }
   } catch (err) {
     if (err.name !== "AbortError" && keyOf(s) === keyOf(state)) showError(err.message);
   }
@@ -444,6 +464,41 @@ function showReadings(readings, s = state) {
     }
   }
   $("other-readings").textContent = others.length ? "Other readings: " + others.join(" · ") : "";
+}
+
+// The identity line under the face: how far it is from the face it started as, on this generator's scale;
+// a warning past the tolerance (or when the landmarks find no face). Shown once the face is edited, or while
+// Keep the person is on (then also to say why there is no reading).
+function showIdentity(identity, detail, s = state) {
+  const line = $("identity");
+  const keep = s.locks.includes(IDENTITY) && identityLock();
+  const wasWarning = !line.hidden && line.classList.contains("warn");
+  if (!identity) {
+    line.hidden = !keep || !detail;
+    line.classList.remove("warn");
+    line.textContent = detail ? `Identity cannot be read here: ${detail}` : "";
+    return;
+  }
+  line.hidden = !(s.edits.length || keep);
+  const warn = !identity.kept;
+  let text = `Identity: ${identity.message}`;
+  if (identity.found && warn) {
+    text += ` \u2014 past the ${identity.tolerance.toFixed(2)} tolerance` + (s.exact && keep ? ""
+      : keep ? " (linear edits cannot hold identity: Exact mode does)" : " (Keep the person, in Exact mode, holds it)");
+  }
+  line.textContent = text;
+  line.classList.toggle("warn", warn);
+  line.title = "dlib face-descriptor distance from the face this one started as; dlib calls faces under 0.6 apart " +
+    `the same person. Kept while within ${identity.tolerance.toFixed(2)}.`;
+  if (warn && !line.hidden && !wasWarning) announce(text);   // once, when the warning appears
+}
+
+function toggleKeepPerson() {
+  pushHistory();
+  const on = $("keep-person").checked;
+  state.locks = on ? [...new Set([...state.locks, IDENTITY])].sort() : state.locks.filter((k) => k !== IDENTITY);
+  if (on && !state.exact) toast("Keep the person: new edits lock identity; Exact mode holds it, linear mode shows the distance");
+  commit();
 }
 
 // ---------------------------------------------------------------- edits
@@ -1175,6 +1230,7 @@ function onKeyUp(ev) {
 async function loadState(s) {
   const dropped = [];
   const known = new Set(model.knobs.map((k) => k.name));
+  known.add(IDENTITY);   // keep the person (a knob of that name, if any, is the knob)
   const unknownLocks = s.locks.filter((k) => !known.has(k));
   if (unknownLocks.length) dropped.push(`unknown lock${unknownLocks.length > 1 ? "s" : ""} ${unknownLocks.join(", ")}`);
   s.locks = s.locks.filter((k) => known.has(k));
@@ -1253,6 +1309,7 @@ async function start() {
   $("share").addEventListener("click", share);
   $("error-close").addEventListener("click", clearError);
   $("lock-others").addEventListener("click", () => lockOthers(lastKnob));
+  $("keep-person").addEventListener("change", toggleKeepPerson);
   $("exact").addEventListener("change", () => {
     pushHistory();
     state.exact = $("exact").checked;
@@ -1355,7 +1412,7 @@ async function reloadModel() {
   buildKnobs();
   fetchLeaks();
   if (document.body.dataset.ready !== "true") return;   // start() loads the state next
-  const names = new Set(model.knobs.map((k) => k.name));
+  const names = new Set([...model.knobs.map((k) => k.name), IDENTITY]);
   const keep = (list) => list.filter((n) => names.has(n));
   state = { ...clone(state), edits: state.edits.filter((e) => names.has(e.knob)).map((e) => ({ ...e, locks: keep(e.locks) })),
             locks: keep(state.locks) };
