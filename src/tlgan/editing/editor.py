@@ -297,13 +297,10 @@ class Editor:
         watch = self.identity_watch
         with one_cpu_thread(self._device):
             reference, points, basis = self._identity_reference(), watch.points(self.z), watch.basis
-        self._identity_fns = identity_lock_readings(watch.model, reference, points, basis, watch.tolerance,
-                                                    self.settings.lock_tol)
+        self._identity_fn = identity_lock_readings(watch.model, reference, points, basis, watch.tolerance,
+                                                   self.settings.lock_tol)
         if self._identity_index is None:
-            def component(i: int) -> Callable[[torch.Tensor], torch.Tensor]:
-                return lambda images: self._identity_fns[i](images)
-
-            first = [self.reader().add_reading(IDENTITY, component(i)) for i in range(len(basis))]
+            first = self.reader().add_readings(IDENTITY, lambda images: self._identity_fn(images), len(basis))
             self._identity_index = first[0]
         return list(range(self._identity_index, self._identity_index + len(basis)))
 

@@ -229,8 +229,9 @@ class ReadingModel:
         jitter: the image jitters readings are averaged over (extractors with ``jitter`` True).
 
     Readings beyond the extractor's features can be added with ``add_reading``
-    (any differentiable function of the images, e.g. a distance to a start
-    face's descriptor): they get indices F, F+1, ... and can be held as locks.
+    or, several computed together, ``add_readings`` (any differentiable function
+    of the images, e.g. coordinates of a face descriptor): they get indices
+    F, F+1, ... and can be held as locks.
     """
 
     def __init__(self, generator: Generator, extractor: Extractor, mean: torch.Tensor, std: torch.Tensor,
@@ -248,7 +249,7 @@ class ReadingModel:
         parts = list(extractor.parts) if isinstance(extractor, CombinedExtractor) else [extractor]
         self._where: list[tuple[int, int]] = [(p, c) for p, part in enumerate(parts) for c in range(len(part.features))]
         self._parts = parts
-        self._extra: list[Callable[[torch.Tensor], torch.Tensor]] = []
+        self._extra: list[tuple[Callable[[torch.Tensor], torch.Tensor], int]] = []  # (function, its column)
         self.softmax_groups: tuple[tuple[int, ...], ...] = tuple(getattr(extractor, "softmax_groups", ()))
         self.reads = 0       # forward-only evaluations (one image each)
         self.gradients = 0   # Jacobian evaluations (m images, forward + backward)
@@ -262,10 +263,18 @@ class ReadingModel:
 
         Returns its index, usable as a lock (or target) in ``exact_move``.
         """
-        self._extra.append(fn)
-        self.names.append(name)
-        self.kinds.append("real")
-        return len(self.names) - 1
+        return self.add_readings(name, lambda images: fn(images)[:, None], 1)[0]
+
+    def add_readings(self, name: str, fn: Callable[[torch.Tensor], torch.Tensor], count: int) -> list[int]:
+        """Add ``count`` readings computed together: ``fn`` maps images (M, 3, H, W) to (M, count) standardised
+        readings (differentiable). Rows of a Jacobian that need several of them, or the same image, share one
+        call. Returns their indices."""
+        first = len(self.names)
+        for column in range(count):
+            self._extra.append((fn, column))
+            self.names.append(name)
+            self.kinds.append("real")
+        return list(range(first, first + count))
 
     def readings(self, images: torch.Tensor, idx: Sequence[int], rows: Sequence[int] | None = None) -> torch.Tensor:
         """Standardised readings (len(idx),) float64 of features ``idx`` of images (M, 3, H, W): feature idx[r] of
@@ -287,9 +296,16 @@ class ReadingModel:
             picked = (picked - self.mean[ix].to(y.device)) / self.std[ix].to(y.device)
             for j, k in enumerate(mine):
                 out[k] = picked[j]
+        calls: dict[int, list[int]] = {}  # one call per added function, on the distinct images its readings need
         for k, f in enumerate(idx):
             if f >= nf:
-                out[k] = self._extra[f - nf](images[rows[k]:rows[k] + 1])[0].to(torch.float64)
+                calls.setdefault(id(self._extra[f - nf][0]), []).append(k)
+        for ks in calls.values():
+            fn = self._extra[idx[ks[0]] - nf][0]
+            distinct = sorted({rows[k] for k in ks})
+            values = fn(images[distinct]).to(torch.float64)
+            for k in ks:
+                out[k] = values[distinct.index(rows[k]), self._extra[idx[k] - nf][1]]
         return torch.stack(out)  # type: ignore[arg-type]
 
     def read(self, z: torch.Tensor, idx: Sequence[int]) -> torch.Tensor:

@@ -132,8 +132,8 @@ def cached_identity_stats(generator: Generator, model: IdentityModel) -> tuple[f
 
 def identity_lock_readings(model: IdentityModel, reference: torch.Tensor, points: torch.Tensor,
                            basis: torch.Tensor, tolerance: float,
-                           lock_tol: float) -> list[Callable[[torch.Tensor], torch.Tensor]]:
-    """Identity as K readings exact mode can hold: each maps images (M, 3, H, W) -> (M,) float64, differentiable.
+                           lock_tol: float) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Identity as K readings exact mode can hold: maps images (M, 3, H, W) -> (M, K) float64, differentiable.
 
     A distance cannot be held at 0 (a norm has no gradient there; a hinge on it leaves the path
     blind until it has drifted, then fights a badly conditioned constraint: measured, the path
@@ -143,27 +143,16 @@ def identity_lock_readings(model: IdentityModel, reference: torch.Tensor, points
     tolerance ``lock_tol`` is tolerance/√K of descriptor distance. The chip is cut at fixed
     landmarks ``points`` (5, 2) (the face's at the start of the move): landmarks found anew on
     every image jump with it, and the port's distance moves by about 0.1 for a 2-pixel shift.
+    All K coordinates of an image come from one pass of the network (``ReadingModel.add_readings``).
     """
-    k = basis.shape[0]
-    scale = tolerance / (lock_tol * math.sqrt(k))
-    last: dict[str, torch.Tensor] = {}
+    scale = tolerance / (lock_tol * math.sqrt(basis.shape[0]))
 
-    def descriptor_change(images: torch.Tensor) -> torch.Tensor:
-        # the K readings of one plain read share one forward pass (a Jacobian row needs its own)
-        key = f"{images.data_ptr()}:{tuple(images.shape)}"
-        if not images.requires_grad and key in last:
-            return last[key]
+    def coordinates(images: torch.Tensor) -> torch.Tensor:
         at = points.to(images.device, torch.float32).expand(len(images), 5, 2)
         change = model.read(images, at).descriptors.double() - reference.to(images.device).double()
-        if not images.requires_grad:
-            last.clear()
-            last[key] = change
-        return change
+        return change @ basis.to(images.device).double().T / scale
 
-    def component(i: int) -> Callable[[torch.Tensor], torch.Tensor]:
-        return lambda images: descriptor_change(images) @ basis[i].to(images.device).double() / scale
-
-    return [component(i) for i in range(k)]
+    return coordinates
 
 
 class IdentityWatch:
