@@ -204,6 +204,29 @@ def test_an_added_reading_can_be_held_and_a_duplicate_lock_is_refused_before_mov
     assert "cannot move" in r.message and "unlock 'tilt again'" in r.message
 
 
+def test_readings_added_together_are_read_in_one_call_and_differentiate_like_separate_ones(bent):
+    gen, ext, axes = bent
+    mean, std = feature_stats(axes, gen, ext)
+    model = ReadingModel(gen, ext, mean, std)
+    u = ext.u[:3].double()
+    calls = []
+
+    def together(images):
+        calls.append(len(images))
+        return (images.reshape(images.shape[0], -1)[:, :12].double() * 8) @ u.T
+
+    idx = model.add_readings("u", together, 3)
+    single = [model.add_reading(f"u{i}", lambda images, i=i: together(images)[:, i]) for i in range(3)]
+    z = torch.randn(12, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    calls.clear()
+    values, jac = model.jacobian(z, [0, *idx])
+    assert calls == [3]  # the three rows' images in one call
+    calls.clear()
+    assert model.read(z, idx).shape == (3,) and calls == [1]  # a plain read: one image, once
+    values1, jac1 = model.jacobian(z, [0, *single])
+    assert torch.allclose(values, values1) and torch.allclose(jac, jac1, atol=1e-9)
+
+
 def test_jitter_is_seeded_small_and_image_major():
     from tlgan.editing.exact import Jitter
 
