@@ -16,7 +16,7 @@ from .common import absolute_spec, format_info, is_uri, ray_options
 @click.command()
 @click.option("--generator", default="digiface", show_default=True,
               help="generator spec, e.g. digiface or pggan:FILE (entrypoint:MODULE:FUNCTION runs your Python code)")
-@click.option("--extractor", default=None, help="comma-separated extractors [default: emotion,landmarks,imagestats,agegender]")
+@click.option("--extractor", default=None, help="comma-separated extractors [default: emotion,landmarks,imagestats,facelight,agegender]")
 @click.option("--n", "n", type=int, default=20000, show_default=True, help="number of samples")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N")
@@ -168,7 +168,7 @@ def fit(samples: str, method: str, ridge: float | None, percent: float | None, c
               help="number of axes")
 @click.option("--generator", default="digiface", show_default=True, help="generator spec")
 @click.option("--extractor", default=None,
-              help="extractors that label each axis [default: emotion,landmarks,imagestats,agegender]; 'none' skips labelling")
+              help="extractors that label each axis [default: emotion,landmarks,imagestats,facelight,agegender]; 'none' skips labelling")
 @click.option("--n", "n", type=int, default=5000, show_default=True, help="pca: sampled latents")
 @click.option("--seed", type=int, default=0, show_default=True, help="pca: latent seed")
 @click.option("--layer", default=None, help="pca: submodule whose output is analysed [default: first nonlinearity]")

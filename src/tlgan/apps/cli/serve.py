@@ -15,7 +15,7 @@ from .common import AXES_HELP, KNOBS_DIR_HELP, teacher_option
 @click.option("--generator", default=None, help="generator spec [default: digiface]")
 @click.option("--extractor", default=None,
               help="extractors for the live readings, comma-separated, or 'none' "
-                   "[default: the axis set's own, else emotion,landmarks,imagestats,agegender]")
+                   "[default: the axis set's own, else emotion,landmarks,imagestats,facelight,agegender]")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="address to listen on; 0.0.0.0 lets other machines reach the app")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="0 picks a free port")

@@ -1,4 +1,4 @@
-"""Extractor registry: ``load_extractor("emotion,landmarks,imagestats,agegender")``.
+"""Extractor registry: ``load_extractor("emotion,landmarks,imagestats,facelight,agegender")``.
 
 Each comma-separated item is ``name`` or ``name:ARG`` (ARG usually a file).
 Loaders are imported lazily.
@@ -59,7 +59,7 @@ def load_extractor(spec: str = DEFAULT_EXTRACTORS, device: str | torch.device | 
     device = resolve_device(device)
     items = [s for s in spec.split(",") if s.strip()]
     if not items:
-        raise TlganError("no extractor named; e.g. --extractor emotion,landmarks,imagestats,agegender")
+        raise TlganError("no extractor named; e.g. --extractor emotion,landmarks,imagestats,facelight,agegender")
     parts = [load_one(s, device) for s in items]
     extractor = parts[0] if len(parts) == 1 else CombinedExtractor(parts)
     return extractor.eval().requires_grad_(False).to(device)
