@@ -24,7 +24,8 @@ outside it, so a smile's teeth or a squint do not count as light. In it:
   edited face's mean from the unedited face's.
 
 Printed per case: mean and max |Δ face-centre luma| in SD, mean and max ΔE, the mean signed
-change of luma, convergence, and seconds per move (median, max). The issue's targets: with the
+change of luma, convergence, and seconds per move (median, max); then, for comparison, the same
+over the whole face (the convex hull of the 68 points). The issue's targets: with the
 light held, face-centre luma within 0.05 SD during happy and yaw moves, and the skin tone no
 longer changing with pose. A contact sheet (--sheet; rows: faces; columns: start, yaw +1.2
 free, yaw +1.2 with the face colour held) shows the yaw case.
@@ -111,15 +112,19 @@ def srgb_to_lab(rgb: np.ndarray) -> np.ndarray:
 
 
 def measure(look: dict) -> dict:
-    """A Judge result -> face-centre luma (0–1), mean L*a*b* (3,), and the region's polygon and pixel count."""
+    """A Judge result -> face-centre luma (0–1), mean L*a*b* (3,), the region's polygon and pixel count,
+    and the same luma and L*a*b* over the whole face (``"face_luma"``, ``"face_lab"``: the convex hull of
+    all 68 points, eyes, brows and mouth included) for comparison."""
     rgb = look["pixels"].astype(np.float64) / 255
     polygon = region_polygon(look["points"])
-    mask = region_mask(polygon, rgb.shape[:2])
-    if mask.sum() < 20:
-        return {"luma": float("nan"), "lab": np.full(3, np.nan), "polygon": polygon, "pixels": int(mask.sum())}
-    inside = rgb[mask]
-    return {"luma": float((inside @ LUMA).mean()), "lab": srgb_to_lab(inside).mean(axis=0),
-            "polygon": polygon, "pixels": int(mask.sum())}
+    out = {"polygon": polygon}
+    for key, poly in (("", polygon), ("face_", convex_hull(look["points"]))):
+        mask = region_mask(poly, rgb.shape[:2])
+        inside = rgb[mask] if mask.sum() >= 20 else np.full((1, 3), np.nan)
+        out[key + "luma"] = float((inside @ LUMA).mean())
+        out[key + "lab"] = srgb_to_lab(inside).mean(axis=0)
+        out[key + "pixels"] = int(mask.sum())
+    return out
 
 
 def check_lab() -> str:
@@ -135,7 +140,8 @@ def check_lab() -> str:
 
 @torch.no_grad()
 def population(gen, judge: Judge, n: int) -> tuple[float, int, int]:  # noqa: ANN001
-    """SD of face-centre luma over the first ``n`` faces dlib finds from POPULATION_SEED: (SD, n, seeds tried)."""
+    """SDs of face-centre and whole-face luma over the first ``n`` faces dlib finds from POPULATION_SEED:
+    ((SD centre, SD whole face), n, seeds tried)."""
     lumas, seed = [], POPULATION_SEED
     while len(lumas) < n:
         seeds = list(range(seed, seed + 32))
@@ -143,11 +149,12 @@ def population(gen, judge: Judge, n: int) -> tuple[float, int, int]:  # noqa: AN
         for image in images:
             look = judge(image)
             if look is not None and len(lumas) < n:
-                value = measure(look)["luma"]
-                if value == value:
-                    lumas.append(value)
+                got = measure(look)
+                if got["luma"] == got["luma"]:
+                    lumas.append((got["luma"], got["face_luma"]))
         seed += 32
-    return float(np.std(lumas, ddof=1)), len(lumas), seed - POPULATION_SEED
+    sds = np.std(np.array(lumas), axis=0, ddof=1)
+    return (float(sds[0]), float(sds[1])), len(lumas), seed - POPULATION_SEED
 
 
 def outline(image: torch.Tensor, polygon: np.ndarray, size: int = 256) -> Image.Image:
@@ -177,9 +184,9 @@ def main() -> None:
     judge = Judge()
     print(f"# {check_lab()}")
     t0 = time.perf_counter()
-    sd, n_pop, tried = population(gen, judge, args.population)
-    print(f"# face-centre luma SD over {n_pop} random faces (dlib found {n_pop} of {tried} seeds from "
-          f"{POPULATION_SEED}): {sd:.4f} ({time.perf_counter() - t0:.0f} s)")
+    (sd, sd_face), n_pop, tried = population(gen, judge, args.population)
+    print(f"# luma SD over {n_pop} random faces (dlib found {n_pop} of {tried} seeds from {POPULATION_SEED}): "
+          f"face centre {sd:.4f}, whole face {sd_face:.4f} ({time.perf_counter() - t0:.0f} s)")
 
     seeds, skipped, seed, starts = [], [], args.first_seed, {}
     while len(seeds) < args.faces:  # faces dlib finds unedited, chosen before anything moves
@@ -217,7 +224,9 @@ def main() -> None:
                        "reached": report.get("reached"), "fallback": look["fallback"],
                        "dluma": (got["luma"] - start["luma"]) / sd,
                        "dE": float(np.linalg.norm(got["lab"] - start["lab"])),
-                       "dlab": got["lab"] - start["lab"]}
+                       "dlab": got["lab"] - start["lab"],
+                       "face_dluma": (got["face_luma"] - start["face_luma"]) / sd_face,
+                       "face_dE": float(np.linalg.norm(got["face_lab"] - start["face_lab"]))}
                 rows.setdefault((knob, value, name), []).append(row)
                 stopped = "" if row["converged"] else f" (stopped at {row['reached']:+.2f})"
                 parts.append(f"{name}: Δluma {row['dluma']:+.3f} SD ΔE {row['dE']:.2f}{stopped}"
@@ -242,6 +251,13 @@ def main() -> None:
               f"{statistics.mean(de):.2f} max {max(de):.2f} (mean ΔL* {dlab[0]:+.2f} Δa* {dlab[1]:+.2f} Δb* {dlab[2]:+.2f}); "
               f"converged {sum(r['converged'] for r in got)}/{len(got)}; {sum(r['fallback'] for r in got)} read in the "
               f"unedited box; s/move median {statistics.median(times):.1f} max {times[-1]:.1f}")
+    print("whole face (convex hull of the 68 points; luma in its own SD, "
+          f"{sd_face:.4f}), for comparison:")
+    for (knob, value, name), got in rows.items():
+        dl = [abs(r["face_dluma"]) for r in got]
+        de = [r["face_dE"] for r in got]
+        print(f"  {knob} {value:+g}, {name + ' held' if choices[name] else 'free':<17} |Δ luma| mean {statistics.mean(dl):.3f} "
+              f"max {max(dl):.3f} SD; ΔE mean {statistics.mean(de):.2f} max {max(de):.2f}")
     print(f"# held: " + "; ".join(f"{k}: {', '.join(v) or 'nothing'}" for k, v in choices.items()))
     print(f"# {machine_load()} at the end")
     if args.sheet:
