@@ -51,7 +51,8 @@ class Extractor(nn.Module):
     ``jitter``: exact edits read this extractor as the mean over small seeded
     image jitters (shift, scale, blur, noise), so that a path cannot satisfy
     it with a pattern that fools only the network; False for extractors whose
-    readings are pixel statistics (nothing to fool) or exact pixel codes.
+    readings are pixel statistics (nothing to fool) or exact pixel codes, and
+    for the age/gender network (too heavy to read four times per step).
     ``heavy``
     marks an extractor that costs far more per image than the others (the
     age/gender WideResNet: ~6 GMAC per face): per-step perceptual terms (photo
