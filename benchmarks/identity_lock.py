@@ -76,6 +76,7 @@ def main() -> None:
     parser.add_argument("--value", type=float, default=2.0)
     parser.add_argument("--lock", action="append", default=None, help="held besides identity [default: yaw, brightness]")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--tolerance", type=float, default=0.1, help="identity tolerance (descriptor distance)")
     args = parser.parse_args()
     setup("cpu", args.threads)
     locks = args.lock or ["yaw", "brightness"]
@@ -84,9 +85,10 @@ def main() -> None:
     watch = None
     ways = {"linear": (False, locks), "without": (True, locks), "with": (True, [*locks, "identity"])}
     rows: dict[str, list[dict]] = {way: [] for way in ways}
-    print(f"{args.knob}={args.value:+g}, held: {', '.join(locks)} (+ identity); {machine_load()}")
+    print(f"{args.knob}={args.value:+g}, held: {', '.join(locks)} (+ identity, tolerance {args.tolerance:g}); "
+          f"{machine_load()}")
     for seed in seed_range(args.seeds):
-        start_editor = Editor(gen, axes, seed, exact=True, identity=watch)
+        start_editor = Editor(gen, axes, seed, exact=True, identity=watch, identity_tolerance=args.tolerance)
         watch = start_editor.identity_watch
         start_image = start_editor.render()
         start_id, start_look = dlib_id(start_image), judge(start_image)
@@ -95,7 +97,7 @@ def main() -> None:
             continue
         start_lab = measure(start_look)["lab"]
         for way, (exact, held) in ways.items():
-            editor = Editor(gen, axes, seed, exact=exact, identity=watch)
+            editor = Editor(gen, axes, seed, exact=exact, identity=watch, identity_tolerance=args.tolerance)
             editor.set_locks(held)
             t0 = time.perf_counter()
             try:
@@ -109,13 +111,14 @@ def main() -> None:
             report = editor.last_report() or {"converged": None, "blocked_by": None}
             row = {"seed": seed, "seconds": seconds, "converged": report["converged"],
                    "port": editor.identity().distance, "dlib": float(np.linalg.norm(desc - start_id[0])),
-                   "smile": look["smile"] - start_look["smile"],
+                   "smile": look["smile"] - start_look["smile"], "reached": report.get("reached"),
                    "skin": float(np.linalg.norm(measure(look)["lab"] - start_lab)),
                    "boxed": bool(look["fallback"]), "blocked": report["blocked_by"]}
             rows[way].append(row)
             print(f"  seed {seed} {way:7s}: {seconds:5.1f} s converged={row['converged']!s:5s} "
                   f"port {fmt(row['port'])} dlib {fmt(row['dlib'])} smile {fmt(row['smile'], '+.3f')} "
                   f"skin ΔE {row['skin']:.1f}" + (" (boxed)" if row["boxed"] else "")
+                  + (f" reached {row['reached']:+.2f}" if row["reached"] is not None else "")
                   + (f" blocked by {row['blocked']}" if row["blocked"] else ""), flush=True)
     for way, got in rows.items():
         if not got:

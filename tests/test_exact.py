@@ -227,6 +227,27 @@ def test_readings_added_together_are_read_in_one_call_and_differentiate_like_sep
     assert torch.allclose(values, values1) and torch.allclose(jac, jac1, atol=1e-9)
 
 
+def test_a_guard_ends_the_path_at_its_bound_and_is_named(bent):
+    from tlgan.editing.exact import Guard
+
+    gen, ext, axes = bent
+    mean, std = feature_stats(axes, gen, ext)
+    model = ReadingModel(gen, ext, mean, std)
+    z = torch.randn(12, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    start = float(model.read(z, [0])[0])
+    free = exact_move(model, z, 0, start + 2.0)
+    assert free.converged
+    moved = float((free.z - z).norm())
+    guard = Guard("budget", lambda at: float((at - z).norm()), moved / 3)
+    r = exact_move(model, z, 0, start + 2.0, guard=guard)
+    assert not r.converged and r.blocked_by == "budget"
+    assert float((r.z - z).norm()) <= moved / 3 and start < r.reached < start + 2.0  # part of the way, within it
+    assert "'budget' would go beyond its tolerance" in r.message and "'budget' is in the way" in r.message
+    # already beyond it at the start: refused, nothing moved
+    far = exact_move(model, z, 0, start + 2.0, guard=Guard("budget", lambda at: 1.0, 0.5))
+    assert far.refused and torch.equal(far.z, z) and "already 1.000" in far.message
+
+
 def test_jitter_is_seeded_small_and_image_major():
     from tlgan.editing.exact import Jitter
 

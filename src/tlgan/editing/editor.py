@@ -29,6 +29,7 @@ from tlgan.axes.store import AxisSet
 from tlgan.editing.exact import (
     ExactResult,
     ExactSettings,
+    Guard,
     ReadingModel,
     check_differentiable,
     exact_move,
@@ -261,13 +262,14 @@ class Editor:
         read_locks = [lk for lk in locks if feats[self.axes.index(lk)] is not None]
         lin_locks = [lk for lk in locks if feats[self.axes.index(lk)] is None]
         lock_idx = [reader.names.index(feats[self.axes.index(lk)]) for lk in read_locks]
+        guard = None
         if any(self._is_identity(k) for k in edit.locks):
-            held = self._identity_readings()
+            held, guard = self._identity_readings()
             lock_idx, read_locks = [*lock_idx, *held], [*read_locks, *[IDENTITY] * len(held)]
         result = exact_move(
             reader, self.z, target, goal, locks=lock_idx, lock_names=read_locks,
             linear_locks=self._axes64[[self.axes.index(lk) for lk in lin_locks]] if lin_locks else None,
-            linear_names=lin_locks, axis=self._axes64[k], target_name=edit.knob, settings=self.settings)
+            linear_names=lin_locks, axis=self._axes64[k], target_name=edit.knob, settings=self.settings, guard=guard)
         self.z = result.z
         return result
 
@@ -287,12 +289,15 @@ class Editor:
                 self._identity_ref = self.identity_watch.reference(start.to(torch.float64))
         return self._identity_ref
 
-    def _identity_readings(self) -> list[int]:
-        """The reader's indices of the held identity readings, set up for a move from the current face.
+    def _identity_readings(self) -> tuple[list[int], Guard]:
+        """The reader's indices of the held identity readings, set up for a move from the current face, and the
+        guard on the whole distance they stand for.
 
-        The readings are added to the reader once; they read the start face's descriptor and the
-        landmarks of the face the move starts from (found here: a face without them is refused
-        before anything moves).
+        The readings (K descriptor coordinates) are added to the reader once; they read the start face's
+        descriptor and the landmarks of the face the move starts from (found here: a face without them is
+        refused before anything moves). The coordinates leave most of the descriptor free, so the path is also
+        guarded: it ends before the first point whose whole distance from the start face (read at the same
+        landmarks) is beyond the identity tolerance.
         """
         watch = self.identity_watch
         with one_cpu_thread(self._device):
@@ -302,7 +307,8 @@ class Editor:
         if self._identity_index is None:
             first = self.reader().add_readings(IDENTITY, lambda images: self._identity_fn(images), len(basis))
             self._identity_index = first[0]
-        return list(range(self._identity_index, self._identity_index + len(basis)))
+        guard = Guard(IDENTITY, lambda z: watch.distance_at(z, reference, points), watch.tolerance)
+        return list(range(self._identity_index, self._identity_index + len(basis))), guard
 
     def identity(self) -> IdentityCheck:
         """How far the current face is from the face it started as (dlib descriptor distance), with its scale."""

@@ -37,7 +37,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import torch
@@ -407,6 +407,18 @@ def predictor_step(g: torch.Tensor, c: torch.Tensor, dt: float, c_res: torch.Ten
 
 # ---- the path ---------------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
+class Guard:
+    """A bound the whole path must respect, checked at every point (not steered by): ``measure`` maps a latent (D,)
+    float64 to a number that must stay ≤ ``limit``. The path stops before the first point beyond it and reports
+    ``name`` as what is in the way. (A lock holds what it can differentiate cheaply; a guard checks what the lock
+    stands for, e.g. the whole identity distance behind a few held descriptor coordinates.)"""
+
+    name: str
+    measure: Callable[[torch.Tensor], float]
+    limit: float
+
+
+@dataclass(frozen=True)
 class ExactSettings:
     """Tolerances and limits of an exact move (readings in SD of each feature's spread over faces)."""
 
@@ -485,22 +497,25 @@ def one_cpu_thread(device: torch.device) -> Iterator[None]:
 def exact_move(model: ReadingModel, z0: torch.Tensor, target: int, goal: float, locks: Sequence[int] = (),
                lock_names: Sequence[str] = (), linear_locks: torch.Tensor | None = None,
                linear_names: Sequence[str] = (), axis: torch.Tensor | None = None, target_name: str = "knob",
-               settings: ExactSettings = ExactSettings(), hold: torch.Tensor | None = None) -> ExactResult:
+               settings: ExactSettings = ExactSettings(), hold: torch.Tensor | None = None,
+               guard: Guard | None = None) -> ExactResult:
     """Move latent z0 (D,) until standardised reading ``target`` equals ``goal``, holding the ``locks`` readings.
 
     Computed on one CPU thread (``one_cpu_thread``): the same bits at any thread count. See ``_exact_move``.
     """
     with one_cpu_thread(model.device):
         return _exact_move(model, z0, target, goal, locks, lock_names, linear_locks, linear_names, axis,
-                           target_name, settings, hold)
+                           target_name, settings, hold, guard)
 
 
 def _exact_move(model: ReadingModel, z0: torch.Tensor, target: int, goal: float, locks: Sequence[int] = (),
                 lock_names: Sequence[str] = (), linear_locks: torch.Tensor | None = None,
                 linear_names: Sequence[str] = (), axis: torch.Tensor | None = None, target_name: str = "knob",
-                settings: ExactSettings = ExactSettings(), hold: torch.Tensor | None = None) -> ExactResult:
+                settings: ExactSettings = ExactSettings(), hold: torch.Tensor | None = None,
+                guard: Guard | None = None) -> ExactResult:
     """Move latent z0 (D,) until standardised reading ``target`` equals ``goal``, holding the ``locks`` readings.
 
+    guard: a bound checked at every point; the path ends at the last point within it (see ``Guard``).
     locks: reading indices held at their values in z0 (names in ``lock_names``);
     linear_locks (L, D): directions whose latent projections are held (knobs
     without a reading); axis (D,): the knob's global axis, the first direction
@@ -564,6 +579,11 @@ def _exact_move(model: ReadingModel, z0: torch.Tensor, target: int, goal: float,
         lock_err, lin_err = errors(at, v)
         return lock_err <= share * s.lock_tol and lin_err <= 1e-6 * share
 
+    if guard is not None and (at_start := guard.measure(z)) > guard.limit:
+        msg = (f"'{target_name}' cannot move (from {start:+.2f} toward {goal:+.2f}): '{guard.name}' is already "
+               f"{at_start:.3f} from where it is held, beyond its tolerance {guard.limit:.3f}")
+        return replace(_refusal(model, z, goal, start, values, values[1:], lock_names, target_name, guard.name,
+                                g0, r0), message=msg)
     c, res = constraints(z, jac[1:], values)
     if free_rate(jac[0], c) < s.min_rate:  # contradictory locks: say so before moving
         blocked = _blocker(jac[0], groups(jac[1:], z))
@@ -572,7 +592,7 @@ def _exact_move(model: ReadingModel, z0: torch.Tensor, target: int, goal: float,
     total = goal - start
     best = (abs(total), z, values) if holds(z, values) else None  # (distance to goal, latent, readings)
     steps, blocked, why = 0, None, ""
-    stride = s.step           # the target advance planned per step; adapts smoothly to how non-linear the locks are
+    stride = cap = s.step     # the target advance planned per step; adapts smoothly to how non-linear the locks are
     converged = abs(total) <= s.goal_tol and holds(z, values)
     gaps = [abs(total)]
     while not converged:
@@ -589,6 +609,7 @@ def _exact_move(model: ReadingModel, z0: torch.Tensor, target: int, goal: float,
         want = advance * max(-stride, min(stride, gap_now))
         dz, _ = predictor_step(g, c, want, res, axis, s.radius)
         aim = float(values[0]) + want
+        before = (z, values, jac)
         z = into_band(z + dz)
         for _ in range(s.chords):  # chord corrections: a fixed number, with this step's Jacobian and plain reads
             v = model.read(z, idx)
@@ -597,12 +618,21 @@ def _exact_move(model: ReadingModel, z0: torch.Tensor, target: int, goal: float,
             z = into_band(z + min_norm_solve(a, torch.cat([torch.tensor([aim - float(v[0])], dtype=torch.float64), rt])))
         values, jac = model.jacobian(z, idx)
         steps += 1
+        if guard is not None and (beyond := guard.measure(z)) > guard.limit:
+            if stride / 2 >= s.min_stride:  # back to the last point within the bound, with a shorter stride
+                z, values, jac = before
+                c, res = constraints(z, jac[1:], values)
+                stride = cap = stride / 2  # and never longer again: the bound is near
+                continue
+            why = f"'{guard.name}' would go beyond its tolerance ({beyond:.3f} > {guard.limit:.3f})"
+            blocked = guard.name
+            break
         gap = abs(goal - float(values[0]))
         new_err = errors(z, values)[0]
         if holds(z, values) and (best is None or gap < best[0]):
             best = (gap, z, values)
         if abs(want) > 1e-6 and new_err > 0:  # aim for a lock error of about two tolerances after a step's chords
-            stride = min(max(stride * min(max(math.sqrt(2 * s.lock_tol / new_err), 0.5), 1.5), s.min_stride), s.step)
+            stride = min(max(stride * min(max(math.sqrt(2 * s.lock_tol / new_err), 0.5), 1.5), s.min_stride), cap)
         c, res = constraints(z, jac[1:], values)
         converged = gap <= s.goal_tol / 2 and holds(z, values, 0.5)
         gaps.append(best[0] if best is not None else abs(total))
@@ -621,7 +651,8 @@ def _exact_move(model: ReadingModel, z0: torch.Tensor, target: int, goal: float,
         final_z, final_v = (best[1], best[2]) if best is not None else (z0.to(torch.float64).clone(), None)
         if final_v is None:
             final_v = model.read(final_z, idx)
-        blocked = _blocker(jac[0], groups(jac[1:], z))
+        if blocked is None:
+            blocked = _blocker(jac[0], groups(jac[1:], z))
         if not why:
             why = "the reading stopped getting closer to the goal"
         if best is None or best[0] >= abs(total) - 1e-9:

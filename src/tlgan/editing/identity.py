@@ -213,6 +213,15 @@ class IdentityWatch:
         return reading.points[0].detach()
 
     @torch.no_grad()
+    def distance_at(self, z: torch.Tensor, reference: torch.Tensor, points: torch.Tensor) -> float:
+        """Descriptor distance of the face of latent z (D,) from ``reference`` (128,), its chip cut at fixed
+        landmarks ``points`` (5, 2) (what the identity lock's path is guarded by)."""
+        images = render(self.generator, z[None])
+        at = points.to(images.device, torch.float32)[None]
+        descriptor = self.model.read(images, at).descriptors[0].double()
+        return float(torch.linalg.vector_norm(descriptor - reference.to(descriptor.device).double()))
+
+    @torch.no_grad()
     def check(self, z: torch.Tensor, reference: torch.Tensor) -> IdentityCheck:
         """The identity reading of latent z (D,) against a start descriptor (128,)."""
         reading = self.model.read(render(self.generator, z[None]))
