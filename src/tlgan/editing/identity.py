@@ -9,9 +9,10 @@ random faces (measured once per generator and cached).
 
 ``IDENTITY`` is the name under which identity appears among locks: exact edits
 hold the descriptor's change along the generator's main directions of
-between-face variation within ``tolerance`` (``identity_lock_readings``; this
-bounds, but does not hold, the whole distance: docs/exact.md has the figures);
-linear edits only show it and warn past the tolerance.
+between-face variation (``identity_lock_readings``), and their path is guarded
+by the whole distance (``IdentityWatch.distance_at``): it ends before the face
+goes beyond ``tolerance`` and says identity is in the way (docs/exact.md has
+the figures). Linear edits only show it and warn past the tolerance.
 """
 
 from __future__ import annotations
