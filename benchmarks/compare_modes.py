@@ -1,10 +1,12 @@
-"""Linear-free, linear-locked, exact-free and exact-locked edits of the shipped default, side by side.
+"""Linear-free, linear-locked, exact-free, exact-locked and exact-identity (exact, identity held) edits of the shipped
+default, side by side.
 
 Runs the evaluate protocol (``tlgan.evaluation.evaluate``) on the shipped axes in both modes and writes the
 "Edit modes" section of docs/comparison.md (between its markers; the rest of the page is compare_methods.py's)
 and docs/comparison-modes.json. Linear offsets are σ of the knob (latent units along the axis); exact offsets are
 SD of the knob's reading over faces. Locked = the other 19 knobs held (linear: their values; exact: their
-readings, within 0.02 SD). Exact-locked is the expensive one (20 gradients per step): give it fewer faces with
+readings, within 0.02 SD). Exact-identity holds only the face's identity (ExactSweeper(identity=...)).
+Exact-locked is the expensive one (20 gradients per step): give it fewer faces with
 --locked-faces when time is short; the page states what was run.
 
     python benchmarks/compare_methods.py --modes [--faces 32] [--locked-faces 32] [--range 2] [--steps 5]
@@ -232,6 +234,7 @@ def section(res: dict, sweep: list[float], span: float) -> str:
              "values; exact: their readings, within 0.02 SD). Effects in feature SD per unit offset. *reachable*: "
              f"share of exact moves that reached their goal. Machine: {platform.machine()}, "
              f"{threads} thread{'s' if threads != 1 else ''} per process."), "",
+             *held_note(res), *knob_sets(res),
              "| mode | faces | diagonal, mean | leak, mean | worst leak | monotonicity | faces kept | reachable | time |",
              "|---|---|---|---|---|---|---|---|---|"]
     for mode, r in res.items():
@@ -245,7 +248,7 @@ def section(res: dict, sweep: list[float], span: float) -> str:
               "diagonal mean ≥ 0.45; exact-free: diagonal ≥ linear-free's, monotonicity ≥ 0.95."), "",
               "### Per knob: diagonal (reachable share) per mode", "",
               "| knob | " + " | ".join(map(label, res)) + " |", "|---|" + "---|" * len(res)]
-    names = list(next(iter(res.values()))["axes"])
+    names = list(dict.fromkeys(k for r in res.values() for k in r["axes"]))  # every mode's knobs, first seen first
     for name in names:
         cells = []
         for r in res.values():
@@ -328,7 +331,7 @@ def identity_section(res: dict) -> list[str]:
         lines.append(f"| random unit direction in z (mean of {ref['directions']}; linear) | {rows['linear-free']['n']} "
                      f"| {fmt(ref['per_sigma'], 3)} | – | – | " + " | ".join(fmt(at.get(size), 3) for size in sizes)
                      + " | – | – | – |")
-    names = list(next(iter(rows.values()))["axes"])
+    names = list(dict.fromkeys(k for r in rows.values() for k in r["axes"]))
     lines += ["", "Per knob: identity distance per unit offset (mean distance at the largest offset).", "",
               "| knob | " + " | ".join(map(label, rows)) + " |", "|---|" + "---|" * len(rows)]
     for name in names:
@@ -372,44 +375,76 @@ def identity_verdict(rows: dict) -> list[str]:
             *out] if out else []
 
 
+def held_note(res: dict) -> list[str]:
+    """What *exact, identity held* holds (only when that mode is shown)."""
+    if "exact-identity" not in res:
+        return []
+    return [("*Exact, identity held*: exact, with only the face's identity held, as `tlgan edit --exact --lock "
+             "identity` holds it: 8 coordinates of dlib's descriptor change (the generator's main directions of "
+             "between-face variation) held as readings, and every path ended before the whole descriptor distance "
+             "from the start face passes 0.1 (the chip cut at the face's start landmarks for all its moves). A face "
+             "whose landmarks are not found is not moved (its moves count as not reached)."), ""]
+
+
+def knob_sets(res: dict) -> list[str]:
+    """A sentence when the modes were measured on different sets of knobs (a mode run after the shipped axes
+    changed), naming which; nothing when they agree."""
+    sets: dict[tuple[str, ...], list[str]] = {}
+    for m, r in res.items():
+        sets.setdefault(tuple(r["axes"]), []).append(m)
+    if len(sets) < 2:
+        return []
+    parts = [f"{', '.join(ms)} on {len(knobs)} knobs" for knobs, ms in sets.items()]
+    return [("The modes were measured on different sets of shipped knobs (the set changed between runs): "
+             + "; ".join(parts) + ". A knob a mode did not measure shows – in its column; knobs of the same name "
+             "may have been refitted in between."), ""]
+
+
 def label(mode: str) -> str:
     """A mode's name as the tables show it (the new modes say what they hold)."""
     return f"{mode} ({LABELS[mode]})" if mode in LABELS else mode
 
 
 def held_verdict(rows: dict, res: dict) -> list[str]:
-    """Two sentences from the numbers: the knobs that cost the most identity today (linear-free, exact-free) and
-    those that cost the least with identity held (exact-identity), with how far the held knobs still reach."""
+    """Two sentences from the numbers: the knobs that cost the most identity today (linear-free, exact-free, per
+    unit) and those that cost the least with identity held (exact-identity): there the guard caps every move's
+    distance near 0.1, so per unit is about the same for every knob, and a knob is cheap when its own reading moves
+    far within that bound (identity per SD of its reading, over knobs with a diagonal above 0.2), with how often
+    the held knobs still reach a goal."""
     held = rows.get("exact-identity")
     if not held:
         return []
 
-    def ranked(m: str, least: bool) -> list[tuple[float, str, float | None]]:
+    def costliest(m: str) -> list[tuple[float, str]]:
         r = rows.get(m) or {"axes": {}}
-        got = [(a["per_sigma"], name, a.get("reachable")) for name, a in r["axes"].items()
-               if a and a.get("per_sigma") is not None and math.isfinite(a["per_sigma"])
-               and (a.get("reachable") is None or a["reachable"] >= 0.5)]
-        return sorted(got, reverse=not least)
+        return sorted(((a["per_sigma"], name) for name, a in r["axes"].items()
+                       if a and a.get("per_sigma") is not None and math.isfinite(a["per_sigma"])
+                       and (a.get("reachable") is None or a["reachable"] >= 0.5)), reverse=True)[:3]
 
-    today = [m for m in ("linear-free", "exact-free") if ranked(m, False)]
-    parts = [f"{label(m)}: " + ", ".join(f"{name} {v:.3f}" for v, name, _ in ranked(m, False)[:3]) for m in today]
-    axes = held["axes"]
-    reach = [a["reachable"] for a in axes.values() if a and a.get("reachable") is not None]
-    moving = [name for name, a in axes.items() if a and (a.get("reachable") or 0) >= 0.5]
     b = res["exact-identity"]
     diag = lambda name: (((b["axes"].get(name) or {}).get(b["key"]) or {}) if b.get("key")  # noqa: E731
                          else (b["axes"].get(name) or {})).get("diagonal")
-    cheap = ranked("exact-identity", True)[:3]
-    cheap_txt = ", ".join(f"{name} {v:.3f} (reachable {fmt(r)}, diagonal {fmt(diag(name))})" for v, name, r in cheap)
-    out = ["", ("**Today**, the knobs that cost the most identity per unit are, " + "; ".join(parts) + "."
-                if parts else "")]
-    out.append(f"**With identity held** (exact, identity held; the whole descriptor distance kept ≤ 0.1), "
-               + (f"the cheapest knobs that still reach their goal in at least half the moves are {cheap_txt}; "
-                  if cheap else "no knob reaches its goal in half the moves; ")
-               + f"{len(moving)} of {len(axes)} knobs do, and the held moves reach their goal in "
-               f"{fmt(sum(reach) / len(reach) if reach else None)} of all moves (mean reachable), since the path "
-               "stops where identity is in the way.")
-    return out
+    axes = {name: a for name, a in held["axes"].items() if a and a.get("per_sigma") is not None}
+    cheap = sorted((a["per_sigma"] / diag(name), name) for name, a in axes.items()
+                   if diag(name) is not None and diag(name) > 0.2)
+    reach = [a["reachable"] for a in axes.values() if a.get("reachable") is not None]
+    never = [name for name, a in axes.items() if a.get("reachable") == 0]
+    half = [name for name, a in axes.items() if (a.get("reachable") or 0) >= 0.5]
+    parts = [f"{label(m)}: " + ", ".join(f"{name} {v:.3f}" for v, name in costliest(m)) for m in
+             ("linear-free", "exact-free") if costliest(m)]
+    today = ("**Today** the knobs that cost the most identity per unit are, " + "; ".join(parts) + ".") if parts else ""
+    cheap_txt = ", ".join(f"{name} ({v:.2f} per SD of its reading: {fmt(diag(name))} SD of it per unit for "
+                          f"{axes[name]['per_sigma']:.3f}, reachable {fmt(axes[name].get('reachable'))})"
+                          for v, name in cheap[:3])
+    held_txt = (f"**With identity held** (exact, identity held) every move stays near the 0.1 bound (per unit "
+                f"{min(a['per_sigma'] for a in axes.values()):.3f} to {max(a['per_sigma'] for a in axes.values()):.3f}), "
+                + (f"and the cheapest knobs are those whose own reading moves furthest within it: {cheap_txt}; "
+                   if cheap else "")
+                + f"but a held knob rarely reaches a 1-SD goal: {fmt(sum(reach) / len(reach) if reach else None)} of "
+                f"the moves (mean reachable), {len(half)} of {len(axes)} knobs in at least half of them"
+                + (f" ({', '.join(half)})" if half else "")
+                + f", and {len(never)} never ({', '.join(never)}): identity is in the way.")
+    return ["", today, "", held_txt]
 
 
 def write(out: Path, res: dict, sweep: list[float], span: float) -> None:
