@@ -9,10 +9,11 @@ other axes locked), monotonicity, faces kept, identity drift per σ (dlib's desc
     python benchmarks/compare_methods.py [--samples 6000] [--faces 32] [--steps 5] [--identity-faces 8]
     python benchmarks/compare_methods.py --modes [--faces 32] [--locked-faces 8] [--range 2] [--steps 5]
     python benchmarks/compare_methods.py --modes --identity-only --identity-faces 4 [--mode exact-free ...]
-    python benchmarks/compare_methods.py --modes --mode exact-identity --held-faces 4 --identity-faces 4 --range 1 --steps 3
+    python benchmarks/compare_methods.py --modes --mode exact-identity --held-faces 4 --identity-faces 4 \
+        --range 1 --steps 3
 
-``--modes`` compares linear-free, linear-locked, exact-free, exact-locked and exact-identity (exact, identity held)
-edits of the shipped axes instead (see compare_modes.py; its MODES list takes more) and rewrites only that section of the page; with
+``--modes`` compares linear-free, linear-locked, exact-free, exact-locked and exact-identity (exact, identity
+held) edits of the shipped axes instead (see compare_modes.py; its MODES list takes more) and rewrites only that section of the page; with
 ``--identity-only`` it measures only identity, on --identity-faces faces per mode, and adds it to the results
 already published in docs/comparison-modes.json (or cached), which keep their own face counts.
 

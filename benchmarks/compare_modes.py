@@ -436,8 +436,9 @@ def held_verdict(rows: dict, res: dict) -> list[str]:
     cheap_txt = ", ".join(f"{name} ({v:.2f} per SD of its reading: {fmt(diag(name))} SD of it per unit for "
                           f"{axes[name]['per_sigma']:.3f}, reachable {fmt(axes[name].get('reachable'))})"
                           for v, name in cheap[:3])
+    costs = [a["per_sigma"] for a in axes.values()]
     held_txt = (f"**With identity held** (exact, identity held) every move stays near the 0.1 bound (per unit "
-                f"{min(a['per_sigma'] for a in axes.values()):.3f} to {max(a['per_sigma'] for a in axes.values()):.3f}), "
+                f"{min(costs):.3f} to {max(costs):.3f}), "
                 + (f"and the cheapest knobs are those whose own reading moves furthest within it: {cheap_txt}; "
                    if cheap else "")
                 + f"but a held knob rarely reaches a 1-SD goal: {fmt(sum(reach) / len(reach) if reach else None)} of "

@@ -838,7 +838,8 @@ class ExactSweeper:
     """
 
     def __init__(self, generator: Generator, extractor: Extractor, axis_set: AxisSet,
-                 settings: ExactSettings = ExactSettings(), progress: bool = False, identity: IdentityWatch | None = None) -> None:
+                 settings: ExactSettings = ExactSettings(), progress: bool = False,
+                 identity: IdentityWatch | None = None) -> None:
         mean, std = feature_stats(axis_set, generator, extractor)
         self.model = ReadingModel(generator, extractor, mean, std)
         self.axis_set, self.settings, self.progress = axis_set, settings, progress
@@ -857,11 +858,11 @@ class ExactSweeper:
 
     def _start(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
         """(reference descriptor (128,), landmarks (5, 2)) of the face of latent z (D,), or None when not found."""
+        from .identity import render
+
         key = z.to(torch.float64).cpu().numpy().tobytes()
         if key not in self._faces:
             with one_cpu_thread(self.model.device), torch.no_grad():
-                from .identity import render
-
                 reading = self.identity.model.read(render(self.identity.generator, z.to(torch.float64)[None]))
             found = bool(reading.found[0])
             self._faces[key] = (reading.descriptors[0].detach(), reading.points[0].detach()) if found else None
