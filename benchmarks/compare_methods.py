@@ -9,9 +9,11 @@ other axes locked), monotonicity, faces kept, identity drift per σ (dlib's desc
     python benchmarks/compare_methods.py [--samples 6000] [--faces 32] [--steps 5] [--identity-faces 8]
     python benchmarks/compare_methods.py --modes [--faces 32] [--locked-faces 8] [--range 2] [--steps 5]
     python benchmarks/compare_methods.py --modes --identity-only --identity-faces 4 [--mode exact-free ...]
+    python benchmarks/compare_methods.py --modes --mode exact-identity --held-faces 4 --identity-faces 4 \
+        --range 1 --steps 3
 
-``--modes`` compares linear-free, linear-locked, exact-free and exact-locked edits of the shipped axes instead
-(see compare_modes.py; its MODES list takes more) and rewrites only that section of the page; with
+``--modes`` compares linear-free, linear-locked, exact-free, exact-locked and exact-identity (exact, identity
+held) edits of the shipped axes instead (see compare_modes.py; its MODES list takes more) and rewrites only that section of the page; with
 ``--identity-only`` it measures only identity, on --identity-faces faces per mode, and adds it to the results
 already published in docs/comparison-modes.json (or cached), which keep their own face counts.
 
@@ -81,6 +83,8 @@ def main() -> None:
                         help="instead: linear/exact × free/locked edits of the shipped axes (compare_modes.py)")
     parser.add_argument("--locked-faces", type=int, default=None, help="faces for exact-locked (--modes)")
     parser.add_argument("--free-faces", type=int, default=None, help="faces for exact-free (--modes)")
+    parser.add_argument("--held-faces", type=int, default=None,
+                        help="faces for exact-identity (--modes) [default: exact-free's]")
     from compare_modes import MODE_NAMES
 
     parser.add_argument("--mode", action="append", choices=MODE_NAMES,
@@ -99,7 +103,8 @@ def main() -> None:
         run_modes(args.faces, args.locked_faces or args.faces, args.span, args.steps, args.device,
                   args.eval_seed, Path(args.out), tuple(args.mode or MODE_NAMES),
                   Path(args.cache).with_name("compare-modes"), args.free_faces,
-                  16 if args.identity_faces is None else args.identity_faces, args.identity_only, args.render_only)
+                  16 if args.identity_faces is None else args.identity_faces, args.identity_only, args.render_only,
+                  args.held_faces)
         return
     identity_faces = 8 if args.identity_faces is None else args.identity_faces
     set_cpu_threads()

@@ -1,10 +1,12 @@
-"""Linear-free, linear-locked, exact-free and exact-locked edits of the shipped default, side by side.
+"""Linear-free, linear-locked, exact-free, exact-locked and exact-identity (exact, identity held) edits of the shipped
+default, side by side.
 
 Runs the evaluate protocol (``tlgan.evaluation.evaluate``) on the shipped axes in both modes and writes the
 "Edit modes" section of docs/comparison.md (between its markers; the rest of the page is compare_methods.py's)
 and docs/comparison-modes.json. Linear offsets are σ of the knob (latent units along the axis); exact offsets are
 SD of the knob's reading over faces. Locked = the other 19 knobs held (linear: their values; exact: their
-readings, within 0.02 SD). Exact-locked is the expensive one (20 gradients per step): give it fewer faces with
+readings, within 0.02 SD). Exact-identity holds only the face's identity (ExactSweeper(identity=...)).
+Exact-locked is the expensive one (20 gradients per step): give it fewer faces with
 --locked-faces when time is short; the page states what was run.
 
     python benchmarks/compare_methods.py --modes [--faces 32] [--locked-faces 32] [--range 2] [--steps 5]
@@ -26,6 +28,7 @@ import torch
 from tlgan.atomic import write_text_atomic
 from tlgan.axes.defaults import load_default_axes
 from tlgan.editing.exact import ExactSettings, ExactSweeper
+from tlgan.editing.identity import IdentityWatch
 from tlgan.evaluation.evaluate import DEFAULT_SEED, evaluate
 from tlgan.evaluation.identity import linear_latents, read_identity, sweep_identity
 from tlgan.models.extractors import load_extractor
@@ -58,13 +61,26 @@ def _exact(gen, ext, axes, identity=None):
     return ExactSweeper(gen, ext, axes, ExactSettings(max_steps=20), progress=True)
 
 
+def _exact_identity(gen, ext, axes, identity=None):
+    """Exact, with the face's identity held (the Editor's identity lock: 8 descriptor coordinates held, the path
+    guarded by the whole descriptor distance ≤ 0.1) and nothing else."""
+    return ExactSweeper(gen, ext, axes, ExactSettings(max_steps=20), progress=True,
+                        identity=IdentityWatch(gen, identity or load_identity(_device(gen))))
+
+
+def _device(gen) -> torch.device:
+    return next((p.device for p in gen.parameters()), torch.device("cpu"))
+
+
 # Add a mode by appending it here (e.g. exact with an identity lock): every table, column and JSON takes it.
 MODES: list[Mode] = [
     Mode("linear-free", None, None),
     Mode("linear-locked", "locked", None),
     Mode("exact-free", None, _exact, "free_faces"),
     Mode("exact-locked", "locked", _exact, "locked_faces"),
+    Mode("exact-identity", None, _exact_identity, "identity_held_faces"),
 ]
+LABELS = {"exact-identity": "exact, identity held"}
 MODE_NAMES = tuple(m.name for m in MODES)
 
 
@@ -102,10 +118,19 @@ def random_reference(gen, identity, seed: int, faces: int, sweep: list[float], d
                         for i, size in enumerate(sizes)]}
 
 
+def published_linear(out: Path | None) -> dict | None:
+    """The published linear-free results (docs/comparison-modes.json next to ``out``), or None: like a cached run,
+    they spare rerunning the linear modes when only other modes are asked for."""
+    published = out.with_name("comparison-modes.json") if out else None
+    if not published or not published.exists():
+        return None
+    return json.loads(published.read_text()).get("linear-free")
+
+
 def run_modes(faces: int, locked_faces: int, span: float, steps: int, device: str, seed: int = DEFAULT_SEED,
               out: Path | None = None, modes: tuple[str, ...] = MODE_NAMES, cache: Path | None = None,
               free_faces: int | None = None, identity_faces: int = 16, identity_only: bool = False,
-              render_only: bool = False) -> dict:
+              render_only: bool = False, held_faces: int | None = None) -> dict:
     """Evaluate ``modes``; returns {mode: {"summary", "axes", "n", "seconds", "key", "identity"}} and writes the
     page section.
 
@@ -114,10 +139,13 @@ def run_modes(faces: int, locked_faces: int, span: float, steps: int, device: st
     ``identity_faces`` > 0 also measures identity drift on that many faces (the first of each mode's faces).
     ``identity_only`` measures only that, on ``identity_faces`` faces per mode, and adds it to the cached (or
     published, docs/comparison-modes.json) results of each mode, which keep their own face counts.
-    ``render_only`` runs nothing and rewrites the section from those results.
+    ``render_only`` runs nothing and rewrites the section from those results. ``held_faces``: faces for
+    exact-identity (default: exact-free's). The section shows every mode: the run's, else the cached, else the
+    published (docs/comparison-modes.json) results, so one mode can be (re)run alone.
     """
     sweep = sorted({round(-span + 2 * span * i / (steps - 1), 6) for i in range(steps)} | {0.0})
-    counts = {"faces": faces, "free_faces": free_faces or faces, "locked_faces": locked_faces}
+    counts = {"faces": faces, "free_faces": free_faces or faces, "locked_faces": locked_faces,
+              "identity_held_faces": held_faces or free_faces or faces}
     res: dict = {}
 
     def stored() -> dict:
@@ -127,7 +155,7 @@ def run_modes(faces: int, locked_faces: int, span: float, steps: int, device: st
         for m in MODE_NAMES:
             if cache and (cache / f"{m}.json").exists():
                 merged[m] = json.loads((cache / f"{m}.json").read_text())
-            elif (identity_only or render_only) and m in old:  # the published numbers, per-axis blocks already unwrapped
+            elif m in old:  # the published numbers, per-axis blocks already unwrapped
                 merged[m] = dict(old[m], key=None)
         return merged
 
@@ -137,7 +165,7 @@ def run_modes(faces: int, locked_faces: int, span: float, steps: int, device: st
             cache.mkdir(parents=True, exist_ok=True)
             write_text_atomic(cache / f"{mode}.json", json.dumps(entry, default=str))
         if out:
-            merged = stored() if cache or identity_only else {}
+            merged = stored()
             merged.update(res)
             write(out, {m: merged[m] for m in MODE_NAMES if m in merged}, sweep, span)
 
@@ -150,7 +178,7 @@ def run_modes(faces: int, locked_faces: int, span: float, steps: int, device: st
     identity = load_identity(device) if identity_faces > 0 else None
     base = stored() if identity_only else {}
     cached = json.loads((cache / "linear-free.json").read_text()) if cache and (cache / "linear-free.json").exists() \
-        else None
+        else published_linear(out)
     # every mode is measured in SDs of each feature over the linear run's fresh faces (as evaluate computes them)
     spread = read_faces(gen, ext, sample_latents(seed, 0, faces, gen.latent_dim)).to(torch.float64).std(0)
     runs: dict = {}  # (linear or exact factory, faces) -> the evaluation's JSON and seconds, shared by free/locked
@@ -206,20 +234,21 @@ def section(res: dict, sweep: list[float], span: float) -> str:
              "values; exact: their readings, within 0.02 SD). Effects in feature SD per unit offset. *reachable*: "
              f"share of exact moves that reached their goal. Machine: {platform.machine()}, "
              f"{threads} thread{'s' if threads != 1 else ''} per process."), "",
+             *held_note(res), *knob_sets(res),
              "| mode | faces | diagonal, mean | leak, mean | worst leak | monotonicity | faces kept | reachable | time |",
              "|---|---|---|---|---|---|---|---|---|"]
     for mode, r in res.items():
         s = r["summary"] or {}
         worst = s.get("leak_max")
         w = "–" if not worst else f"{abs(worst['effect']):.2f} ({worst['axis']} → {worst['feature']})"
-        lines.append(f"| {mode} | {r['n']} | {fmt(s.get('diagonal_mean'))} | {fmt(s.get('leak_mean'))} | {w} "
+        lines.append(f"| {label(mode)} | {r['n']} | {fmt(s.get('diagonal_mean'))} | {fmt(s.get('leak_mean'))} | {w} "
                      f"| {fmt(s.get('monotonicity_mean'))} | {fmt(s.get('faces_kept_mean'))} "
                      f"| {fmt(s.get('reachable_mean'))} | {r['seconds'] / 60:.1f} min |")
     lines += ["", ("Targets of issue 12 for exact-locked: leak mean ≤ 0.05, worst ≤ 0.15, faces kept ≥ 0.9, "
               "diagonal mean ≥ 0.45; exact-free: diagonal ≥ linear-free's, monotonicity ≥ 0.95."), "",
               "### Per knob: diagonal (reachable share) per mode", "",
-              "| knob | " + " | ".join(res) + " |", "|---|" + "---|" * len(res)]
-    names = list(next(iter(res.values()))["axes"])
+              "| knob | " + " | ".join(map(label, res)) + " |", "|---|" + "---|" * len(res)]
+    names = list(dict.fromkeys(k for r in res.values() for k in r["axes"]))  # every mode's knobs, first seen first
     for name in names:
         cells = []
         for r in res.values():
@@ -291,7 +320,7 @@ def identity_section(res: dict) -> list[str]:
         at = {b["size"]: b["distance"] for b in s.get("identity_by_size", [])}
         worst = s.get("identity_max")
         seconds = r.get("seconds", res[m]["seconds"])
-        lines.append(f"| {m} | {r['n']} | {fmt(s.get('identity_per_sigma_mean'), 3)} | {fmt(avg(moving), 3)} "
+        lines.append(f"| {label(m)} | {r['n']} | {fmt(s.get('identity_per_sigma_mean'), 3)} | {fmt(avg(moving), 3)} "
                      f"| {fmt(avg(per_sd), 3)} | "
                      + " | ".join(fmt(at.get(size), 3) for size in sizes)
                      + f" | {'–' if not worst else worst['axis'] + ' ' + fmt(worst['per_sigma'], 3)} "
@@ -302,9 +331,9 @@ def identity_section(res: dict) -> list[str]:
         lines.append(f"| random unit direction in z (mean of {ref['directions']}; linear) | {rows['linear-free']['n']} "
                      f"| {fmt(ref['per_sigma'], 3)} | – | – | " + " | ".join(fmt(at.get(size), 3) for size in sizes)
                      + " | – | – | – |")
-    names = list(next(iter(rows.values()))["axes"])
+    names = list(dict.fromkeys(k for r in rows.values() for k in r["axes"]))
     lines += ["", "Per knob: identity distance per unit offset (mean distance at the largest offset).", "",
-              "| knob | " + " | ".join(rows) + " |", "|---|" + "---|" * len(rows)]
+              "| knob | " + " | ".join(map(label, rows)) + " |", "|---|" + "---|" * len(rows)]
     for name in names:
         cells = []
         for r in rows.values():
@@ -313,7 +342,7 @@ def identity_section(res: dict) -> list[str]:
             reach = "" if a.get("reachable") is None else f", reachable {fmt(a['reachable'])}"
             cells.append(fmt(a.get("per_sigma"), 3) + (f" ({fmt(last['distance'])}{reach})" if last else ""))
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines += ["", *identity_verdict(rows)]
+    lines += ["", *identity_verdict(rows), *held_verdict(rows, res)]
     if ref and math.isfinite(ref["per_sigma"]):
         means = {m: r["summary"].get("identity_per_sigma_mean") for m, r in rows.items()}
         ratios = ", ".join(f"{m} {v / ref['per_sigma']:.1f}×" for m, v in means.items()
@@ -340,10 +369,83 @@ def identity_verdict(rows: dict) -> list[str]:
         if ranked:
             top = ", ".join(f"{name} ({v:.3f})" for v, name in ranked[:3])
             low = ", ".join(f"{name} ({v:.3f})" for v, name in ranked[-3:][::-1])
-            out.append(f"- **{m}**: costliest {top}; cheapest {low}.")
+            out.append(f"- **{label(m)}**: costliest {top}; cheapest {low}.")
     return ["Which knobs cost the most identity (distance per unit offset; exact modes: among the knobs that reach "
             "their goal in at least half the moves, since one that cannot move leaves the face as it was):", "",
             *out] if out else []
+
+
+def held_note(res: dict) -> list[str]:
+    """What *exact, identity held* holds (only when that mode is shown)."""
+    if "exact-identity" not in res:
+        return []
+    return [("*Exact, identity held*: exact, with only the face's identity held, as `tlgan edit --exact --lock "
+             "identity` holds it: 8 coordinates of dlib's descriptor change (the generator's main directions of "
+             "between-face variation) held as readings, and every path ended before the whole descriptor distance "
+             "from the start face passes 0.1 (the chip cut at the face's start landmarks for all its moves). A face "
+             "whose landmarks are not found is not moved (its moves count as not reached)."), ""]
+
+
+def knob_sets(res: dict) -> list[str]:
+    """A sentence when the modes were measured on different sets of knobs (a mode run after the shipped axes
+    changed), naming which; nothing when they agree."""
+    sets: dict[tuple[str, ...], list[str]] = {}
+    for m, r in res.items():
+        sets.setdefault(tuple(r["axes"]), []).append(m)
+    if len(sets) < 2:
+        return []
+    parts = [f"{', '.join(ms)} on {len(knobs)} knobs" for knobs, ms in sets.items()]
+    return [("The modes were measured on different sets of shipped knobs (the set changed between runs): "
+             + "; ".join(parts) + ". A knob a mode did not measure shows – in its column; knobs of the same name "
+             "may have been refitted in between."), ""]
+
+
+def label(mode: str) -> str:
+    """A mode's name as the tables show it (the new modes say what they hold)."""
+    return f"{mode} ({LABELS[mode]})" if mode in LABELS else mode
+
+
+def held_verdict(rows: dict, res: dict) -> list[str]:
+    """Two sentences from the numbers: the knobs that cost the most identity today (linear-free, exact-free, per
+    unit) and those that cost the least with identity held (exact-identity): there the guard caps every move's
+    distance near 0.1, so per unit is about the same for every knob, and a knob is cheap when its own reading moves
+    far within that bound (identity per SD of its reading, over knobs with a diagonal above 0.2), with how often
+    the held knobs still reach a goal."""
+    held = rows.get("exact-identity")
+    if not held:
+        return []
+
+    def costliest(m: str) -> list[tuple[float, str]]:
+        r = rows.get(m) or {"axes": {}}
+        return sorted(((a["per_sigma"], name) for name, a in r["axes"].items()
+                       if a and a.get("per_sigma") is not None and math.isfinite(a["per_sigma"])
+                       and (a.get("reachable") is None or a["reachable"] >= 0.5)), reverse=True)[:3]
+
+    b = res["exact-identity"]
+    diag = lambda name: (((b["axes"].get(name) or {}).get(b["key"]) or {}) if b.get("key")  # noqa: E731
+                         else (b["axes"].get(name) or {})).get("diagonal")
+    axes = {name: a for name, a in held["axes"].items() if a and a.get("per_sigma") is not None}
+    cheap = sorted((a["per_sigma"] / diag(name), name) for name, a in axes.items()
+                   if diag(name) is not None and diag(name) > 0.2)
+    reach = [a["reachable"] for a in axes.values() if a.get("reachable") is not None]
+    never = [name for name, a in axes.items() if a.get("reachable") == 0]
+    half = [name for name, a in axes.items() if (a.get("reachable") or 0) >= 0.5]
+    parts = [f"{label(m)}: " + ", ".join(f"{name} {v:.3f}" for v, name in costliest(m)) for m in
+             ("linear-free", "exact-free") if costliest(m)]
+    today = ("**Today** the knobs that cost the most identity per unit are, " + "; ".join(parts) + ".") if parts else ""
+    cheap_txt = ", ".join(f"{name} ({v:.2f} per SD of its reading: {fmt(diag(name))} SD of it per unit for "
+                          f"{axes[name]['per_sigma']:.3f}, reachable {fmt(axes[name].get('reachable'))})"
+                          for v, name in cheap[:3])
+    costs = [a["per_sigma"] for a in axes.values()]
+    held_txt = (f"**With identity held** (exact, identity held) every move stays near the 0.1 bound (per unit "
+                f"{min(costs):.3f} to {max(costs):.3f}), "
+                + (f"and the cheapest knobs are those whose own reading moves furthest within it: {cheap_txt}; "
+                   if cheap else "")
+                + f"but a held knob rarely reaches a 1-SD goal: {fmt(sum(reach) / len(reach) if reach else None)} of "
+                f"the moves (mean reachable), {len(half)} of {len(axes)} knobs in at least half of them"
+                + (f" ({', '.join(half)})" if half else "")
+                + f", and {len(never)} never ({', '.join(never)}): identity is in the way.")
+    return ["", today, "", held_txt]
 
 
 def write(out: Path, res: dict, sweep: list[float], span: float) -> None:

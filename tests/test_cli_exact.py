@@ -111,3 +111,13 @@ def test_onnx_extractor_is_refused_for_exact(axes_file, tmp_path):
                "--set", "tilt=1", "--json", check=False)
     assert proc.returncode == 1
     assert proc.stderr.startswith("error: exact edits need gradients") and "torchscript:FILE" in proc.stderr
+
+
+def test_evaluate_hold_identity_needs_exact_and_the_identity_model(axes_file, tmp_path):
+    js = str(tmp_path / "eval.json")
+    proc = run("evaluate", str(axes_file), "--generator", GEN, "--extractor", EXT, "--hold-identity", "--json", js,
+               check=False)
+    assert proc.returncode == 1 and proc.stderr.startswith("error: --hold-identity holds identity on exact paths")
+    proc = run("evaluate", str(axes_file), "--generator", GEN, "--extractor", EXT, "--exact", "--hold-identity",
+               "--no-identity", "--json", js, check=False)
+    assert proc.returncode == 1 and "drop --no-identity" in proc.stderr

@@ -49,6 +49,8 @@ from tlgan.models.generators import Generator
 if TYPE_CHECKING:
     from tlgan.axes.store import AxisSet
 
+    from .identity import IdentityWatch
+
 # Wider than the fitting clip (axes.math.link clips logits at ±6 for robust fits): readings
 # stay differentiable up to p = 1e-7 from 0 or 1, which only broken images go beyond.
 PROB_EPS = 1e-7
@@ -690,12 +692,13 @@ def _refusal(model: ReadingModel, z: torch.Tensor, goal: float, start: float, va
 
 def exact_sweep(model: ReadingModel, z0: torch.Tensor, target: int, offsets: Sequence[float],
                 locks: Sequence[int] = (), lock_names: Sequence[str] = (), axis: torch.Tensor | None = None,
-                target_name: str = "knob", settings: ExactSettings = ExactSettings()
+                target_name: str = "knob", settings: ExactSettings = ExactSettings(), guard: Guard | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Each face of z0 (n, D) moved to reading start + t for every offset t (P,), holding ``locks`` at the face's own values.
 
     The path runs outward from 0 (each point continues from the previous one),
-    as a user dragging the knob would. Returns latents (P, n, D) float32,
+    as a user dragging the knob would. ``guard`` bounds every move's path (``exact_move``; it is the same for all
+    faces, so a per-face bound is swept one face at a time). Returns latents (P, n, D) float32,
     converged (P, n) bool and reached (P, n) float64 (standardised readings).
     """
     offs = [float(t) for t in offsets]
@@ -715,7 +718,7 @@ def exact_sweep(model: ReadingModel, z0: torch.Tensor, target: int, offsets: Seq
                 out[p, i], ok[p, i], reached[p, i] = zi.float(), True, 0.0
                 continue
             res = exact_move(model, last[t > 0], target, v0 + t, locks, lock_names, axis=axis,
-                             target_name=target_name, settings=settings, hold=held)
+                             target_name=target_name, settings=settings, hold=held, guard=guard)
             last[t > 0] = res.z
             out[p, i], ok[p, i], reached[p, i] = res.z.float(), res.converged, res.reached - v0
     return out, ok, reached
@@ -823,15 +826,60 @@ class ExactSweeper:
 
     Called as ``sweeper(z0 (n, D), k, offsets (P,), locked_axes)``; returns latents (P, n, D) float32 and
     converged (P, n) bool. ``log`` (k, locked, converged share) is kept for reports.
+
+    ``identity`` (an IdentityWatch): every move also holds the face's identity as the Editor's identity lock does
+    (``Editor._identity_readings``): the K descriptor coordinates of ``identity_lock_readings`` are held, read
+    against the face's own start descriptor with the chip cut at the face's start landmarks (for all of its
+    moves: a sweep's later points continue from earlier ones, where the Editor would find the landmarks anew), and
+    each path is guarded by the whole descriptor distance from the start face (``IdentityWatch.distance_at``,
+    ≤ its tolerance). A face whose start landmarks are not found cannot have its identity held: as the Editor
+    refuses it, none of its moves is made (its latents stay at the start, counted as not reached);
+    ``log`` entries count such faces under "identity_not_found".
     """
 
     def __init__(self, generator: Generator, extractor: Extractor, axis_set: AxisSet,
-                 settings: ExactSettings = ExactSettings(), progress: bool = False) -> None:
+                 settings: ExactSettings = ExactSettings(), progress: bool = False,
+                 identity: IdentityWatch | None = None) -> None:
         mean, std = feature_stats(axis_set, generator, extractor)
         self.model = ReadingModel(generator, extractor, mean, std)
         self.axis_set, self.settings, self.progress = axis_set, settings, progress
         self.feats = knob_features(axis_set, self.model.names)
         self.log: list[dict] = []
+        self.identity = identity
+        self._identity_idx: list[int] = []
+        self._faces: dict[bytes, tuple[torch.Tensor, torch.Tensor] | None] = {}  # start latent -> (reference, points)
+        if identity is not None:
+            from .identity import IDENTITY
+
+            self._identity_fn: Callable[[torch.Tensor], torch.Tensor] | None = None
+            # added once; the function reads the face being swept (set in _hold_face), as the Editor's does
+            self._identity_idx = self.model.add_readings(IDENTITY, lambda images: self._identity_fn(images),
+                                                         len(identity.basis))
+
+    def _start(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(reference descriptor (128,), landmarks (5, 2)) of the face of latent z (D,), or None when not found."""
+        from .identity import render
+
+        key = z.to(torch.float64).cpu().numpy().tobytes()
+        if key not in self._faces:
+            with one_cpu_thread(self.model.device), torch.no_grad():
+                reading = self.identity.model.read(render(self.identity.generator, z.to(torch.float64)[None]))
+            found = bool(reading.found[0])
+            self._faces[key] = (reading.descriptors[0].detach(), reading.points[0].detach()) if found else None
+        return self._faces[key]
+
+    def _hold_face(self, z: torch.Tensor) -> Guard | None:
+        """Point the identity readings at the face of latent z (D,); its guard, or None when it has no landmarks."""
+        from .identity import IDENTITY, identity_lock_readings
+
+        start = self._start(z)
+        if start is None:
+            return None
+        reference, points = start
+        watch = self.identity
+        self._identity_fn = identity_lock_readings(watch.model, reference, points, watch.basis, watch.tolerance,
+                                                   self.settings.lock_tol)
+        return Guard(IDENTITY, lambda zz: watch.distance_at(zz, reference, points), watch.tolerance)
 
     def __call__(self, z0: torch.Tensor, k: int, offsets: Sequence[float],
                  locked_axes: Sequence[int] = ()) -> tuple[torch.Tensor, torch.Tensor]:
@@ -842,16 +890,33 @@ class ExactSweeper:
             raise TlganError(f"axis '{self.axis_set.names[k]}' reads no feature; exact mode cannot move it")
         locks = [i for i in locked_axes if self.feats[i] is not None]
         t0, g0 = time.perf_counter(), self.model.gradients
-        latents, ok, _ = exact_sweep(self.model, z0, names.index(self.feats[k]), offsets,
-                                     [names.index(self.feats[i]) for i in locks],
-                                     [self.axis_set.names[i] for i in locks],
-                                     axis=self.axis_set.axes[k].to(torch.float64), target_name=self.axis_set.names[k],
-                                     settings=self.settings)
+        lock_idx = [names.index(self.feats[i]) for i in locks]
+        lock_names = [self.axis_set.names[i] for i in locks]
+        sweep = lambda z, idx, nm, guard=None: exact_sweep(  # noqa: E731
+            self.model, z, names.index(self.feats[k]), offsets, idx, nm, axis=self.axis_set.axes[k].to(torch.float64),
+            target_name=self.axis_set.names[k], settings=self.settings, guard=guard)
+        missing = 0
+        if self.identity is None:
+            latents, ok, _ = sweep(z0, lock_idx, lock_names)
+        else:
+            latents = z0.float()[None].repeat(len(offsets), 1, 1)
+            ok = torch.zeros(len(offsets), len(z0), dtype=torch.bool)
+            ok[torch.tensor([float(t) == 0 for t in offsets])] = True
+            held_names = [*lock_names, *[names[j] for j in self._identity_idx]]
+            for i in range(len(z0)):  # one face at a time: its own reference, landmarks and guard
+                guard = self._hold_face(z0[i])
+                if guard is None:
+                    missing += 1
+                    continue
+                latents[:, i:i + 1], ok[:, i:i + 1], _ = sweep(z0[i:i + 1], [*lock_idx, *self._identity_idx],
+                                                              held_names, guard)
         moving = torch.tensor([float(t) != 0 for t in offsets])
         entry = {"axis": self.axis_set.names[k], "locks": len(locks), "reachable": float(ok[moving].double().mean()),
                  "seconds": time.perf_counter() - t0, "gradient_evaluations": self.model.gradients - g0}
+        if self.identity is not None:
+            entry["identity_not_found"] = missing
         self.log.append(entry)
         if self.progress:
-            print(f"exact {entry['axis']:<22} locks {entry['locks']:>2}  reachable {entry['reachable']:.2f}  "
-                  f"{entry['seconds']:.0f} s", flush=True)
+            print(f"exact {entry['axis']:<22} locks {entry['locks']:>2}{' + identity' if self.identity else ''}  "
+                  f"reachable {entry['reachable']:.2f}  {entry['seconds']:.0f} s", flush=True)
         return latents, ok

@@ -34,6 +34,9 @@ from .common import ray_options
 @click.option("--batch-size", type=click.IntRange(1, 1 << 16), default=256, show_default=True)
 @click.option("--exact", is_flag=True,
               help="move faces along exact paths (offsets in SD of each knob's reading; locks hold readings); slow")
+@click.option("--hold-identity", is_flag=True,
+              help="with --exact: every move also holds the face's identity (as `tlgan edit --exact --lock identity`: "
+                   "the descriptor distance from the start face stays within 0.1); nothing else is held")
 @click.option("--identity/--no-identity", "with_identity", default=None,
               help="also measure identity drift per σ (dlib's face descriptor) [default: on for generators of 64 px "
                    "or more when the identity weights are installed]")
@@ -42,7 +45,8 @@ from .common import ray_options
 @ray_options
 def evaluate(axes: str | None, n: int, seed: int | None, span: float, steps: int, no_locked: bool, json_out: str | None,
              report_dir: str | None, generator: str | None, extractor: str | None, device: str,
-             batch_size: int, exact: bool, with_identity: bool | None, identity_faces: int, ray_address: str | None,
+             batch_size: int, exact: bool, hold_identity: bool, with_identity: bool | None, identity_faces: int,
+             ray_address: str | None,
              ray_workers: int | None, ray_ship: bool) -> None:
     """Measure every axis of AXES (default: the shipped set) on fresh faces: fit quality, re-scoring matrix (free
     and locked), monotonicity, faces kept, cosine similarity, and identity drift per σ (distance of the moved face's
@@ -53,6 +57,7 @@ def evaluate(axes: str | None, n: int, seed: int | None, span: float, steps: int
       tlgan evaluate my-axes.safetensors --n 500 --json eval.json --report eval-report/
       tlgan evaluate my-axes.safetensors --n 5000 --json eval.json --ray HEAD:6379
       tlgan evaluate --exact --n 32 --range 2 --steps 5 --json exact.json
+      tlgan evaluate --exact --hold-identity --n 4 --range 1 --steps 3 --no-locked --json held.json
     The JSON format is documented in docs/evaluate.md.
     """
     from tlgan.evaluation.evaluate import DEFAULT_SEED
@@ -65,6 +70,10 @@ def evaluate(axes: str | None, n: int, seed: int | None, span: float, steps: int
 
     if not json_out and not report_dir:
         raise TlganError("nothing to write: give --json FILE and/or --report DIR")
+    if hold_identity and not exact:
+        raise TlganError("--hold-identity holds identity on exact paths: add --exact")
+    if hold_identity and with_identity is False:
+        raise TlganError("--hold-identity needs the identity model: drop --no-identity")
     set_cpu_threads()
     offsets = sorted({round(-span + 2 * span * i / (steps - 1), 6) for i in range(steps)} | {0.0})
     seed = DEFAULT_SEED if seed is None else seed
@@ -77,12 +86,14 @@ def evaluate(axes: str | None, n: int, seed: int | None, span: float, steps: int
         gen, axis_set = load_model(generator, axes, device)
         ext = load_extractor(extractor or axis_set.extractor_spec(), device)
         sweeper = None
+        ident = identity_model(True if hold_identity else with_identity, gen, device, axis_set,
+                               min(n, identity_faces), len(offsets), not no_locked)
         if exact:
             from tlgan.editing.exact import ExactSweeper
+            from tlgan.editing.identity import IdentityWatch
 
-            sweeper = ExactSweeper(gen, ext, axis_set, progress=True)
-        ident = identity_model(with_identity, gen, device, axis_set, min(n, identity_faces), len(offsets),
-                               not no_locked)
+            watch = IdentityWatch(gen, ident) if hold_identity else None
+            sweeper = ExactSweeper(gen, ext, axis_set, progress=True, identity=watch)
         result = run_evaluation(gen, ext, axis_set, n=n, seed=seed, sweep=offsets, locked=not no_locked,
                                 batch_size=batch_size, exact=sweeper, identity=ident, identity_faces=identity_faces)
     if json_out:
