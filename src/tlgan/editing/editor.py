@@ -297,7 +297,7 @@ class Editor:
         descriptor and the landmarks of the face the move starts from (found here: a face without them is
         refused before anything moves). The coordinates leave most of the descriptor free, so the path is also
         guarded: it ends before the first point whose whole distance from the start face (read at the same
-        landmarks) is beyond the identity tolerance.
+        landmarks and at the face's own, the larger: ``IdentityWatch.distance_at``) is beyond the tolerance.
         """
         watch = self.identity_watch
         with one_cpu_thread(self._device):

@@ -215,12 +215,17 @@ class IdentityWatch:
 
     @torch.no_grad()
     def distance_at(self, z: torch.Tensor, reference: torch.Tensor, points: torch.Tensor) -> float:
-        """Descriptor distance of the face of latent z (D,) from ``reference`` (128,), its chip cut at fixed
-        landmarks ``points`` (5, 2) (what the identity lock's path is guarded by)."""
+        """What the identity lock's path is guarded by: the descriptor distance of the face of latent z (D,) from
+        ``reference`` (128,), the larger of two readings: the chip cut at fixed landmarks ``points`` (5, 2) (what
+        the held coordinates read) and at the face's own landmarks (what ``check`` shows the user); infinite when
+        the landmarks find no face (identity cannot be vouched for there)."""
         images = render(self.generator, z[None])
-        at = points.to(images.device, torch.float32)[None]
-        descriptor = self.model.read(images, at).descriptors[0].double()
-        return float(torch.linalg.vector_norm(descriptor - reference.to(descriptor.device).double()))
+        fresh = self.model.read(images)
+        if not bool(fresh.found[0]):
+            return math.inf
+        fixed = self.model.read(images, points.to(images.device, torch.float32)[None])
+        ref = reference.to(images.device).double()
+        return max(float(torch.linalg.vector_norm(r.descriptors[0].double() - ref)) for r in (fixed, fresh))
 
     @torch.no_grad()
     def check(self, z: torch.Tensor, reference: torch.Tensor) -> IdentityCheck:
