@@ -892,9 +892,12 @@ class ExactSweeper:
         t0, g0 = time.perf_counter(), self.model.gradients
         lock_idx = [names.index(self.feats[i]) for i in locks]
         lock_names = [self.axis_set.names[i] for i in locks]
-        sweep = lambda z, idx, nm, guard=None: exact_sweep(  # noqa: E731
-            self.model, z, names.index(self.feats[k]), offsets, idx, nm, axis=self.axis_set.axes[k].to(torch.float64),
-            target_name=self.axis_set.names[k], settings=self.settings, guard=guard)
+        def sweep(z: torch.Tensor, idx: list[int], held: list[str], guard: Guard | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            return exact_sweep(self.model, z, names.index(self.feats[k]), offsets, idx, held,
+                               axis=self.axis_set.axes[k].to(torch.float64), target_name=self.axis_set.names[k],
+                               settings=self.settings, guard=guard)
+
         missing = 0
         if self.identity is None:
             latents, ok, _ = sweep(z0, lock_idx, lock_names)
