@@ -6,7 +6,8 @@ import urllib.parse
 
 import pytest
 from planted_nonlinear import BentExtractor, BentGenerator, bent_axes
-from test_web_browser import ARGS, CHROMIUM, _context, drag_slider, idle, open_page, shown_bytes, value_of
+from test_web_browser import browser  # noqa: F401  (the shared Chromium fixture)
+from test_web_browser import _context, drag_slider, idle, open_page, shown_bytes, value_of
 from webtools import LiveServer
 
 from tlgan.apps.web import create_app
@@ -21,16 +22,6 @@ def server():
     axes = with_reading_stats(bent_axes(gen, ext), gen, ext, n=2000)
     with LiveServer(create_app(gen, axes, ext)) as live:
         yield live
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield chromium
-        chromium.close()
 
 
 def test_exact_switch_is_part_of_the_shared_link(browser, server):

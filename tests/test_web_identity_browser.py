@@ -9,7 +9,8 @@ import re
 import urllib.parse
 
 import pytest
-from test_web_browser import ARGS, AXE, CHROMIUM, _context, idle, open_page
+from test_web_browser import browser  # noqa: F401  (the shared Chromium fixture)
+from test_web_browser import AXE, CHROMIUM, _context, idle, open_page
 from webtools import LiveServer, StatsExtractor, web_model
 
 from tlgan.apps.web import create_app
@@ -25,16 +26,6 @@ def server():
     generator, axes = web_model()
     with LiveServer(create_app(generator, axes, StatsExtractor())) as live:
         yield live
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield chromium
-        chromium.close()
 
 
 def fragment(page) -> str:

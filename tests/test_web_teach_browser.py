@@ -8,8 +8,8 @@ import urllib.parse
 
 import pytest
 import torch
+from test_web_browser import browser  # noqa: F401  (the shared Chromium fixture)
 from test_web_browser import (
-    ARGS,
     CHROMIUM,
     _context,
     idle,
@@ -30,16 +30,6 @@ pytestmark = [
 ]
 RULE = torch.nn.functional.normalize(torch.randn(100, generator=torch.Generator().manual_seed(11)), dim=0)
 SHOTS = os.environ.get("TLGAN_SHOTS")  # a folder to keep screenshots of the flow in
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield chromium
-        chromium.close()
 
 
 def has_it(seed: int) -> bool:

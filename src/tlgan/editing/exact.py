@@ -858,14 +858,10 @@ class ExactSweeper:
 
     def _start(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
         """(reference descriptor (128,), landmarks (5, 2)) of the face of latent z (D,), or None when not found."""
-        from .identity import render
-
         key = z.to(torch.float64).cpu().numpy().tobytes()
-        if key not in self._faces:
-            with one_cpu_thread(self.model.device), torch.no_grad():
-                reading = self.identity.model.read(render(self.identity.generator, z.to(torch.float64)[None]))
-            found = bool(reading.found[0])
-            self._faces[key] = (reading.descriptors[0].detach(), reading.points[0].detach()) if found else None
+        if key not in self._faces:  # read once per face, not once per knob swept
+            with one_cpu_thread(self.model.device):
+                self._faces[key] = self.identity.face(z.to(torch.float64))
         return self._faces[key]
 
     def _hold_face(self, z: torch.Tensor) -> Guard | None:

@@ -196,22 +196,28 @@ class IdentityWatch:
         return self._stats
 
     @torch.no_grad()
+    def face(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(descriptor (128,), five landmarks (5, 2)) of the face of latent z (D,); None when no face is found."""
+        reading = self.model.read(render(self.generator, z[None]))
+        if not bool(reading.found[0]):
+            return None
+        return reading.descriptors[0].detach(), reading.points[0].detach()
+
     def reference(self, z: torch.Tensor) -> torch.Tensor:
         """Descriptor (128,) float32 of the face of latent z (D,); TlganError when no face is found there."""
-        reading = self.model.read(render(self.generator, z[None]))
-        if not bool(reading.found[0]):
+        face = self.face(z)
+        if face is None:
             raise TlganError("identity: no face found in the start image (the landmarks miss it), so identity "
                              "cannot be read or held for this face")
-        return reading.descriptors[0].detach()
+        return face[0]
 
-    @torch.no_grad()
     def points(self, z: torch.Tensor) -> torch.Tensor:
         """The five landmarks (5, 2) of the face of latent z (D,); TlganError when no face is found there."""
-        reading = self.model.read(render(self.generator, z[None]))
-        if not bool(reading.found[0]):
+        face = self.face(z)
+        if face is None:
             raise TlganError("identity: no face found in this image (the landmarks miss it), so identity cannot be "
                              "held from here")
-        return reading.points[0].detach()
+        return face[1]
 
     @torch.no_grad()
     def distance_at(self, z: torch.Tensor, reference: torch.Tensor, points: torch.Tensor) -> float:
