@@ -25,10 +25,9 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from tlgan.cache import cache_dir
 from tlgan.errors import TlganError
 from tlgan.sampling.latents import sample_latents
-
-from .prior import cache_dir
 
 if TYPE_CHECKING:
     from tlgan.models.extractors.identity import IdentityModel

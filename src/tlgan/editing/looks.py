@@ -36,10 +36,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from tlgan.cache import cache_dir
 from tlgan.errors import TlganError
 
 from .pools import POOL_SIZE, candidate_pool
-from .prior import cache_dir
 
 COLOUR_GRID = 8      # thumbnails of luma, red−green and blue−yellow, COLOUR_GRID² cells each
 DETAIL_GRID = 4      # mean |Laplacian of luma| over DETAIL_GRID² cells

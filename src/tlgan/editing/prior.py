@@ -20,11 +20,10 @@ generator and cached (it depends only on the weights).
 from __future__ import annotations
 
 import hashlib
-import os
-from pathlib import Path
 
 import torch
 
+from tlgan.cache import cache_dir
 from tlgan.errors import TlganError
 from tlgan.sampling.latents import sample_latents
 
@@ -33,7 +32,6 @@ PRIOR_FACES = 128
 PRIOR_ROUNDS = 4
 POWER = 1.0            # prior covariance S^POWER
 SHRINK = 0.02          # S is mixed with this share of the identity, so that no direction is ruled out
-CACHE_ENV = "TLGAN_CACHE_DIR"
 
 
 def sensitivity(generator: torch.nn.Module, faces: int = PRIOR_FACES, rounds: int = PRIOR_ROUNDS,
@@ -75,14 +73,6 @@ def prior_scale(s: torch.Tensor, power: float = POWER, shrink: float = SHRINK) -
     mixed = (1 - shrink) * s.double() + shrink * torch.eye(d, dtype=torch.float64)
     values, vectors = torch.linalg.eigh((mixed + mixed.T) / 2)
     return (vectors * values.clamp_min(1e-12).pow(power / 2)) @ vectors.T
-
-
-def cache_dir() -> Path:
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV]).expanduser()
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("tlgan", appauthor=False))
 
 
 def cached_sensitivity(generator: torch.nn.Module) -> torch.Tensor:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from tlgan.atomic import write_text_atomic
+from tlgan.cache import cache_dir
 from tlgan.errors import TlganError
 from tlgan.models.extractors.mtcnn import MTCNN, Face
 from tlgan.models.generators import Generator
@@ -32,13 +32,6 @@ from tlgan.sampling.latents import sample_latents
 LAYOUT_VERSION = 1
 LAYOUT_UPSCALE = 4      # generated faces are upscaled 4x and reflect-padded before detection, like a photo
 MAX_SUPERSAMPLE = 8
-
-
-def cache_dir() -> Path:
-    """Where tlgan keeps small derived files: $TLGAN_CACHE_DIR, else $XDG_CACHE_HOME/tlgan, else ~/.cache/tlgan."""
-    if os.environ.get("TLGAN_CACHE_DIR"):
-        return Path(os.environ["TLGAN_CACHE_DIR"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tlgan"
 
 
 @dataclass(frozen=True)
