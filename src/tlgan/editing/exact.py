@@ -581,9 +581,10 @@ def _exact_move(model: ReadingModel, z0: torch.Tensor, target: int, goal: float,
         lock_err, lin_err = errors(at, v)
         return lock_err <= share * s.lock_tol and lin_err <= 1e-6 * share
 
-    if guard is not None and (at_start := guard.measure(z)) > guard.limit:
+    inside = guard.measure(z) if guard is not None else 0.0   # the guard's value at the last point within it
+    if guard is not None and inside > guard.limit:
         msg = (f"'{target_name}' cannot move (from {start:+.2f} toward {goal:+.2f}): '{guard.name}' is already "
-               f"{at_start:.3f} from where it is held, beyond its tolerance {guard.limit:.3f}")
+               f"{inside:.3f} from where it is held, beyond its tolerance {guard.limit:.3f}")
         return replace(_refusal(model, z, goal, start, values, values[1:], lock_names, target_name, guard.name,
                                 g0, r0), message=msg)
     c, res = constraints(z, jac[1:], values)
@@ -621,14 +622,20 @@ def _exact_move(model: ReadingModel, z0: torch.Tensor, target: int, goal: float,
         values, jac = model.jacobian(z, idx)
         steps += 1
         if guard is not None and (beyond := guard.measure(z)) > guard.limit:
-            if stride / 2 >= s.min_stride:  # back to the last point within the bound, with a shorter stride
+            # back to the last point within the bound, aiming the next stride at 90% of the way to where a straight
+            # line between the two guard values crosses it (at most half the last stride: bounds curve), and never
+            # longer again; a crossing closer than the shortest stride ends the path
+            shorter = stride * min(0.5, 0.9 * (guard.limit - inside) / (beyond - inside))
+            if shorter >= s.min_stride:
                 z, values, jac = before
                 c, res = constraints(z, jac[1:], values)
-                stride = cap = stride / 2  # and never longer again: the bound is near
+                stride = cap = shorter
                 continue
             why = f"'{guard.name}' would go beyond its tolerance ({beyond:.3f} > {guard.limit:.3f})"
             blocked = guard.name
             break
+        if guard is not None:
+            inside = beyond
         gap = abs(goal - float(values[0]))
         new_err = errors(z, values)[0]
         if holds(z, values) and (best is None or gap < best[0]):
