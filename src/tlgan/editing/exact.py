@@ -635,7 +635,7 @@ def _exact_move(model: ReadingModel, z0: torch.Tensor, target: int, goal: float,
             blocked = guard.name
             break
         if guard is not None:
-            inside = beyond
+            rise, inside = beyond - inside, beyond
         gap = abs(goal - float(values[0]))
         new_err = errors(z, values)[0]
         if holds(z, values) and (best is None or gap < best[0]):
@@ -644,6 +644,17 @@ def _exact_move(model: ReadingModel, z0: torch.Tensor, target: int, goal: float,
             stride = min(max(stride * min(max(math.sqrt(2 * s.lock_tol / new_err), 0.5), 1.5), s.min_stride), cap)
         c, res = constraints(z, jac[1:], values)
         converged = gap <= s.goal_tol / 2 and holds(z, values, 0.5)
+        if guard is not None and not converged and rise > 0:
+            # plan the next stride to end at 90% of the room left under the bound, at the rate the guard rose per
+            # unit of the moved reading on this step, so the path rarely has to step back (each retry is a step)
+            moved = abs(float(values[0]) - float(before[1][0]))
+            room = stride if moved < 1e-9 else 0.9 * (guard.limit - inside) * moved / rise
+            if room < s.min_stride and holds(z, values):
+                why = (f"'{guard.name}' would go beyond its tolerance within the shortest step "
+                       f"({inside:.3f} of {guard.limit:.3f})")
+                blocked = guard.name
+                break
+            stride = max(min(stride, room), s.min_stride)
         gaps.append(best[0] if best is not None else abs(total))
         if len(gaps) > s.patience and gaps[-1 - s.patience] - gaps[-1] < 0.02:
             why = "the reading stopped getting closer to the goal"
