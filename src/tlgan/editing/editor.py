@@ -35,7 +35,7 @@ from tlgan.editing.exact import (
     exact_move,
     feature_stats,
     knob_features,
-    one_cpu_thread,
+    fixed_cpu_threads,
     typicality,
 )
 from tlgan.editing.identity import DEFAULT_TOLERANCE, IDENTITY, IdentityCheck, IdentityWatch, identity_lock_readings
@@ -254,7 +254,7 @@ class Editor:
         if edit.op == "set":
             goal = edit.value
         else:
-            with one_cpu_thread(reader.device):
+            with fixed_cpu_threads(reader.device):
                 goal = float(reader.read(self.z, [target])[0]) + edit.value
         if abs(goal) > MAX_KNOB + _ROUNDING:
             raise TlganError(f"'{edit.knob}' would go to {goal:.2f}σ; knob values must stay within ±{MAX_KNOB:g}σ")
@@ -285,7 +285,7 @@ class Editor:
         """Descriptor (128,) of the face this editor started from (its seed's, or the latent given)."""
         if self._identity_ref is None:
             start = self.start_latent if self.start_latent is not None else face_latent(self.generator, self.seed)
-            with one_cpu_thread(self._device):
+            with fixed_cpu_threads(self._device):
                 self._identity_ref = self.identity_watch.reference(start.to(torch.float64))
         return self._identity_ref
 
@@ -300,7 +300,7 @@ class Editor:
         landmarks and at the face's own, the larger: ``IdentityWatch.distance_at``) is beyond the tolerance.
         """
         watch = self.identity_watch
-        with one_cpu_thread(self._device):
+        with fixed_cpu_threads(self._device):
             reference, points, basis = self._identity_reference(), watch.points(self.z), watch.basis
         self._identity_fn = identity_lock_readings(watch.model, reference, points, basis, watch.tolerance,
                                                    self.settings.lock_tol)
@@ -313,7 +313,7 @@ class Editor:
     def identity(self) -> IdentityCheck:
         """How far the current face is from the face it started as (dlib descriptor distance), with its scale."""
         ref = self._identity_reference()
-        with one_cpu_thread(self._device):
+        with fixed_cpu_threads(self._device):
             return self.identity_watch.check(self.z, ref)
 
     def last_report(self) -> dict[str, Any] | None:
@@ -324,7 +324,7 @@ class Editor:
     def readings(self) -> dict[str, dict[str, float]]:
         """Per knob that reads a feature: {'value': standardised reading (the exact knob value), 'raw': the reading}."""
         reader = self.reader()
-        with one_cpu_thread(reader.device):  # the same values as exact moves see, at any thread count
+        with fixed_cpu_threads(reader.device):  # the same values as exact moves see, at any thread count
             image = self.generator.synthesize(self.z.to(self._device, torch.float32)[None])
             feats = self._features()
             idx = [reader.names.index(f) for f in feats if f is not None]

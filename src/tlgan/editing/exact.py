@@ -481,15 +481,19 @@ def _blocker(g: torch.Tensor, groups: list[tuple[str, torch.Tensor]]) -> str | N
     return best if gain > 0.05 else None
 
 
+EXACT_THREADS = 2   # CPU threads of every exact computation, whatever torch's setting
+
+
 @contextmanager
-def one_cpu_thread(device: torch.device) -> Iterator[None]:
-    """Run torch on one CPU thread inside (restored after): float results then do not depend on the thread count
-    (CPU kernels split their sums by thread), so an exact path is the same at any OMP_NUM_THREADS."""
+def fixed_cpu_threads(device: torch.device) -> Iterator[None]:
+    """Run torch on EXACT_THREADS CPU threads inside (restored after). CPU kernels split their sums by thread, so
+    float results depend on the thread count, not on the cores: with the count fixed, an exact path is the same
+    bits at any OMP_NUM_THREADS (one core runs the two threads in turn)."""
     n = torch.get_num_threads()
-    if device.type != "cpu" or n == 1:
+    if device.type != "cpu" or n == EXACT_THREADS:
         yield
         return
-    torch.set_num_threads(1)
+    torch.set_num_threads(EXACT_THREADS)
     try:
         yield
     finally:
@@ -503,9 +507,9 @@ def exact_move(model: ReadingModel, z0: torch.Tensor, target: int, goal: float, 
                guard: Guard | None = None) -> ExactResult:
     """Move latent z0 (D,) until standardised reading ``target`` equals ``goal``, holding the ``locks`` readings.
 
-    Computed on one CPU thread (``one_cpu_thread``): the same bits at any thread count. See ``_exact_move``.
+    Computed on EXACT_THREADS CPU threads (``fixed_cpu_threads``): the same bits at any thread count. See ``_exact_move``.
     """
-    with one_cpu_thread(model.device):
+    with fixed_cpu_threads(model.device):
         return _exact_move(model, z0, target, goal, locks, lock_names, linear_locks, linear_names, axis,
                            target_name, settings, hold, guard)
 
@@ -878,7 +882,7 @@ class ExactSweeper:
         """(reference descriptor (128,), landmarks (5, 2)) of the face of latent z (D,), or None when not found."""
         key = z.to(torch.float64).cpu().numpy().tobytes()
         if key not in self._faces:  # read once per face, not once per knob swept
-            with one_cpu_thread(self.model.device):
+            with fixed_cpu_threads(self.model.device):
                 self._faces[key] = self.identity.face(z.to(torch.float64))
         return self._faces[key]
 

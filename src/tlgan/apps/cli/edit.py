@@ -163,9 +163,9 @@ def edit(axes: str | None, generator: str | None, seed: int | None, latent_path:
         identity = editor.identity()
         if not identity.kept:
             click.echo(f"warning: identity: {identity.message()} (tolerance {identity.tolerance:g})", err=True)
-    from tlgan.editing.exact import one_cpu_thread
+    from tlgan.editing.exact import fixed_cpu_threads
 
-    with one_cpu_thread(torch.device("cpu")):  # one image: one thread costs nothing and gives the same bytes anywhere
+    with fixed_cpu_threads(torch.device("cpu")):  # the thread count exact mode uses: the same bytes anywhere
         image = editor.render()
     if failed is not None and not best_effort:
         out = None  # nothing is written for a goal out of reach (--best-effort writes the furthest point)

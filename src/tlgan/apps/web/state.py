@@ -27,7 +27,7 @@ import torch
 
 from tlgan.axes.store import AxisSet
 from tlgan.editing.editor import Edit, Editor
-from tlgan.editing.exact import one_cpu_thread
+from tlgan.editing.exact import fixed_cpu_threads
 from tlgan.editing.identity import IDENTITY, IdentityWatch
 from tlgan.errors import TlganError
 from tlgan.models.extractors import Extractor
@@ -150,7 +150,7 @@ class Replayer:
         with self._lock:
             reference = self._references.get(key)
         device = next((p.device for p in self.generator.parameters()), torch.device("cpu"))
-        with one_cpu_thread(device):  # the same figures at any thread count, as Editor.identity gives
+        with fixed_cpu_threads(device):  # the same figures at any thread count, as Editor.identity gives
             if reference is None:
                 start = editor.start_latent if editor.start_latent is not None else face_latent(editor.generator, seed)
                 try:
