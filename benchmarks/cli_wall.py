@@ -1,7 +1,8 @@
 """Wall-clock time of `tlgan edit` started from the shell (a fresh process each time), with its floor.
 
 Runs each command --runs times in a new process and prints min / median seconds:
-``import torch`` alone (the floor every tlgan command pays), ``tlgan --help``,
+``import torch`` alone (the floor every tlgan command pays), the same with the garbage
+collector off during the import and the result frozen (as ``tlgan`` imports it), ``tlgan --help``,
 a linear ``tlgan edit`` (target from issue 24: ≤ 1.5 s) and, with --exact, an exact edit
 with two locks. The machine's load average is printed too: on a shared 2-core machine
 the figures move with it.
@@ -44,7 +45,9 @@ def main() -> None:
     args = parser.parse_args()
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     out = str(Path(tempfile.mkdtemp()) / "face.png")
+    frozen = "import gc; gc.disable(); import torch; gc.freeze(); gc.enable()"  # as the tlgan command imports it
     cases = [("import torch (floor)", [sys.executable, "-c", "import torch"]),
+             ("import torch, collector frozen", [sys.executable, "-c", frozen]),
              ("tlgan --help", [TLGAN, "--help"]),
              ("tlgan edit (linear)", [TLGAN, "edit", "--seed", "3", "--set", "happy=1", "--out", out])]
     if args.exact:

@@ -224,6 +224,28 @@ def test_axis_header_fields_of_the_wrong_type(tmp_path):
     assert extra.names == load_axes(DEFAULT_AXES).names
 
 
+def test_a_checked_header_is_remembered_and_a_changed_one_checked_again(tmp_path, monkeypatch):
+    from tlgan.axes import header_schema
+    from tlgan.axes.defaults import DEFAULT_AXES
+    from tlgan.axes.store import load_axes
+
+    monkeypatch.setenv("TLGAN_CACHE_DIR", str(tmp_path / "cache"))
+    checked = []
+    validate = header_schema.validate_axis_header
+    monkeypatch.setattr(header_schema, "validate_axis_header", lambda h, p: (checked.append(p), validate(h, p)))
+    load_axes(DEFAULT_AXES)
+    load_axes(DEFAULT_AXES)
+    assert checked == [DEFAULT_AXES]   # the second load skips the schema
+    changed = _with_header(DEFAULT_AXES, tmp_path / "c.safetensors", seed=3)
+    load_axes(changed)
+    assert checked == [DEFAULT_AXES, changed]
+    # nothing remembered for a header that failed: it fails again
+    bad = _with_header(DEFAULT_AXES, tmp_path / "bad.safetensors", names=5)
+    for _ in range(2):
+        with pytest.raises(Exception, match="'names'"):
+            load_axes(bad)
+
+
 def test_huge_knob_value_message_is_short(tmp_path):
     line = one_line_error(run("edit", "--seed", "1", "--set", "happy=1e300", "--json", cwd=tmp_path), "1e+300")
     assert len(line) < 120

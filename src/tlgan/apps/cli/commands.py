@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import sys
+
 import click
 
 from .assets import check_model, convert, import_axes, ingest_celeba, train_extractor
@@ -32,6 +35,26 @@ def cli() -> None:
     runs your Python code by design (trust it as you trust any script you run);
     torchscript:, onnx: and the built-in formats never run code from a file.
     """
+    if not {"-h", "--help"} & set(sys.argv[1:]):  # a command's own help needs no torch
+        import_torch_frozen()
+
+
+def import_torch_frozen() -> None:
+    """Import torch with the garbage collector off, then freeze what it made (every command but help uses it).
+
+    Importing torch creates about a million long-lived objects. The collector's passes over them, while it
+    imports and again when Python exits, free nothing and cost a short command about 0.4 s (``import torch``
+    alone: 1.9 s -> 1.45 s on the 2-core machine). Frozen, they are left out of every later pass; the
+    collector is on again for the command itself.
+    """
+    if "torch" in sys.modules:
+        return
+    gc.disable()
+    try:
+        import torch  # noqa: F401
+    finally:
+        gc.freeze()
+        gc.enable()
 
 
 for _command in (build, fit, discover, info, edit, strip, exact_stats, evaluate, rename, teach, knobs, serve_command, convert,
