@@ -270,3 +270,41 @@ def test_emotion_scores_are_the_pre_softmax_of_its_probabilities():
     scores, probs = ext.scores(images), ext(images)
     assert torch.allclose(torch.softmax(scores[:, :7], 1), probs[:, :7], atol=1e-6)
     assert torch.equal(scores[:, 7:], probs[:, 7:])
+
+
+def test_a_follower_moves_with_the_target_at_its_rate_and_a_lock_stays(bent):
+    gen, ext, axes = bent
+    mean, std = feature_stats(axes, gen, ext)
+    model = ReadingModel(gen, ext, mean, std)
+    for seed in range(3):
+        z = torch.randn(12, generator=torch.Generator().manual_seed(20 + seed), dtype=torch.float64)
+        start = model.read(z, [0, 1, 3])
+        r = exact_move(model, z, 0, float(start[0]) + 1.0, locks=[1, 3], lock_names=["bend", "glow"],
+                       follow=[(1, -0.6)])
+        assert r.converged, r.message
+        end = model.read(r.z, [0, 1, 3])   # tilt (moved), bend (held), glow (follows at −0.6)
+        assert abs(float(end[1] - start[1])) <= 0.02
+        assert float(end[2] - start[2]) == pytest.approx(-0.6 * float(end[0] - start[0]), abs=0.03)
+        assert set(r.lock_errors) == {"bend"}                                     # a follower is not a lock
+
+
+def test_cross_rate_reads_the_population_rate_off_the_regression_weights():
+    from tlgan.axes.math import cross_rate
+
+    axes = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    weights = torch.tensor([[2.0, 3.0], [0.0, 1.0]])       # (D, K): feature 1 = 3 z0 + z1, feature 0 = 2 z0
+    scale = torch.tensor([2.0, 6.0])
+    # along feature 0's axis (z0): feature 0 moves 2/2 = 1 SD, feature 1 moves 3/6 = 0.5 SD
+    assert cross_rate(weights, axes, scale, 0, 1) == pytest.approx(0.5)
+    assert cross_rate(torch.zeros(2, 2), axes, scale, 0, 1) == 0.0
+
+
+def test_happy_takes_the_mouth_width_along_unless_it_is_locked():
+    from tlgan.axes.defaults import load_default_axes
+    from tlgan.models.generators import load_generator
+
+    editor = Editor(load_generator("digiface", "cpu"), load_default_axes(), 3, exact=True)
+    (name, rate), = editor._companions("happy", ["yaw"])
+    assert name == "mouth_width" and 0 < rate < 3
+    assert editor._companions("happy", ["mouth_width"]) == [] and editor._companions("yaw", []) == []
+    assert Editor(editor.generator, editor.axes, 3, exact=True, companions={})._companions("happy", []) == []

@@ -23,10 +23,11 @@ from typing import Any
 
 import torch
 
-from tlgan.axes.math import knob_values, lock_direction, move_to_value
+from tlgan.axes.math import cross_rate, knob_values, lock_direction, move_to_value
 from tlgan.axes.spaces import match_space
 from tlgan.axes.store import AxisSet
 from tlgan.editing.exact import (
+    COMPANIONS,
     ExactResult,
     ExactSettings,
     Guard,
@@ -104,7 +105,8 @@ class Editor:
     def __init__(self, generator: Generator, axes: AxisSet, seed: int = 0, layers: str | None = None,
                  seeds: str = "tlgan", extractor: Extractor | None = None, exact: bool = False,
                  settings: ExactSettings | None = None, identity_tolerance: float = DEFAULT_TOLERANCE,
-                 identity: IdentityWatch | None = None) -> None:
+                 identity: IdentityWatch | None = None,
+                 companions: dict[str, tuple[str, ...]] | None = None) -> None:
         axes.check_generator(generator)
         generator, axes = match_space(generator, axes, layers, seeds)
         axes.check_generator(generator)
@@ -117,6 +119,7 @@ class Editor:
         self.extractor = extractor
         self.exact = exact
         self.settings = settings or ExactSettings()
+        self.companions = COMPANIONS if companions is None else companions
         self._reader: ReadingModel | None = None
         self._identity = identity
         self.identity_tolerance = float(identity_tolerance)
@@ -262,16 +265,45 @@ class Editor:
         read_locks = [lk for lk in locks if feats[self.axes.index(lk)] is not None]
         lin_locks = [lk for lk in locks if feats[self.axes.index(lk)] is None]
         lock_idx = [reader.names.index(feats[self.axes.index(lk)]) for lk in read_locks]
+        follow = []
+        keep_person = any(self._is_identity(k) for k in edit.locks)
+        for name, rate in [] if keep_person else self._companions(edit.knob, locks):
+            follow.append((len(lock_idx), rate))
+            lock_idx.append(reader.names.index(feats[self.axes.index(name)]))
+            read_locks.append(name)
         guard = None
-        if any(self._is_identity(k) for k in edit.locks):
+        if keep_person:
             held, guard = self._identity_readings()
             lock_idx, read_locks = [*lock_idx, *held], [*read_locks, *[IDENTITY] * len(held)]
         result = exact_move(
             reader, self.z, target, goal, locks=lock_idx, lock_names=read_locks,
             linear_locks=self._axes64[[self.axes.index(lk) for lk in lin_locks]] if lin_locks else None,
-            linear_names=lin_locks, axis=self._axes64[k], target_name=edit.knob, settings=self.settings, guard=guard)
+            linear_names=lin_locks, axis=self._axes64[k], target_name=edit.knob, settings=self.settings, guard=guard,
+            follow=follow)
         self.z = result.z
         return result
+
+    def _companions(self, knob: str, locks: Iterable[str]) -> list[tuple[str, float]]:
+        """The companions of ``knob`` (``self.companions``) that move with it in an exact edit, each with its rate:
+        how far its reading moves per unit of the knob's along the knob's axis over the population (``cross_rate``,
+        in reading SDs). A locked companion, or one without a reading, stays out; with identity held none moves
+        (forcing the mouth spent the identity budget at the first step: most held moves then went nowhere).
+
+        Without them the path may raise the knob's classifier reading by whatever image change the locks leave
+        cheapest; 'happy' then rose with half of linear mode's smile. With the mouth width moving along, the smile
+        is in the geometry (docs/exact.md, "Readings that follow the look").
+        """
+        std, weights = self.axes.reading_std, self.axes.weights
+        if std is None or weights is None:
+            return []
+        feats, k, out = self._features(), self.axes.index(knob), []
+        for name in self.companions.get(knob, ()):
+            if name in locks or name == knob or name not in self.axes.names or feats[self.axes.index(name)] is None:
+                continue
+            rate = cross_rate(weights, self.axes.axes, std, k, self.axes.index(name))
+            if math.isfinite(rate) and rate != 0:
+                out.append((name, rate))
+        return out
 
     # ---- identity ----------------------------------------------------------
     @property

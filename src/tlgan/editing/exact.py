@@ -481,6 +481,11 @@ def _blocker(g: torch.Tensor, groups: list[tuple[str, torch.Tensor]]) -> str | N
     return best if gain > 0.05 else None
 
 
+# Knobs whose name promises a change of geometry that their classifier can be moved without: in exact mode an
+# unlocked companion moves with the knob at the population's rate (``Editor``; docs/exact.md, "Readings that follow
+# the look"). 'happy' promises a smile; the landmarks' mouth width is the smile's geometry.
+COMPANIONS: dict[str, tuple[str, ...]] = {"happy": ("mouth_width",)}
+
 EXACT_THREADS = 2   # CPU threads of every exact computation, whatever torch's setting
 
 
@@ -504,24 +509,26 @@ def exact_move(model: ReadingModel, z0: torch.Tensor, target: int, goal: float, 
                lock_names: Sequence[str] = (), linear_locks: torch.Tensor | None = None,
                linear_names: Sequence[str] = (), axis: torch.Tensor | None = None, target_name: str = "knob",
                settings: ExactSettings = ExactSettings(), hold: torch.Tensor | None = None,
-               guard: Guard | None = None) -> ExactResult:
+               guard: Guard | None = None, follow: Sequence[tuple[int, float]] = ()) -> ExactResult:
     """Move latent z0 (D,) until standardised reading ``target`` equals ``goal``, holding the ``locks`` readings.
 
     Computed on EXACT_THREADS CPU threads (``fixed_cpu_threads``): the same bits at any thread count. See ``_exact_move``.
     """
     with fixed_cpu_threads(model.device):
         return _exact_move(model, z0, target, goal, locks, lock_names, linear_locks, linear_names, axis,
-                           target_name, settings, hold, guard)
+                           target_name, settings, hold, guard, follow)
 
 
 def _exact_move(model: ReadingModel, z0: torch.Tensor, target: int, goal: float, locks: Sequence[int] = (),
                 lock_names: Sequence[str] = (), linear_locks: torch.Tensor | None = None,
                 linear_names: Sequence[str] = (), axis: torch.Tensor | None = None, target_name: str = "knob",
                 settings: ExactSettings = ExactSettings(), hold: torch.Tensor | None = None,
-                guard: Guard | None = None) -> ExactResult:
+                guard: Guard | None = None, follow: Sequence[tuple[int, float]] = ()) -> ExactResult:
     """Move latent z0 (D,) until standardised reading ``target`` equals ``goal``, holding the ``locks`` readings.
 
     guard: a bound checked at every point; the path ends at the last point within it (see ``Guard``).
+    follow: (position in ``locks``, slope) pairs: those readings are not held still but moved with the target,
+    by ``slope`` of its change (held at their start + slope × (target's planned reading − its start)).
     locks: reading indices held at their values in z0 (names in ``lock_names``);
     linear_locks (L, D): directions whose latent projections are held (knobs
     without a reading); axis (D,): the knob's global axis, the first direction
@@ -553,6 +560,7 @@ def _exact_move(model: ReadingModel, z0: torch.Tensor, target: int, goal: float,
     values, jac = model.jacobian(z, idx)
     held = values[1:].clone() if hold is None else hold.to(torch.float64).clone()
     start = float(values[0])
+    followed = {i: float(held[i]) for i, _ in follow}
 
     def constraints(at: torch.Tensor, jl: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Rows (k, D) and wanted changes (k,) of what is held: locked readings and linear locks."""
@@ -614,8 +622,12 @@ def _exact_move(model: ReadingModel, z0: torch.Tensor, target: int, goal: float,
         advance = min(max((6.0 - lock_err) / 3.0, 0.0), 1.0)  # 1 up to 3 tolerances, 0 from 6: only correct
         gap_now = goal - float(values[0])
         want = advance * max(-stride, min(stride, gap_now))
-        dz, _ = predictor_step(g, c, want, res, axis, s.radius)
         aim = float(values[0]) + want
+        if follow:  # the followers' held values go where the target is planned to be after this step
+            for i, slope in follow:
+                held[i] = followed[i] + slope * (aim - start)
+            c, res = constraints(z, jac[1:], values)
+        dz, _ = predictor_step(g, c, want, res, axis, s.radius)
         before = (z, values, jac)
         z = into_band(z + dz)
         for _ in range(s.chords):  # chord corrections: a fixed number, with this step's Jacobian and plain reads
@@ -682,13 +694,18 @@ def _exact_move(model: ReadingModel, z0: torch.Tensor, target: int, goal: float,
         if best is None or best[0] >= abs(total) - 1e-9:
             why += "; no point on the way held every lock, so nothing moved"
     reached = float(final_v[0])
-    errs = {nm: float(final_v[1 + i] - held[i]) for i, nm in enumerate(lock_names)}
+    followers = {lock_names[i] for i, _ in follow}
+    errs = {nm: float(final_v[1 + i] - held[i]) for i, nm in enumerate(lock_names) if nm not in followers}
     result = ExactResult(z=final_z, goal=goal, start=start, reached=reached, converged=converged, steps=steps,
                          gradient_evaluations=model.gradients - g0, reads=model.reads - r0,
                          blocked_by=None if converged else blocked, lock_errors=errs)
     if not converged:
-        way = f"; '{blocked}' is in the way (unlock it to go further)" if blocked and not blocked.startswith("the prior") \
-            else (f"; {blocked} is in the way" if blocked else "")
+        if blocked in followers:
+            way = f"; '{blocked}', which moves with '{target_name}', cannot keep up (lock it to leave it still)"
+        elif blocked and not blocked.startswith("the prior"):
+            way = f"; '{blocked}' is in the way (unlock it to go further)"
+        else:
+            way = f"; {blocked} is in the way" if blocked else ""
         result.message = (f"'{target_name}' reached {reached:+.2f} of its goal {goal:+.2f} "
                           f"(from {start:+.2f}): {why}{way}")
     return result
