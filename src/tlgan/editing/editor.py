@@ -35,8 +35,8 @@ from tlgan.editing.exact import (
     check_differentiable,
     exact_move,
     feature_stats,
-    knob_features,
     fixed_cpu_threads,
+    knob_features,
     typicality,
 )
 from tlgan.editing.identity import DEFAULT_TOLERANCE, IDENTITY, IdentityCheck, IdentityWatch, identity_lock_readings
