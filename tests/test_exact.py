@@ -288,23 +288,30 @@ def test_a_follower_moves_with_the_target_at_its_rate_and_a_lock_stays(bent):
         assert set(r.lock_errors) == {"bend"}                                     # a follower is not a lock
 
 
-def test_cross_rate_reads_the_population_rate_off_the_regression_weights():
-    from tlgan.axes.math import cross_rate
-
-    axes = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
-    weights = torch.tensor([[2.0, 3.0], [0.0, 1.0]])       # (D, K): feature 1 = 3 z0 + z1, feature 0 = 2 z0
-    scale = torch.tensor([2.0, 6.0])
-    # along feature 0's axis (z0): feature 0 moves 2/2 = 1 SD, feature 1 moves 3/6 = 0.5 SD
-    assert cross_rate(weights, axes, scale, 0, 1) == pytest.approx(0.5)
-    assert cross_rate(torch.zeros(2, 2), axes, scale, 0, 1) == 0.0
-
-
-def test_happy_takes_the_mouth_width_along_unless_it_is_locked():
+def test_happy_takes_the_mouth_along_to_where_linear_mode_takes_it():
     from tlgan.axes.defaults import load_default_axes
+    from tlgan.axes.math import move_to_value
     from tlgan.models.generators import load_generator
 
     editor = Editor(load_generator("digiface", "cpu"), load_default_axes(), 3, exact=True)
-    (name, rate), = editor._companions("happy", ["yaw"])
-    assert name == "mouth_width" and 0 < rate < 3
-    assert editor._companions("happy", ["mouth_width"]) == [] and editor._companions("yaw", []) == []
-    assert Editor(editor.generator, editor.axes, 3, exact=True, companions={})._companions("happy", []) == []
+    reader = editor.reader()
+    target = reader.names.index("happy")
+
+    def followers(edit: Edit, locks: list[str], ed: Editor = editor) -> dict[str, float]:
+        return {name: rate for _, rate, name in ed._followers(edit, reader, target, 2.0, locks)}
+
+    smile = Edit("set", "happy", 2.0, (), True)
+    rates = followers(smile, ["yaw"])
+    assert set(rates) == {"mouth_width", "mouth_lift"} and all(0 < r < 3 for r in rates.values())
+    # the mouth's width locked: the corners (no knob holds them) still go along
+    assert set(followers(smile, ["mouth_width"])) == {"mouth_lift"}
+    # the rate leads each to linear mode's reading at the same knob value when the knob's reading gets to its goal
+    k = editor.axes.index("happy")
+    end = move_to_value(editor.z, editor._axes64[k], editor._axes64[k], 2.0 * float(editor._spread[k]))
+    i = reader.names.index("face mesh")
+    now, there = reader.read(editor.z, [target, i]), reader.read(end, [target, i])
+    assert rates["mouth_lift"] == pytest.approx(float((there[1] - now[1]) / (2.0 - now[0])), rel=1e-6)
+    assert followers(Edit("set", "yaw", 1.0, (), True), []) == {}
+    bare = Editor(editor.generator, editor.axes, 3, exact=True, companions={}, looks={})
+    bare._reader = reader
+    assert followers(smile, [], bare) == {}

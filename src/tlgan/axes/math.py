@@ -243,15 +243,6 @@ def conditional_direction(primal: torch.Tensor, conditions: torch.Tensor) -> tor
     return rest / rest.norm()
 
 
-def cross_rate(weights: torch.Tensor, axes: torch.Tensor, scale: torch.Tensor, k: int, j: int) -> float:
-    """How far feature j's fitted reading moves per unit of feature k's when z moves along k's axis, both in
-    units of ``scale`` (K,) (e.g. their SDs over faces): (w_j·a_k / s_j) / (w_k·a_k / s_k), from the regression
-    weights (D, K) and unit axes (K, D); 0 when k's axis does not move its own reading."""
-    w, a = weights.to(torch.float64), axes[k].to(torch.float64)
-    own = float(w[:, k] @ a) / float(scale[k])
-    return 0.0 if own == 0 else float(w[:, j] @ a) / float(scale[j]) / own
-
-
 def knob_values(z: torch.Tensor, axes: torch.Tensor) -> torch.Tensor:
     """Knob values (N, K) of latents (N, D) on unit axes (K, D): positions along each axis in σ."""
     return z.to(axes.dtype) @ axes.T

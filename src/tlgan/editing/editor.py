@@ -23,11 +23,12 @@ from typing import Any
 
 import torch
 
-from tlgan.axes.math import cross_rate, knob_values, lock_direction, move_to_value
+from tlgan.axes.math import knob_values, lock_direction, move_to_value
 from tlgan.axes.spaces import match_space
 from tlgan.axes.store import AxisSet
 from tlgan.editing.exact import (
     COMPANIONS,
+    LOOKS,
     ExactResult,
     ExactSettings,
     Guard,
@@ -106,7 +107,8 @@ class Editor:
                  seeds: str = "tlgan", extractor: Extractor | None = None, exact: bool = False,
                  settings: ExactSettings | None = None, identity_tolerance: float = DEFAULT_TOLERANCE,
                  identity: IdentityWatch | None = None,
-                 companions: dict[str, tuple[str, ...]] | None = None) -> None:
+                 companions: dict[str, tuple[str, ...]] | None = None,
+                 looks: dict[str, tuple[str, ...]] | None = None) -> None:
         axes.check_generator(generator)
         generator, axes = match_space(generator, axes, layers, seeds)
         axes.check_generator(generator)
@@ -120,6 +122,7 @@ class Editor:
         self.exact = exact
         self.settings = settings or ExactSettings()
         self.companions = COMPANIONS if companions is None else companions
+        self.looks = LOOKS if looks is None else looks
         self._reader: ReadingModel | None = None
         self._identity = identity
         self.identity_tolerance = float(identity_tolerance)
@@ -267,9 +270,9 @@ class Editor:
         lock_idx = [reader.names.index(feats[self.axes.index(lk)]) for lk in read_locks]
         follow = []
         keep_person = any(self._is_identity(k) for k in edit.locks)
-        for name, rate in [] if keep_person else self._companions(edit.knob, locks):
+        for index, rate, name in [] if keep_person else self._followers(edit, reader, target, goal, locks):
             follow.append((len(lock_idx), rate))
-            lock_idx.append(reader.names.index(feats[self.axes.index(name)]))
+            lock_idx.append(index)
             read_locks.append(name)
         guard = None
         if keep_person:
@@ -280,30 +283,57 @@ class Editor:
             linear_locks=self._axes64[[self.axes.index(lk) for lk in lin_locks]] if lin_locks else None,
             linear_names=lin_locks, axis=self._axes64[k], target_name=edit.knob, settings=self.settings, guard=guard,
             follow=follow)
+        if result.blocked_by in self.companions.get(edit.knob, ()) and result.blocked_by in self.axes.names:
+            result.message += " (lock it to leave it still)"
         self.z = result.z
         return result
 
-    def _companions(self, knob: str, locks: Iterable[str]) -> list[tuple[str, float]]:
-        """The companions of ``knob`` (``self.companions``) that move with it in an exact edit, each with its rate:
-        how far its reading moves per unit of the knob's along the knob's axis over the population (``cross_rate``,
-        in reading SDs). A locked companion, or one without a reading, stays out; with identity held none moves
-        (forcing the mouth spent the identity budget at the first step: most held moves then went nowhere).
+    def _followers(self, edit: Edit, reader: ReadingModel, target: int, goal: float,
+                   locks: Iterable[str]) -> list[tuple[int, float, str]]:
+        """The readings that move with ``edit.knob`` in an exact edit, as (reader index, rate, name): its unlocked
+        companion knobs (``self.companions``) and its look readings from the face mesh (``self.looks``; no knob,
+        so no lock holds them). Each is led to where linear mode takes it on this face, reached when the knob's
+        reading reaches its goal: rate = (its reading at linear mode's end − now) / (goal − the knob's reading
+        now), linear mode's end being the plain move along the knob's axis to the same knob value.
 
         Without them the path may raise the knob's classifier reading by whatever image change the locks leave
-        cheapest; 'happy' then rose with half of linear mode's smile. With the mouth width moving along, the smile
-        is in the geometry (docs/exact.md, "Readings that follow the look").
+        cheapest: 'happy' then rose with half of linear mode's smile, and with the mouth's width held too it had
+        only the corners left, which MTCNN's five points cannot see (docs/exact.md, "Readings that follow the
+        look"). One that linear mode does not move the knob's way on this face is left out. With identity held
+        none moves (the caller's rule: forcing the mouth spent the identity budget at the first step).
         """
-        std, weights = self.axes.reading_std, self.axes.weights
-        if std is None or weights is None:
+        feats = self._features()
+        names = [n for n in self.companions.get(edit.knob, ()) if n not in locks and n != edit.knob
+                 and n in self.axes.names and feats[self.axes.index(n)] is not None]
+        index = [reader.names.index(feats[self.axes.index(n)]) for n in names]
+        looks = self.looks.get(edit.knob, ())
+        if looks:
+            from tlgan.models.extractors.facemesh import FEATURES, SPREAD
+
+            if "face mesh" not in reader.names:
+                from tlgan.models.extractors import load_extractor
+
+                mesh = load_extractor("facemesh", self._device)
+                spread = torch.tensor(SPREAD, device=self._device)
+                reader.add_readings("face mesh", lambda images: mesh(images) / spread, len(SPREAD))
+            first = reader.names.index("face mesh")
+            mesh_names = [f.name for f in FEATURES]
+            names += list(looks)
+            index += [first + mesh_names.index(n) for n in looks]
+        if not names:
             return []
-        feats, k, out = self._features(), self.axes.index(knob), []
-        for name in self.companions.get(knob, ()):
-            if name in locks or name == knob or name not in self.axes.names or feats[self.axes.index(name)] is None:
-                continue
-            rate = cross_rate(weights, self.axes.axes, std, k, self.axes.index(name))
-            if math.isfinite(rate) and rate != 0:
-                out.append((name, rate))
-        return out
+        k = self.axes.index(edit.knob)
+        value = edit.value if edit.op == "set" else self.value(edit.knob) + edit.value
+        value = max(-MAX_KNOB, min(MAX_KNOB, value))
+        linear_end = move_to_value(self.z, self._axes64[k], self._axes64[k], value * float(self._spread[k]))
+        idx = [target, *index]
+        with fixed_cpu_threads(reader.device):
+            now, there = reader.read(self.z, idx), reader.read(linear_end, idx)
+        span = goal - float(now[0])
+        if abs(span) < self.settings.goal_tol:
+            return []
+        rates = ((there[1:] - now[1:]) / span).tolist()
+        return [(i, rate, n) for i, rate, n in zip(index, rates, names) if rate > 0]
 
     # ---- identity ----------------------------------------------------------
     @property

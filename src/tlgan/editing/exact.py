@@ -429,6 +429,7 @@ class ExactSettings:
     chords: int = 2              # corrections per step with the step's own Jacobian (reads only, no gradients)
     patience: int = 6            # steps without getting 0.02 closer to the goal (locks held) before giving up
     lock_tol: float = 0.02       # every locked reading stays within this of its value before the edit
+    follow_tol: float = 0.1      # a reading moved with the target stays within this of where it is led
     goal_tol: float = 0.05       # the goal counts as reached within this
     radius: float = 1.5          # trust region: largest latent move per step (latent units)
     max_steps: int = 60          # path steps (one Jacobian each) at most
@@ -485,6 +486,10 @@ def _blocker(g: torch.Tensor, groups: list[tuple[str, torch.Tensor]]) -> str | N
 # unlocked companion moves with the knob at the population's rate (``Editor``; docs/exact.md, "Readings that follow
 # the look"). 'happy' promises a smile; the landmarks' mouth width is the smile's geometry.
 COMPANIONS: dict[str, tuple[str, ...]] = {"happy": ("mouth_width",)}
+# Readings of a knob's look that no knob holds, from MediaPipe's face mesh (models/extractors/facemesh.py): every exact
+# move of the knob carries them along, locks or not, at the rate linear mode moves them on the face being edited.
+# With the mouth's width held, a smile can only come from its corners lifting, which MTCNN's five points cannot see.
+LOOKS: dict[str, tuple[str, ...]] = {"happy": ("mouth_lift",)}
 
 EXACT_THREADS = 2   # CPU threads of every exact computation, whatever torch's setting
 
@@ -561,6 +566,10 @@ def _exact_move(model: ReadingModel, z0: torch.Tensor, target: int, goal: float,
     held = values[1:].clone() if hold is None else hold.to(torch.float64).clone()
     start = float(values[0])
     followed = {i: float(held[i]) for i, _ in follow}
+    # errors are measured in lock tolerances: a follower's is wider (it goes along with the target, not to 0.02 SD)
+    tol_share = torch.ones(len(locks), dtype=torch.float64)
+    for i, _ in follow:
+        tol_share[i] = s.follow_tol / s.lock_tol
 
     def constraints(at: torch.Tensor, jl: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Rows (k, D) and wanted changes (k,) of what is held: locked readings and linear locks."""
@@ -585,7 +594,7 @@ def _exact_move(model: ReadingModel, z0: torch.Tensor, target: int, goal: float,
 
     def errors(at: torch.Tensor, v: torch.Tensor) -> tuple[float, float]:
         """(largest locked-reading error in SD, largest linear-lock error) at a point."""
-        lock_err = float((v[1:] - held).abs().max()) if len(locks) else 0.0
+        lock_err = float(((v[1:] - held).abs() / tol_share).max()) if len(locks) else 0.0
         lin_err = float((lin @ at - lin_held).abs().max()) if lin.shape[0] else 0.0
         return lock_err, lin_err
 
@@ -609,7 +618,7 @@ def _exact_move(model: ReadingModel, z0: torch.Tensor, target: int, goal: float,
     steps, blocked, why = 0, None, ""
     stride = cap = s.step     # the target advance planned per step; adapts smoothly to how non-linear the locks are
     converged = abs(total) <= s.goal_tol and holds(z, values)
-    gaps = [abs(total)]
+    gaps, lock_errs, held_once = [abs(total)], [], False
     while not converged:
         if steps >= s.max_steps:
             why = f"stopped after {steps} steps"
@@ -672,7 +681,13 @@ def _exact_move(model: ReadingModel, z0: torch.Tensor, target: int, goal: float,
                 break
             stride = max(min(stride, room), s.min_stride)
         gaps.append(best[0] if best is not None else abs(total))
-        if len(gaps) > s.patience and gaps[-1 - s.patience] - gaps[-1] < 0.02:
+        lock_errs.append(new_err)
+        held_once = held_once or holds(z, values)
+        if not held_once:  # no point since the start has held every lock: go on while the locks are coming back
+            if len(lock_errs) > s.patience and lock_errs[-1] > 0.5 * lock_errs[-1 - s.patience]:
+                why = "the held readings stopped coming back"
+                break
+        elif len(gaps) > s.patience and gaps[-1 - s.patience] - gaps[-1] < 0.02:
             why = "the reading stopped getting closer to the goal"
             break
         if not all(bool(torch.isfinite(t).all()) for t in (z, values)):
@@ -701,7 +716,7 @@ def _exact_move(model: ReadingModel, z0: torch.Tensor, target: int, goal: float,
                          blocked_by=None if converged else blocked, lock_errors=errs)
     if not converged:
         if blocked in followers:
-            way = f"; '{blocked}', which moves with '{target_name}', cannot keep up (lock it to leave it still)"
+            way = f"; '{blocked}', which moves with '{target_name}', cannot keep up"
         elif blocked and not blocked.startswith("the prior"):
             way = f"; '{blocked}' is in the way (unlock it to go further)"
         else:

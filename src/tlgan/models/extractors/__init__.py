@@ -25,6 +25,7 @@ _LOADERS: dict[str, str | Callable[..., Extractor]] = {
     "imagestats": "tlgan.models.extractors.imagestats:load_imagestats",
     "facelight": "tlgan.models.extractors.facelight:load_facelight",
     "agegender": "tlgan.models.extractors.agegender:load_agegender",
+    "facemesh": "tlgan.models.extractors.facemesh:load_facemesh",
     "celeba-cnn": "tlgan.models.extractors.celeba_cnn:load_celeba_cnn",
     "celeba-cnn-antialias": "tlgan.models.extractors.celeba_cnn:load_celeba_cnn_antialias",
     "tlgan-cnn": "tlgan.models.extractors.trained:load_trained_cnn",
