@@ -19,6 +19,7 @@ from tlgan.editing.exact import (
     with_reading_stats,
 )
 from tlgan.errors import TlganError
+from tlgan.models.extractors import Feature
 
 SEEDS = range(8)
 
@@ -315,3 +316,46 @@ def test_happy_takes_the_mouth_along_to_where_linear_mode_takes_it():
     bare = Editor(editor.generator, editor.axes, 3, exact=True, companions={}, looks={})
     bare._reader = reader
     assert followers(smile, [], bare) == {}
+
+
+class MoodExtractor(BentExtractor):
+    """Three classes of one softmax with planted scores: calm = t1, glad = 2 t1, cross = 0.5 t2 + t1 (t = z·u).
+
+    Every score shares t1, a shift the probabilities partly do not see: holding calm's and cross's scores pins t1,
+    so glad cannot move; holding them *among themselves* (cross − calm = 0.5 t2) leaves t1 free."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.name, self.identity = "mood", "mood:1"
+        self.features = (Feature("calm", "probability", "expression"), Feature("glad", "probability", "expression"),
+                         Feature("cross", "probability", "expression"))
+        self.softmax_groups = ((0, 1, 2),)
+
+    def scores(self, images: torch.Tensor) -> torch.Tensor:
+        t = images.reshape(images.shape[0], -1)[:, : self.dim] * 8 @ self.u.T
+        return torch.stack([t[:, 1], 2 * t[:, 1], 0.5 * t[:, 2] + t[:, 1]], dim=1)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.scores(images), dim=1)
+
+
+def test_one_class_of_a_softmax_moves_with_every_other_class_held_among_themselves():
+    gen, ext = BentGenerator(), MoodExtractor()
+    axes = bent_axes(gen, ext)
+    editor = Editor(gen, axes, 4, extractor=ext, exact=True)
+    reader = editor.reader()
+    # the raw scores held: glad's gradient lies in theirs, so the move is refused before it starts
+    z = editor.z.clone()
+    refused = exact_move(reader, z, 1, 1.0, locks=[0, 2], lock_names=["calm", "cross"])
+    assert refused.refused or not refused.converged
+    start = ext(gen.synthesize(z.float()[None]))[0]
+    editor.set_locks(["calm", "cross"])
+    editor.set("glad", 1.0)
+    report = editor.last_report()
+    assert report["converged"], report["message"]
+    end = ext(gen.synthesize(editor.z.float()[None]))[0]
+    assert float(end[1]) > float(start[1]) + 0.05                          # more glad, in the probabilities
+    ratio = lambda p: float(torch.log(p[2] / p[0]))                        # noqa: E731
+    assert ratio(end) == pytest.approx(ratio(start), abs=0.02 * float(reader.std[2]) * 1.5)   # the others' proportions
+    assert report["goal"] == 1.0 and abs(report["reached"] - 1.0) <= ExactSettings().goal_tol
+    assert report["message"] == "" and set(report["lock_errors"]) == {"cross"}

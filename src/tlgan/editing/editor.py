@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -38,6 +38,7 @@ from tlgan.editing.exact import (
     feature_stats,
     fixed_cpu_threads,
     knob_features,
+    softmax_ratio_readings,
     typicality,
 )
 from tlgan.editing.identity import DEFAULT_TOLERANCE, IDENTITY, IdentityCheck, IdentityWatch, identity_lock_readings
@@ -268,6 +269,7 @@ class Editor:
         read_locks = [lk for lk in locks if feats[self.axes.index(lk)] is not None]
         lin_locks = [lk for lk in locks if feats[self.axes.index(lk)] is None]
         lock_idx = [reader.names.index(feats[self.axes.index(lk)]) for lk in read_locks]
+        moved, shift, lock_idx, read_locks = self._held_among_themselves(reader, target, lock_idx, read_locks)
         follow = []
         keep_person = any(self._is_identity(k) for k in edit.locks)
         for index, rate, name in [] if keep_person else self._followers(edit, reader, target, goal, locks):
@@ -279,14 +281,36 @@ class Editor:
             held, guard = self._identity_readings()
             lock_idx, read_locks = [*lock_idx, *held], [*read_locks, *[IDENTITY] * len(held)]
         result = exact_move(
-            reader, self.z, target, goal, locks=lock_idx, lock_names=read_locks,
+            reader, self.z, moved, goal - shift, locks=lock_idx, lock_names=read_locks,
             linear_locks=self._axes64[[self.axes.index(lk) for lk in lin_locks]] if lin_locks else None,
             linear_names=lin_locks, axis=self._axes64[k], target_name=edit.knob, settings=self.settings, guard=guard,
             follow=follow)
+        if moved != target:
+            result = _shifted(result, edit.knob, shift)
         if result.blocked_by in self.companions.get(edit.knob, ()) and result.blocked_by in self.axes.names:
             result.message += " (lock it to leave it still)"
         self.z = result.z
         return result
+
+    def _held_among_themselves(self, reader: ReadingModel, target: int, lock_idx: list[int],
+                               read_locks: list[str]) -> tuple[int, float, list[int], list[str]]:
+        """(the reading the path moves, its offset from the knob's own reading here, lock indices, lock names).
+
+        When the knob is a class of a softmax and every other class is held, the others are held among
+        themselves and the knob moves against them (``softmax_ratio_readings``): "more happy, nothing else
+        changes in the classifier's eyes". Otherwise the knob's own reading moves and the locks are unchanged.
+        """
+        group = next((g for g in reader.softmax_groups if target in g), ())
+        others = [i for i in group if i != target]
+        if not others or not all(i in lock_idx for i in others):
+            return target, 0.0, lock_idx, read_locks
+        moved, ratios = softmax_ratio_readings(reader, target, others)
+        names = [read_locks[lock_idx.index(i)] for i in others]
+        kept = [j for j, i in enumerate(lock_idx) if i not in others]
+        with fixed_cpu_threads(reader.device):
+            own, against = reader.read(self.z, [target, moved]).tolist()
+        return (moved, own - against, [lock_idx[j] for j in kept] + ratios,
+                [read_locks[j] for j in kept] + names[1:])
 
     def _followers(self, edit: Edit, reader: ReadingModel, target: int, goal: float,
                    locks: Iterable[str]) -> list[tuple[int, float, str]]:
@@ -447,3 +471,13 @@ class Editor:
         """
         z = self.z.to(self._device, torch.float32)[None]
         return self.generator.synthesize(z)[0].float().cpu()
+
+
+def _shifted(result: ExactResult, knob: str, shift: float) -> ExactResult:
+    """A move of a softmax class against the held others (``softmax_ratio_readings``), reported in the knob's own
+    reading: its start plus the change of its odds against the others."""
+    old = f"'{knob}' reached {result.reached:+.2f} of its goal {result.goal:+.2f} (from {result.start:+.2f})"
+    start, goal, reached = result.start + shift, result.goal + shift, result.reached + shift
+    new = f"'{knob}' reached {reached:+.2f} of its goal {goal:+.2f} (from {start:+.2f})"
+    message = new + result.message[len(old):] if result.message.startswith(old) else result.message
+    return replace(result, start=start, goal=goal, reached=reached, message=message)

@@ -342,6 +342,38 @@ class ReadingModel:
         return r.detach().cpu(), jac
 
 
+def softmax_ratio_readings(model: ReadingModel, target: int, others: Sequence[int]) -> tuple[int, list[int]]:
+    """Readings for moving one class of a softmax while every other class of it is held (added once per choice).
+
+    Pre-softmax scores have a freedom the probabilities do not see: adding one number to every class's score
+    changes nothing. Holding each of the other classes' scores also holds that common shift, an extra constraint
+    that is no part of "nothing else changes in the classifier's eyes" (on default faces with every knob held it
+    roughly halved the share of happy's gradient left free: 0.19 against 0.33). So the others are held *among
+    themselves*: each one's score against the first's, (s_o − s_first) / SD(o), len(others) − 1 readings; and the
+    target is moved as its score against their mean, (s_t − mean s_o) / SD(t), in the target's own SD, i.e. its
+    odds against the others' geometric mean. All classes must be columns of one extractor part.
+    Returns (the target-against-others reading's index, the indices of the held ratios).
+    """
+    name = f"{model.names[target]} against " + ", ".join(model.names[o] for o in others)
+    if name not in model.names:
+        part = model._where[target][0]
+        if any(model._where[o][0] != part for o in others):
+            raise TlganError("classes of one softmax must come from one extractor")
+        extractor, column = model._parts[part], model._where[target][1]
+        columns = [model._where[o][1] for o in others]
+        scale = model.std[[target, *others[1:]]]
+
+        def ratios(images: torch.Tensor) -> torch.Tensor:
+            scores = exact_outputs(extractor, images, model.jitter)
+            held = scores[:, columns]
+            moved = scores[:, column] - held.mean(1)
+            return torch.cat([moved[:, None], held[:, 1:] - held[:, :1]], dim=1) / scale.to(scores.device)
+
+        model.add_readings(name, ratios, len(others))
+    first = model.names.index(name)
+    return first, list(range(first + 1, first + len(others)))
+
+
 # ---- the linear algebra of one step -----------------------------------------------------------------------------------
 def min_norm_solve(a: torch.Tensor, b: torch.Tensor, damping: float = 1e-9) -> torch.Tensor:
     """The minimum-norm x (D,) with a x ≈ b for a (c, D), b (c,): aᵀ(aaᵀ + λI)⁻¹b, λ = damping·tr(aaᵀ)/c."""
@@ -593,7 +625,8 @@ def _exact_move(model: ReadingModel, z0: torch.Tensor, target: int, goal: float,
         return out
 
     def errors(at: torch.Tensor, v: torch.Tensor) -> tuple[float, float]:
-        """(largest locked-reading error in SD, largest linear-lock error) at a point."""
+        """(largest locked-reading error in SD, a follower's scaled to the locks' tolerance; largest linear-lock
+        error) at a point."""
         lock_err = float(((v[1:] - held).abs() / tol_share).max()) if len(locks) else 0.0
         lin_err = float((lin @ at - lin_held).abs().max()) if lin.shape[0] else 0.0
         return lock_err, lin_err
