@@ -39,7 +39,8 @@ test: setup chromium axe
 # The numerics-sensitive tests (fitting, exact paths, float comparisons) once more as on another CPU:
 # PyTorch's scalar kernels and one thread. Their sums round differently, which is what broke tests
 # that compared floats exactly on other machines. Well under a minute.
-NUMERICS_TESTS := tests/test_axes.py tests/test_exact.py tests/test_teach_prior.py tests/test_facelight.py tests/test_identity_editing.py
+NUMERICS_TESTS := tests/test_axes.py tests/test_exact.py tests/test_teach_prior.py tests/test_facelight.py tests/test_identity_editing.py \
+                  tests/test_tflite.py
 test-numerics: setup
 	ATEN_CPU_CAPABILITY=default OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -m "not slow" $(NUMERICS_TESTS)
 

@@ -35,6 +35,7 @@ from tlgan.editing.exact import (
     ReadingModel,
     check_differentiable,
     exact_move,
+    exact_outputs,
     feature_stats,
     fixed_cpu_threads,
     knob_features,
@@ -339,7 +340,8 @@ class Editor:
 
                 mesh = load_extractor("facemesh", self._device)
                 spread = torch.tensor(SPREAD, device=self._device)
-                reader.add_readings("face mesh", lambda images: mesh(images) / spread, len(SPREAD))
+                reader.add_readings("face mesh", lambda images: exact_outputs(mesh, images, reader.jitter) / spread,
+                                    len(SPREAD))
             first = reader.names.index("face mesh")
             mesh_names = [f.name for f in FEATURES]
             names += list(looks)

@@ -459,7 +459,7 @@ class ExactSettings:
     step: float = 0.5            # the moved reading is planned to advance by at most this per step
     min_stride: float = 0.05     # ... and by at least this (while the locks hold)
     chords: int = 2              # corrections per step with the step's own Jacobian (reads only, no gradients)
-    patience: int = 6            # steps without getting 0.02 closer to the goal (locks held) before giving up
+    patience: int = 12           # steps without getting 0.02 closer to the goal (locks held) before giving up
     lock_tol: float = 0.02       # every locked reading stays within this of its value before the edit
     follow_tol: float = 0.1      # a reading moved with the target stays within this of where it is led
     goal_tol: float = 0.05       # the goal counts as reached within this
