@@ -317,7 +317,7 @@ class Editor:
                    locks: Iterable[str]) -> list[tuple[int, float, str]]:
         """The readings that move with ``edit.knob`` in an exact edit, as (reader index, rate, name): its unlocked
         companion knobs (``self.companions``) and its look readings from the face mesh (``self.looks``; no knob,
-        so no lock holds them). Each is led to where linear mode takes it on this face, reached when the knob's
+        so no lock holds them; read through the jitters like the other networks). Each is led to where linear mode takes it on this face, reached when the knob's
         reading reaches its goal: rate = (its reading at linear mode's end − now) / (goal − the knob's reading
         now), linear mode's end being the plain move along the knob's axis to the same knob value.
 
