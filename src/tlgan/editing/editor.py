@@ -317,7 +317,7 @@ class Editor:
                    locks: Iterable[str]) -> list[tuple[int, float, str]]:
         """The readings that move with ``edit.knob`` in an exact edit, as (reader index, rate, name): its unlocked
         companion knobs (``self.companions``) and its look readings from the face mesh (``self.looks``; no knob,
-        so no lock holds them; read through the jitters like the other networks). Each is led to where linear mode takes it on this face, reached when the knob's
+        so no lock holds them). Each is led to where linear mode takes it on this face, reached when the knob's
         reading reaches its goal: rate = (its reading at linear mode's end − now) / (goal − the knob's reading
         now), linear mode's end being the plain move along the knob's axis to the same knob value.
 
@@ -333,19 +333,9 @@ class Editor:
         index = [reader.names.index(feats[self.axes.index(n)]) for n in names]
         looks = self.looks.get(edit.knob, ())
         if looks:
-            from tlgan.models.extractors.facemesh import FEATURES, SPREAD
-
-            if "face mesh" not in reader.names:
-                from tlgan.models.extractors import load_extractor
-
-                mesh = load_extractor("facemesh", self._device)
-                spread = torch.tensor(SPREAD, device=self._device)
-                reader.add_readings("face mesh", lambda images: exact_outputs(mesh, images, reader.jitter) / spread,
-                                    len(SPREAD))
-            first = reader.names.index("face mesh")
-            mesh_names = [f.name for f in FEATURES]
+            mesh = self._mesh_readings(reader)
             names += list(looks)
-            index += [first + mesh_names.index(n) for n in looks]
+            index += [mesh[n] for n in looks]
         if not names:
             return []
         k = self.axes.index(edit.knob)
@@ -360,6 +350,21 @@ class Editor:
             return []
         rates = ((there[1:] - now[1:]) / span).tolist()
         return [(i, rate, n) for i, rate, n in zip(index, rates, names) if rate > 0]
+
+    def _mesh_readings(self, reader: ReadingModel) -> dict[str, int]:
+        """The face mesh's readings in ``reader`` (added on first use), by name: read through the jitters like
+        the other networks, in units of their spread over default faces."""
+        from tlgan.models.extractors.facemesh import FEATURES, SPREAD
+
+        if "face mesh" not in reader.names:
+            from tlgan.models.extractors import load_extractor
+
+            mesh = load_extractor("facemesh", self._device)
+            spread = torch.tensor(SPREAD, device=self._device)
+            reader.add_readings("face mesh", lambda images: exact_outputs(mesh, images, reader.jitter) / spread,
+                                len(FEATURES))
+        first = reader.names.index("face mesh")
+        return {f.name: first + j for j, f in enumerate(FEATURES)}
 
     # ---- identity ----------------------------------------------------------
     @property

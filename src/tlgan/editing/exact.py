@@ -515,8 +515,8 @@ def _blocker(g: torch.Tensor, groups: list[tuple[str, torch.Tensor]]) -> str | N
 
 
 # Knobs whose name promises a change of geometry that their classifier can be moved without: in exact mode an
-# unlocked companion moves with the knob at the population's rate (``Editor``; docs/exact.md, "Readings that follow
-# the look"). 'happy' promises a smile; the landmarks' mouth width is the smile's geometry.
+# unlocked companion moves with the knob, led to where linear mode takes it (``Editor._followers``; docs/exact.md,
+# "Readings that follow the look"). 'happy' promises a smile; the landmarks' mouth width is the smile's geometry.
 COMPANIONS: dict[str, tuple[str, ...]] = {"happy": ("mouth_width",)}
 # Readings of a knob's look that no knob holds, from MediaPipe's face mesh (models/extractors/facemesh.py): every exact
 # move of the knob carries them along, locks or not, at the rate linear mode moves them on the face being edited.
