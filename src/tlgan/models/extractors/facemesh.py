@@ -18,8 +18,8 @@ Readings, in inter-ocular distances (eye centres from the four eye corners):
 ``mouth_lift``, the lip middle's height below the corners (dlib's 68-point
 definition: > 0 when the corners sit above it, as in a smile); ``mouth_open``,
 the gap between the inner lips; ``eyes_open``, the mean gap between the eyelids.
-Each is the mean of the face's and its mirror image's reading. Differentiable through the crop, so exact edits
-can follow them.
+Each is the mean of the face's and its mirror image's reading. Differentiable
+through the crop, so exact edits can follow them.
 """
 
 from __future__ import annotations
