@@ -96,6 +96,8 @@ class Editor:
         settings: tolerances of exact edits.
         identity_tolerance: how far from the start face (descriptor distance) exact edits with
             identity locked may go; linear edits warn past it.
+        companions, looks: knob -> the knobs (``exact.COMPANIONS``) and face-mesh readings
+            (``exact.LOOKS``) an exact move of it leads along; ``{}`` leads none (``_followers``).
 
     Identity: ``IDENTITY`` ('identity') may be locked like a knob. Exact edits then also hold the
     face's identity reading (editing/identity.py) within ``identity_tolerance`` of the face it
