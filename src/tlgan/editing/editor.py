@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -287,9 +287,7 @@ class Editor:
             reader, self.z, moved, goal - shift, locks=lock_idx, lock_names=read_locks,
             linear_locks=self._axes64[[self.axes.index(lk) for lk in lin_locks]] if lin_locks else None,
             linear_names=lin_locks, axis=self._axes64[k], target_name=edit.knob, settings=self.settings, guard=guard,
-            follow=follow)
-        if moved != target:
-            result = _shifted(result, edit.knob, shift)
+            follow=follow, shown=shift)
         if result.blocked_by in self.companions.get(edit.knob, ()) and result.blocked_by in self.axes.names:
             result.message += " (lock it to leave it still)"
         self.z = result.z
@@ -482,13 +480,3 @@ class Editor:
         """
         z = self.z.to(self._device, torch.float32)[None]
         return self.generator.synthesize(z)[0].float().cpu()
-
-
-def _shifted(result: ExactResult, knob: str, shift: float) -> ExactResult:
-    """A move of a softmax class against the held others (``softmax_ratio_readings``), reported in the knob's own
-    reading: its start plus the change of its odds against the others."""
-    old = f"'{knob}' reached {result.reached:+.2f} of its goal {result.goal:+.2f} (from {result.start:+.2f})"
-    start, goal, reached = result.start + shift, result.goal + shift, result.reached + shift
-    new = f"'{knob}' reached {reached:+.2f} of its goal {goal:+.2f} (from {start:+.2f})"
-    message = new + result.message[len(old):] if result.message.startswith(old) else result.message
-    return replace(result, start=start, goal=goal, reached=reached, message=message)

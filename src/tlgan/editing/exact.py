@@ -546,23 +546,27 @@ def exact_move(model: ReadingModel, z0: torch.Tensor, target: int, goal: float, 
                lock_names: Sequence[str] = (), linear_locks: torch.Tensor | None = None,
                linear_names: Sequence[str] = (), axis: torch.Tensor | None = None, target_name: str = "knob",
                settings: ExactSettings = ExactSettings(), hold: torch.Tensor | None = None,
-               guard: Guard | None = None, follow: Sequence[tuple[int, float]] = ()) -> ExactResult:
+               guard: Guard | None = None, follow: Sequence[tuple[int, float]] = (), shown: float = 0.0
+               ) -> ExactResult:
     """Move latent z0 (D,) until standardised reading ``target`` equals ``goal``, holding the ``locks`` readings.
 
     Computed on EXACT_THREADS CPU threads (``fixed_cpu_threads``): the same bits at any thread count. See ``_exact_move``.
     """
     with fixed_cpu_threads(model.device):
         return _exact_move(model, z0, target, goal, locks, lock_names, linear_locks, linear_names, axis,
-                           target_name, settings, hold, guard, follow)
+                           target_name, settings, hold, guard, follow, shown)
 
 
 def _exact_move(model: ReadingModel, z0: torch.Tensor, target: int, goal: float, locks: Sequence[int] = (),
                 lock_names: Sequence[str] = (), linear_locks: torch.Tensor | None = None,
                 linear_names: Sequence[str] = (), axis: torch.Tensor | None = None, target_name: str = "knob",
                 settings: ExactSettings = ExactSettings(), hold: torch.Tensor | None = None,
-                guard: Guard | None = None, follow: Sequence[tuple[int, float]] = ()) -> ExactResult:
+                guard: Guard | None = None, follow: Sequence[tuple[int, float]] = (), shown: float = 0.0
+                ) -> ExactResult:
     """Move latent z0 (D,) until standardised reading ``target`` equals ``goal``, holding the ``locks`` readings.
 
+    shown: added to the moved reading wherever the result reports it (start, goal, reached, messages), for a
+    path that moves a stand-in offset from the knob's own reading (``softmax_ratio_readings``).
     guard: a bound checked at every point; the path ends at the last point within it (see ``Guard``).
     follow: (position in ``locks``, slope) pairs: those readings are not held still but moved with the target,
     by ``slope`` of its change (held at their start + slope × (target's planned reading − its start)).
@@ -637,14 +641,14 @@ def _exact_move(model: ReadingModel, z0: torch.Tensor, target: int, goal: float,
 
     inside = guard.measure(z) if guard is not None else 0.0   # the guard's value at the last point within it
     if guard is not None and inside > guard.limit:
-        msg = (f"'{target_name}' cannot move (from {start:+.2f} toward {goal:+.2f}): '{guard.name}' is already "
-               f"{inside:.3f} from where it is held, beyond its tolerance {guard.limit:.3f}")
-        return replace(_refusal(model, z, goal, start, values, values[1:], lock_names, target_name, guard.name,
-                                g0, r0), message=msg)
+        msg = (f"'{target_name}' cannot move (from {start + shown:+.2f} toward {goal + shown:+.2f}): "
+               f"'{guard.name}' is already {inside:.3f} from where it is held, beyond its tolerance {guard.limit:.3f}")
+        return replace(_refusal(model, z, goal + shown, start + shown, values, values[1:], lock_names, target_name,
+                                guard.name, g0, r0), message=msg)
     c, res = constraints(z, jac[1:], values)
     if free_rate(jac[0], c) < s.min_rate:  # contradictory locks: say so before moving
         blocked = _blocker(jac[0], groups(jac[1:], z))
-        return _refusal(model, z, goal, start, values, held, lock_names, target_name, blocked, g0, r0)
+        return _refusal(model, z, goal + shown, start + shown, values, held, lock_names, target_name, blocked, g0, r0)
 
     total = goal - start
     best = (abs(total), z, values) if holds(z, values) else None  # (distance to goal, latent, readings)
@@ -741,7 +745,8 @@ def _exact_move(model: ReadingModel, z0: torch.Tensor, target: int, goal: float,
             why = "the reading stopped getting closer to the goal"
         if best is None or best[0] >= abs(total) - 1e-9:
             why += "; no point on the way held every lock, so nothing moved"
-    reached = float(final_v[0])
+    reached = float(final_v[0]) + shown
+    start, goal = start + shown, goal + shown
     followers = {lock_names[i] for i, _ in follow}
     errs = {nm: float(final_v[1 + i] - held[i]) for i, nm in enumerate(lock_names) if nm not in followers}
     result = ExactResult(z=final_z, goal=goal, start=start, reached=reached, converged=converged, steps=steps,
