@@ -91,11 +91,12 @@ def test_a_tflite_file_runs_as_tflite_defines_its_operators(tmp_path: Path) -> N
     model = read_tflite(write_tflite(tmp_path / "small.tflite", graph, [x], [out]))
     assert not any(op.kind == "DEQUANTIZE" for op in model.operators)   # folded into float32 constants
     net = TfliteGraph(model)
-    images = rng.normal(size=(2, 9, 9, 2)).astype(np.float32)
-    (got,) = net(torch.from_numpy(images))
-    assert got.shape == (2, 3, 3, 6)
-    for n in range(2):
-        np.testing.assert_allclose(got[n].numpy(), reference(images[n].astype(np.float64), w), atol=1e-4)
+    for size, out_size in ((9, 3), (8, 2)):   # 8: the stride-2 convolution pads only its bottom and right, as TFLite
+        images = rng.normal(size=(2, size, size, 2)).astype(np.float32)
+        (got,) = net(torch.from_numpy(images))
+        assert got.shape == (2, out_size, out_size, 6)
+        for n in range(2):
+            np.testing.assert_allclose(got[n].numpy(), reference(images[n].astype(np.float64), w), atol=1e-4)
 
 
 def test_files_that_are_not_float_tflite_models_get_one_line_errors(tmp_path: Path) -> None:
@@ -116,6 +117,13 @@ def test_files_that_are_not_float_tflite_models_get_one_line_errors(tmp_path: Pa
         TfliteGraph(model)
     with pytest.raises(TlganError, match="not MediaPipe's face mesh"):
         load_facemesh(str(tmp_path / "small.tflite"))
+    pixelwise = Graph()
+    x = pixelwise.tensor("input", (1, 3, 3, 2))
+    y = pixelwise.op("PRELU", [x, pixelwise.weight("alpha", rng.uniform(0.1, 0.3, (3, 3, 2)).astype(np.float32))],
+                     (1, 3, 3, 2), "prelu")
+    model = read_tflite(write_tflite(tmp_path / "pixelwise.tflite", pixelwise, [x], [y]))
+    with pytest.raises(TlganError, match=r"PRELU slopes of shape \(3, 3, 2\) are not supported"):
+        TfliteGraph(model)
 
 
 # ---- the face mesh ---------------------------------------------------------------------------------------------

@@ -635,6 +635,18 @@ def _exact_move(model: ReadingModel, z0: torch.Tensor, target: int, goal: float,
         lin_err = float((lin @ at - lin_held).abs().max()) if lin.shape[0] else 0.0
         return lock_err, lin_err
 
+    # a chord reads the target and the locks; the followers, whose tolerance is five times wider, are taken from
+    # the step's Jacobian (they are read for real at every step's end): a follower may be a costly network
+    read_pos = [0] + [1 + i for i in range(len(locks)) if i not in followed]
+
+    def chord_read(at: torch.Tensor, origin: torch.Tensor) -> torch.Tensor:
+        """Readings (len(idx),) at ``at``: read, or for followers predicted from the Jacobian taken at ``origin``."""
+        if len(read_pos) == len(idx):
+            return model.read(at, idx)
+        v = values + jac @ (at - origin)
+        v[read_pos] = model.read(at, [idx[j] for j in read_pos])
+        return v
+
     def holds(at: torch.Tensor, v: torch.Tensor, share: float = 1.0) -> bool:
         lock_err, lin_err = errors(at, v)
         return lock_err <= share * s.lock_tol and lin_err <= 1e-6 * share
@@ -677,7 +689,7 @@ def _exact_move(model: ReadingModel, z0: torch.Tensor, target: int, goal: float,
         before = (z, values, jac)
         z = into_band(z + dz)
         for _ in range(s.chords):  # chord corrections: a fixed number, with this step's Jacobian and plain reads
-            v = model.read(z, idx)
+            v = chord_read(z, before[0])
             ct, rt = constraints(z, jac[1:], v)
             a = torch.cat([jac[0][None], ct])
             z = into_band(z + min_norm_solve(a, torch.cat([torch.tensor([aim - float(v[0])], dtype=torch.float64), rt])))

@@ -61,6 +61,17 @@ def pad_same(x: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int], 
     return F.pad(x, (left, right, top, bottom), value=value)
 
 
+def split_same(x: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int],
+               value: float = 0.0) -> tuple[torch.Tensor, tuple[int, int]]:
+    """TensorFlow's 'same' padding as (x with only the odd extra pixel padded, the (H, W) padding left symmetric):
+    the symmetric part goes to the convolution's own ``padding``, which spares a padded copy of x."""
+    top, bottom = tf_same_padding(x.shape[-2], kernel[0], stride[0])
+    left, right = tf_same_padding(x.shape[-1], kernel[1], stride[1])
+    if bottom != top or right != left:
+        x = F.pad(x, (0, right - left, 0, bottom - top), value=value)
+    return x, (top, left)
+
+
 _ACTIVATIONS = {
     "linear": lambda x: x,
     "relu": F.relu,

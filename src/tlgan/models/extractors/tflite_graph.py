@@ -23,7 +23,7 @@ from torch import nn
 from tlgan.errors import TlganError
 from tlgan.models.formats.tflite_file import TfliteModel
 
-from .keras_graph import pad_same
+from .keras_graph import split_same
 
 SUPPORTED = {"CONV_2D", "DEPTHWISE_CONV_2D", "PRELU", "ADD", "MAX_POOL_2D", "PAD", "RESHAPE"}
 _SAME, _VALID = 0, 1
@@ -54,6 +54,9 @@ class TfliteGraph(nn.Module):
                                  "is not supported")
             if op.options.get("DilationWFactor", 1) != 1 or op.options.get("DilationHFactor", 1) != 1:
                 raise TlganError(f"{model.source}: dilated convolutions are not supported")
+            if op.kind == "PRELU" and any(d != 1 for d in model.shapes[op.inputs[1]][:-1]):
+                raise TlganError(f"{model.source}: PRELU slopes of shape {model.shapes[op.inputs[1]]} are not "
+                                 "supported (one per channel is)")
         self.operators = model.operators
         self.input, self.outputs, self.shapes = model.inputs[0], model.outputs, model.shapes
         self.source = model.source
@@ -70,7 +73,9 @@ class TfliteGraph(nn.Module):
                 return value.permute(0, 3, 1, 2).contiguous()
             if op.kind == "DEPTHWISE_CONV_2D" and op.inputs[1] == index:
                 return value.permute(3, 0, 1, 2).contiguous()
-            if op.kind in ("PRELU", "ADD") and value.dtype.is_floating_point and value.dim() >= 1:
+            if op.kind == "PRELU" and op.inputs[1] == index:  # F.prelu's per-channel slopes: (C,) or (1,)
+                return value.reshape(-1)
+            if op.kind == "ADD" and value.dtype.is_floating_point and value.dim() >= 1:
                 return value.reshape(-1, 1, 1) if value.numel() > 1 else value.reshape(())
             break
         return value
@@ -79,7 +84,7 @@ class TfliteGraph(nn.Module):
         return getattr(self, f"c{index}", None)
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        values: dict[int, torch.Tensor] = {self.input: _nchw(image)}
+        values: dict[int, torch.Tensor] = {self.input: _nchw(image).contiguous(memory_format=torch.channels_last)}
 
         def get(index: int) -> torch.Tensor:
             const = self._const(index)
@@ -91,21 +96,21 @@ class TfliteGraph(nn.Module):
             if op.kind in ("CONV_2D", "DEPTHWISE_CONV_2D"):
                 weight = get(op.inputs[1])
                 bias = get(op.inputs[2]) if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
-                stride = (o["StrideH"], o["StrideW"])
+                stride, padding = (o["StrideH"], o["StrideW"]), (0, 0)
                 if o["Padding"] == _SAME:
-                    x = pad_same(x, tuple(weight.shape[-2:]), stride)
+                    x, padding = split_same(x, tuple(weight.shape[-2:]), stride)
                 groups = x.shape[1] if op.kind == "DEPTHWISE_CONV_2D" else 1
-                y = act(F.conv2d(x, weight, bias, stride, groups=groups))
+                y = act(F.conv2d(x, weight, bias, stride, padding, groups=groups))
             elif op.kind == "PRELU":
-                alpha = get(op.inputs[1])
-                y = torch.where(x >= 0, x, alpha * x)
+                y = F.prelu(x, get(op.inputs[1]))
             elif op.kind == "ADD":
                 y = act(x + get(op.inputs[1]))
             elif op.kind == "MAX_POOL_2D":
                 kernel, stride = (o["FilterHeight"], o["FilterWidth"]), (o["StrideH"], o["StrideW"])
-                if o["Padding"] == _SAME:
-                    x = pad_same(x, kernel, stride, value=float("-inf"))
-                y = act(F.max_pool2d(x, kernel, stride))
+                padding = (0, 0)
+                if o["Padding"] == _SAME:  # max_pool2d's own padding never wins, as TFLite's
+                    x, padding = split_same(x, kernel, stride, value=float("-inf"))
+                y = act(F.max_pool2d(x, kernel, stride, padding))
             elif op.kind == "PAD":
                 rows = get(op.inputs[1]).tolist()          # NHWC (before, after) pairs
                 if rows[0] != [0, 0]:
