@@ -1,13 +1,13 @@
 """Speed of one exact edit: a 1σ move of one knob with 2 locks on one face, p50/p95 over faces.
 
-Each face (seeds 0..N-1) gets ``step(knob, +1)`` in exact mode with the locked
+Each face (seeds F..F+N-1, F = ``--first-seed``, 0 by default) gets ``step(knob, +1)`` in exact mode with the locked
 knobs held (default: happy, with yaw and brightness locked). Printed: p50/p95
 seconds per edit, steps taken, gradient evaluations (one batched
 forward+backward each) and reads (one forward of one face each), and whether
 every edit converged. Targets: p95 ≤ 1 s on the 2-core CPU (issue 12); with
 ``--lock identity`` too (the face's identity held), p95 ≤ 2 s (issue 25).
 
-    python benchmarks/exact_speed.py [--faces 20] [--knob happy] [--lock yaw --lock brightness] [--device cpu]
+    python benchmarks/exact_speed.py [--faces 20] [--first-seed 0] [--knob happy] [--lock yaw --lock brightness] [--device cpu]
     python benchmarks/exact_speed.py --lock yaw --lock brightness --lock identity
 """
 
@@ -29,6 +29,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--faces", type=int, default=20)
+    parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--knob", default="happy")
     parser.add_argument("--lock", action="append", default=None)
     parser.add_argument("--delta", type=float, default=1.0)
@@ -42,7 +43,7 @@ def main() -> None:
     warm.step(args.knob, 0.5)  # builds the reader, loads the identity network if held, warms the kernels
     watch = warm.identity_watch if "identity" in locks else None  # one identity network for every face, as a server has
     times, steps, grads, reads, converged, lock_err, skipped = [], [], [], [], 0, [], 0
-    for seed in range(args.faces):
+    for seed in range(args.first_seed, args.first_seed + args.faces):
         ed = Editor(gen, axes, seed, extractor=ext, exact=True, identity=watch)
         ed.reader()
         ed.set_locks(locks)
@@ -64,7 +65,7 @@ def main() -> None:
         lock_err.append(max(abs(v) for v in r["lock_errors"].values()))
         if not r["converged"]:
             print(f"# seed {seed}: {r['message']}")
-    print(f"exact {args.knob} {args.delta:+g}σ with {', '.join(locks)} locked, {len(times)} faces "
+    print(f"exact {args.knob} {args.delta:+g}σ with {', '.join(locks)} locked, {len(times)} faces from seed {args.first_seed} "
           f"({skipped} refused): "
           f"p50 {percentile(times, 50):.3f} s, p95 {percentile(times, 95):.3f} s, max {max(times):.3f} s; {machine_load()}")
     print(f"steps mean {statistics.mean(steps):.1f} (max {max(steps)}), gradient evaluations mean "

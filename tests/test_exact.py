@@ -289,6 +289,20 @@ def test_a_follower_moves_with_the_target_at_its_rate_and_a_lock_stays(bent):
         assert set(r.lock_errors) == {"bend"}                                     # a follower is not a lock
 
 
+def test_chords_predict_a_follower_from_the_jacobian_instead_of_reading_it(bent):
+    gen, ext, axes = bent
+    mean, std = feature_stats(axes, gen, ext)
+    model = ReadingModel(gen, ext, mean, std)
+    read_for: list[list[int]] = []
+    plain_read = model.read
+    model.read = lambda z, idx: read_for.append(list(idx)) or plain_read(z, idx)   # type: ignore[method-assign]
+    z = torch.randn(12, generator=torch.Generator().manual_seed(21), dtype=torch.float64)
+    start = float(plain_read(z, [0])[0])
+    r = exact_move(model, z, 0, start + 1.0, locks=[1, 3], lock_names=["bend", "glow"], follow=[(1, -0.6)])
+    assert r.converged and r.steps >= 1 and read_for
+    assert all(idx == [0, 1] for idx in read_for)         # the chords read the target and the lock, not 'glow'
+
+
 def test_happy_takes_the_mouth_along_to_where_linear_mode_takes_it():
     from tlgan.axes.defaults import load_default_axes
     from tlgan.axes.math import move_to_value

@@ -325,8 +325,8 @@ class Editor:
         cheapest: 'happy' then rose with half of linear mode's smile, and with the mouth's width held too it had
         only the corners left, which MTCNN's five points cannot see (docs/exact.md, "Readings that follow the
         look"). The corners count even with the width free: leading the width alone gave 0.78× linear mode's
-        smile on 12 unseen faces, both 0.87×, at about 3× the time of a 1σ move (the mesh is read through the
-        jitters and mirrored). One that linear mode does not move the knob's way on this face is left out. With
+        smile on 12 unseen faces, both 0.87×, at about twice the time of a 1σ move (the mesh is read through
+        the jitters and mirrored). One that linear mode does not move the knob's way on this face is left out. With
         identity held none moves (the caller's rule: forcing the mouth spent the identity budget at the first step).
         """
         feats = self._features()

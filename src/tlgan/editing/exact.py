@@ -569,7 +569,8 @@ def _exact_move(model: ReadingModel, z0: torch.Tensor, target: int, goal: float,
     path that moves a stand-in offset from the knob's own reading (``softmax_ratio_readings``).
     guard: a bound checked at every point; the path ends at the last point within it (see ``Guard``).
     follow: (position in ``locks``, slope) pairs: those readings are not held still but moved with the target,
-    by ``slope`` of its change (held at their start + slope × (target's planned reading − its start)).
+    by ``slope`` of its change (held at their start + slope × (target's planned reading − its start)); read at
+    every step's end, predicted from the step's Jacobian in its chord corrections.
     locks: reading indices held at their values in z0 (names in ``lock_names``);
     linear_locks (L, D): directions whose latent projections are held (knobs
     without a reading); axis (D,): the knob's global axis, the first direction
@@ -688,7 +689,7 @@ def _exact_move(model: ReadingModel, z0: torch.Tensor, target: int, goal: float,
         dz, _ = predictor_step(g, c, want, res, axis, s.radius)
         before = (z, values, jac)
         z = into_band(z + dz)
-        for _ in range(s.chords):  # chord corrections: a fixed number, with this step's Jacobian and plain reads
+        for _ in range(s.chords):  # chord corrections: a fixed number, with this step's Jacobian (``chord_read``)
             v = chord_read(z, before[0])
             ct, rt = constraints(z, jac[1:], v)
             a = torch.cat([jac[0][None], ct])
