@@ -7,7 +7,8 @@ forward+backward each) and reads (one forward of one face each), and whether
 every edit converged. Targets: p95 ≤ 1 s on the 2-core CPU (issue 12); with
 ``--lock identity`` too (the face's identity held), p95 ≤ 2 s (issue 25).
 
-    python benchmarks/exact_speed.py [--faces 20] [--first-seed 0] [--knob happy] [--lock yaw --lock brightness] [--device cpu]
+    python benchmarks/exact_speed.py [--faces 20] [--first-seed 0] [--knob happy] [--lock yaw --lock brightness]
+        [--device cpu]
     python benchmarks/exact_speed.py --lock yaw --lock brightness --lock identity
 """
 
@@ -65,8 +66,8 @@ def main() -> None:
         lock_err.append(max(abs(v) for v in r["lock_errors"].values()))
         if not r["converged"]:
             print(f"# seed {seed}: {r['message']}")
-    print(f"exact {args.knob} {args.delta:+g}σ with {', '.join(locks)} locked, {len(times)} faces from seed {args.first_seed} "
-          f"({skipped} refused): "
+    print(f"exact {args.knob} {args.delta:+g}σ with {', '.join(locks)} locked, {len(times)} faces from seed "
+          f"{args.first_seed} ({skipped} refused): "
           f"p50 {percentile(times, 50):.3f} s, p95 {percentile(times, 95):.3f} s, max {max(times):.3f} s; {machine_load()}")
     print(f"steps mean {statistics.mean(steps):.1f} (max {max(steps)}), gradient evaluations mean "
           f"{statistics.mean(grads):.1f} (max {max(grads)}), reads mean {statistics.mean(reads):.1f}; "
